@@ -1,0 +1,960 @@
+package EV::Websockets;
+
+use strict;
+use warnings;
+
+use EV ();
+
+our $VERSION = '0.11';
+
+require XSLoader;
+XSLoader::load('EV::Websockets', $VERSION);
+
+_set_debug(1) if $ENV{EV_WS_DEBUG};
+
+package EV::Websockets::Context;
+
+# Split a proxy URL into (host, port).  Kept in Perl so tests can call it
+# directly; the scheme and any userinfo are stripped, IPv6 brackets removed.
+sub _parse_proxy {
+    my ($url) = @_;
+    return () if !defined $url || $url eq '';
+    $url =~ s{^\w+://}{};
+    $url =~ s{^[^@/]*@}{};
+    my ($host, $port);
+    if ($url =~ /^\[([^\]]*)\](?::(\d+))?/) {
+        ($host, $port) = ($1, $2);
+    } elsif ($url =~ /^([^:\/]+)(?::(\d+))?/) {
+        ($host, $port) = ($1, $2);
+    } else {
+        return ();
+    }
+    return ($host, defined $port ? $port : '1080');
+}
+
+1;
+__END__
+
+=encoding utf8
+
+=head1 NAME
+
+EV::Websockets - WebSocket client and server for the EV event loop
+
+=head1 SYNOPSIS
+
+A client:
+
+    use EV;
+    use EV::Websockets;
+
+    my $ctx = EV::Websockets::Context->new(loop => EV::default_loop);
+
+    my $conn = $ctx->connect(
+        url        => 'ws://example.com/ws',
+        on_connect => sub { my ($conn) = @_; $conn->send("Hello, WebSocket!"); },
+        on_message => sub { my ($conn, $data) = @_; print "Got: $data\n"; },
+        on_close   => sub { my ($conn, $code, $reason) = @_;
+                            print "Closed: $code " . ($reason // "") . "\n"; },
+        on_error   => sub { my ($conn, $err) = @_; print "Error: $err\n"; },
+    );
+
+    EV::run;
+
+A server that echoes every message and can broadcast:
+
+    my $port = $ctx->listen(
+        port       => 9001,
+        on_connect => sub { my ($conn, $headers) = @_;
+                            print "client on $headers->{Path}\n"; },
+        on_message => sub { my ($conn, $data, $is_binary) = @_;
+                            $is_binary ? $conn->send_binary($data)
+                                       : $conn->send($data); },
+    );
+
+    $_->send("broadcast!") for $ctx->connections;
+
+=head1 DESCRIPTION
+
+EV::Websockets speaks the WebSocket protocol (RFC 6455) as a client and as a
+server inside the L<EV> event loop, for programs that already use EV. It is a
+drop-in replacement for EV::Websockets 0.10, which was built on
+libwebsockets: same packages, methods, options, callback arguments, states
+and croak messages, with the defects listed under
+L</DIFFERENCES FROM THE ORIGINAL> fixed.
+
+The core is written in Rust: non-blocking sockets from mio, the frame codec
+from tungstenite, and a small XS layer that binds it to EV watchers. All
+protocol work happens in Rust; your callbacks are called from the EV loop
+after the Rust code has returned, never from inside it.
+
+Some properties worth knowing:
+
+=over 4
+
+=item *
+
+Nothing blocks the loop. C<connect> returns at once; host names are resolved
+on a helper thread, and the result wakes the loop.
+
+=item *
+
+Sends are queued, never written inside the call. Everything queued during one
+loop iteration is written in one go per connection just before the loop
+waits again, so a burst of sends costs few system calls. Use
+C<send_queue_size> and C<on_drain> for backpressure.
+
+=item *
+
+An idle context (no listener, no connection) holds no active watcher: it
+never spins and does not keep C<EV::run> alive.
+
+=item *
+
+Messages are delivered whole: fragmented messages are reassembled, whatever
+their size, up to C<max_message_size>. Pings are answered automatically.
+
+=back
+
+=head2 Status
+
+This is an early release of the Rust core: it implements ws:// clients and
+servers. Planned for later releases: TLS (C<wss://> and the C<ssl_*>
+options), HTTP proxy support, permessage-deflate compression and keepalive
+pings (C<ping_interval>, C<ping_timeout>). This page documents them with the
+behaviour they will have.
+
+=head1 EV::Websockets::Context
+
+A context owns listeners and connections and runs them on one EV loop.
+
+=head2 new
+
+    my $ctx = EV::Websockets::Context->new(%options);
+
+=over 4
+
+=item loop => $loop
+
+The L<EV::Loop> to run on; default C<EV::default_loop>. Anything else croaks
+with a message that names C<EV::Loop>.
+
+=item proxy => $host, proxy_port => $port
+
+HTTP proxy for outgoing connections (C<CONNECT host:port>, used for ws://
+and wss://; TLS runs inside the tunnel). C<proxy_port> defaults to 1080.
+Without C<proxy> (or with C<< proxy => undef >>), the first defined of
+C<$ENV{https_proxy}>, C<$ENV{http_proxy}> and C<$ENV{all_proxy}> is used; a
+scheme and C<user:pass@> in it are accepted, and the credentials are sent as
+C<Proxy-Authorization: Basic>. Hosts listed in C<no_proxy> / C<NO_PROXY>
+(comma-separated names, domain suffixes, or C<*>) are reached directly.
+C<< proxy => "" >> turns off every proxy, including the environment's. A
+proxy that does not answer 2xx fails the connection through C<on_error>.
+
+=item ssl_cert => $file, ssl_key => $file
+
+Client certificate and key (PEM) for mutual TLS. Both are needed together.
+
+=item ssl_ca => $file
+
+CA certificates (PEM) used as the trust store for verifying servers,
+replacing the system roots (like curl's C<--cacert>). Without it the system
+roots in F</etc/ssl/certs> are used.
+
+=item ssl_init => $bool
+
+Accepted for compatibility and has no effect: the TLS library used (rustls)
+keeps no process-global state, so this module coexists with OpenSSL,
+picotls or anything else in the same process.
+
+=back
+
+Unreadable or mismatched certificate and key files, or C<ssl_cert> without
+C<ssl_key>, croak C<< "Failed to create context: <reason>" >>, naming the file.
+
+Contexts may be created and destroyed freely, also in forked children.
+
+=head2 connect
+
+    my $conn = $ctx->connect(url => 'ws://host:port/path', %options);
+
+Starts a client connection and returns its L</EV::Websockets::Connection>
+at once, in state C<connecting>. No callback fires inside C<connect>.
+
+=over 4
+
+=item url => $url (required)
+
+C<ws://host[:port]/path> or C<wss://host[:port]/path>; the scheme is
+case-insensitive. The port defaults to 80 (ws) or 443 (wss); IPv6 literals go
+in brackets (C<ws://[2001:db8::1]:9001/>). The query is sent
+(C<ws://host?x=1> requests C</?x=1>); a fragment never is. Credentials in
+the URL (C<user:pass@>) are refused: pass an C<Authorization> header instead.
+
+=item protocol => $list
+
+Subprotocols to offer, sent verbatim as C<Sec-WebSocket-Protocol> (a comma
+list is allowed). The one the server picks is available from
+C<get_protocol>.
+
+=item headers => { Name => 'value', ... }
+
+Extra request headers. A header named like a standard one (C<Host>,
+C<Origin>, C<User-Agent>) replaces it. C<Upgrade>, C<Connection>,
+C<Sec-WebSocket-Key> and C<Sec-WebSocket-Version> belong to the handshake and
+croak, as do names or values containing CR, LF or NUL.
+
+=item connect_timeout => $seconds
+
+Deadline for the whole opening: DNS, TCP, proxy, TLS and the HTTP upgrade.
+When it passes, the socket is closed at once, C<on_error> fires once with
+C<"connect timeout">, the state becomes C<closed>, and nothing fires
+afterwards. Without this option a deadline of 30 seconds applies.
+
+=item max_message_size => $bytes
+
+Largest incoming message accepted, counted after reassembly (and
+decompression); 0, the default, means unlimited. A message of exactly this
+size is accepted. A larger one fires C<on_error> with
+C<"message exceeds max_message_size">, then the connection is closed with
+code 1009 and C<on_close> reports 1009.
+
+=item ssl_verify => 0
+
+Turns off all certificate checks for wss:// (default: on).
+
+=item compression => 0
+
+Do not offer permessage-deflate. By default the client offers it
+(C<permessage-deflate; client_no_context_takeover; client_max_window_bits>)
+and inflates compressed messages, bounded by C<max_message_size>.
+
+=item close_timeout => $seconds
+
+How long C<close> waits for the peer's close frame (default 5).
+
+=item ping_interval => $seconds, ping_timeout => $seconds
+
+Keepalive (default off; no timer exists while it is off). After
+C<ping_interval> seconds without traffic a ping is sent; if no pong arrives
+within C<ping_timeout>, C<on_error> fires with C<"ping timeout">, the
+connection is closed with 1011 and C<on_close> follows.
+
+=item on_connect, on_message, on_close, on_error, on_pong, on_drain
+
+Callbacks, see L</CALLBACKS>. For a client, the second argument of
+C<on_connect> is a hash of the server's 101 response headers.
+
+=back
+
+The request carries C<Host> (with the port when it is not the scheme's
+default), C<Origin: http(s)://host>, the upgrade headers, the offered
+subprotocols, then your C<headers>; no C<User-Agent> unless you give one.
+Redirects (301, 302, 303, 307, 308 with C<Location>, to ws, wss, http or
+https URLs) are followed, at most 5 times.
+
+A failure before the handshake completes fires C<on_error> only, never
+C<on_close>; the state inside it is C<closed>.
+
+=head2 listen
+
+    my $port = $ctx->listen(port => 9001, %options);
+
+Starts a WebSocket server and returns the port it is bound to (useful with
+C<< port => 0 >>). Each connection that completes the upgrade gets the
+listener's callbacks and C<max_message_size>. Server connections are never
+in state C<connecting>: they exist from the completed handshake on, and a
+connection is already listed by C<connections> inside its own C<on_connect>.
+A context may have several listeners.
+
+=over 4
+
+=item port => $port
+
+0 to 65535; 0 lets the system pick. Binding a port already in use croaks.
+
+=item host => $address
+
+Bind one address only (C<'127.0.0.1'>, C<'::1'>). By default the listener
+binds all interfaces, IPv4 and IPv6.
+
+=item reuse_port => 1
+
+Set C<SO_REUSEPORT>, so that several processes can listen on one port.
+
+=item name => $name
+
+Listener name, default C<'server'>; C<'default'> is reserved.
+
+=item protocol => $name or [ $name, ... ]
+
+Subprotocols this server speaks, in order of preference. A client offering
+none is accepted without one; a client offering one of them gets the first
+of the server's list that it offered; a client offering only others gets
+C<400 Bad Request>. A listener without C<protocol> accepts every client and
+answers without a protocol.
+
+=item headers => { Name => 'value', ... } (response headers)
+
+Headers added to every 101 response.
+
+=item on_handshake => sub { my ($headers) = @_; ... }
+
+Called before the 101 response with the request headers (the same hash as
+server C<on_connect> receives), in scalar context. Return a hash ref to
+accept and add its pairs to this response, another true value to accept, or
+a false value to reject: the client gets C<403 Forbidden> and no server
+callback fires for it. If it dies, the connection is rejected with the
+warning C<< "EV::Websockets: exception in on_handshake: <err>" >>.
+
+=item max_message_size, close_timeout, ping_interval, ping_timeout
+
+As for C<connect>.
+
+=item handshake_timeout => $seconds
+
+Deadline for a client to send a complete upgrade request (default 10).
+Request heads over 16 KiB are answered with 431.
+
+=item compression => 1
+
+Negotiate permessage-deflate with clients that offer it (default off).
+
+=item ssl_cert => $file, ssl_key => $file, ssl_ca => $file
+
+Serve wss:// with this certificate and key (PEM), and optionally a CA chain.
+
+=item on_connect, on_message, on_close, on_error, on_pong, on_drain (server side)
+
+Callbacks, see L</CALLBACKS>. For a server, the second argument of
+C<on_connect> is a hash of request headers.
+
+=back
+
+The request header hash (for C<on_handshake> and server C<on_connect>)
+holds, when present and non-empty: C<Path> (the request path without the
+query, percent-decoded, with C<.>, C<..> and C<//> resolved), C<Query> (the
+raw query string, without C<?>), C<URI> (the raw request target), C<Host>,
+C<Origin>, C<Cookie>, C<Authorization>, C<Sec-WebSocket-Protocol> (the list
+the client offered), C<User-Agent>, C<X-Forwarded-For>, and every other
+request header under its canonical name (C<X-Foo-Bar>).
+
+Requests that are not WebSocket upgrades are answered C<426 Upgrade Required>
+(with C<Sec-WebSocket-Version: 13>), malformed upgrades C<400 Bad Request>
+(426 for an unsupported version); the server then closes the socket.
+
+=head2 adopt
+
+    my $conn = $ctx->adopt(fh => $socket, initial_data => $bytes, %options);
+
+Takes over an accepted socket whose client is about to upgrade (or already
+sent the request), and serves the WebSocket handshake on it. C<initial_data>
+holds bytes already read from the socket, typically the HTTP upgrade
+request; they are processed as if read first. The module keeps a reference
+to the handle until the connection is freed and closes the descriptor when
+done.
+
+If C<initial_data> holds a complete request, C<on_connect> may fire inside
+C<adopt>, which then returns the connection already C<connected>. The second
+argument of C<on_connect> is always C<undef> for adopted connections.
+
+Options: C<fh> (required), C<initial_data>, C<max_message_size>,
+C<protocol>, C<headers>, C<on_handshake>, C<close_timeout>,
+C<ping_interval>, C<ping_timeout>, and the callbacks, all as for C<listen>.
+An adopted connection does not borrow settings from any listener.
+
+For example, with L<Feersum> (whose PSGI handler offers the socket as
+C<psgix.io>):
+
+    $feersum->psgi_request_handler(sub {
+        my $env = shift;
+        return [400, [], []] unless ($env->{HTTP_UPGRADE} // '') =~ /websocket/i;
+        my $hdr = "GET " . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";
+        for (sort keys %$env) {
+            next unless /^HTTP_(.+)/;
+            (my $h = $1) =~ s/_/-/g;
+            $hdr .= "$h: $env->{$_}\r\n";
+        }
+        $ctx->adopt(
+            fh           => $env->{'psgix.io'},
+            initial_data => "$hdr\r\n",
+            on_message   => sub { $_[0]->send($_[1]) },    # echo
+        );
+        return;
+    });
+
+=head2 connections
+
+    my @conns = $ctx->connections;
+
+The connections of this context whose state is C<connected> or C<closing>,
+clients and servers alike. Connections still C<connecting>, and closed ones,
+are left out.
+
+=head2 Destroying a context
+
+When a context is freed (its last reference goes away, or C<< $ctx->DESTROY >>
+is called, even inside one of its callbacks), its listening sockets close and
+its connections are detached without any callback firing: open peers get a
+best-effort close frame with code 1001. Connection objects you still hold
+then report C<closed>: C<send*> croak C<"Connection is not open">, C<close>,
+C<pause_recv> and C<resume_recv> do nothing, C<stash> still works,
+C<peer_address> and C<get_protocol> return undef and C<send_queue_size>
+returns 0.
+
+After an explicit C<< $ctx->DESTROY >>, C<connect>, C<listen> and C<adopt>
+croak C<"Context has been destroyed"> and C<connections> returns an empty
+list. Calling DESTROY again is harmless.
+
+=head1 EV::Websockets::Connection
+
+Connection objects come from C<connect>, C<adopt>, C<connections> and
+callback arguments. While you hold a reference, every callback receives that
+same object, so C<$conn == $other> and C<$seen{"$conn"}> work. A connection
+does B<not> close when its Perl object goes away: if you keep no reference,
+it stays open and its callbacks receive a fresh object each time (the
+C<stash> belongs to the connection and survives). Call C<close> to close.
+
+=head2 send
+
+    $conn->send($text);
+
+Queues a text message. A character string goes out as its UTF-8 encoding; a
+byte string must be valid UTF-8 or the call croaks (use C<send_binary> for
+bytes). Croaks unless the state is C<connected>, and while a fragmented
+message is in progress.
+
+=head2 send_binary
+
+    $conn->send_binary($bytes);
+
+Queues a binary message. Same state rules as C<send>.
+
+=head2 send_fragment
+
+    $conn->send_fragment($data, $is_binary = 0, $is_final = 1);
+
+Sends one fragment of a streaming message. With no fragmented message open,
+it starts one (text or binary per C<$is_binary>); with one open, it sends a
+continuation (C<$is_binary> is ignored). A true C<$is_final> ends the
+message, so C<send_fragment("x")> is the same as C<send("x")>. A text
+message must be valid UTF-8 as a whole.
+
+    $conn->send_fragment("part1", 0, 0);   # text, not final
+    $conn->send_fragment("part2", 0, 0);   # continuation
+    $conn->send_fragment("part3", 0, 1);   # continuation, final
+
+Pings and pongs may be sent while a fragmented message is open; C<send> and
+C<send_binary> may not.
+
+=head2 send_ping, send_pong
+
+    $conn->send_ping($payload);
+    $conn->send_pong($payload);
+
+Queue a Ping or Pong frame. The payload is optional (undef means empty) and
+silently cut to 125 bytes. Incoming pings are answered automatically;
+C<send_pong> is for unsolicited pongs (one-way keepalive). C<on_pong> fires
+for every pong received.
+
+=head2 send_queue_size
+
+Number of payload bytes queued and not yet handed to the socket (framing not
+counted). It rises as soon as you send, since nothing is written inside a
+send call. 0 when the connection is gone; never croaks.
+
+=head2 close
+
+    $conn->close($code = 1000, $reason);
+
+Starts a clean close. The code is checked first, in any state: codes outside
+1000-1003, 1007-1014 and 3000-4999 croak. Then, if the connection is
+connecting, closing, closed or destroyed, the call does nothing (it does not
+cancel a connect: use C<connect_timeout>); the first C<close> wins.
+
+Otherwise an open fragmented message is ended with an empty final fragment,
+the state becomes C<closing>, everything queued is sent in order followed by
+the close frame (the reason is UTF-8, cut to 123 bytes on a character
+boundary), and messages from the peer are still delivered. The module waits
+for the peer's close frame (at most C<close_timeout>, 5 seconds by default);
+the server side closes TCP first; then C<on_close> fires. C<on_drain> does
+not fire after C<close>.
+
+=head2 pause_recv, resume_recv
+
+Stop and restart reading. While paused nothing is read from the socket and no
+message is delivered, not even one already buffered; the peer is slowed down
+by TCP flow control. Effective while connected or closing; otherwise they do
+nothing.
+
+=head2 stash
+
+    $conn->stash->{user} = $name;
+
+A hash ref for your own per-connection data, created on first use. It lives
+as long as the connection, across Perl objects, C<close> and context
+destruction. Croaks only when the connection is destroyed.
+
+=head2 get_protocol
+
+The negotiated subprotocol, on both client and server side, while the
+connection is open; undef if none was negotiated or the connection is closed.
+
+=head2 peer_address
+
+The peer's IP address as text (IPv4 dotted quad, or IPv6 without brackets),
+without the port; undef when there is no socket.
+
+=head2 state, is_connected, is_connecting
+
+C<state> returns one of the L</STATES>. C<is_connected> is true only in
+state C<connected>, C<is_connecting> only in C<connecting>.
+
+=head1 CALLBACKS
+
+Callbacks are given as options of C<connect>, C<listen> and C<adopt>. Each
+must be a code reference; undef means none.
+
+=over 4
+
+=item on_connect => sub { my ($conn, $headers) = @_; ... }
+
+The connection is open. C<$headers>: for a client, the 101 response headers
+under their canonical names (repeated headers joined with C<", ">,
+C<Set-Cookie> with C<"; ">); for a server, the request headers described
+under L</listen>; for C<adopt>, C<undef>.
+
+=item on_message => sub { my ($conn, $data, $is_binary, $is_final) = @_; ... }
+
+A complete message. C<$data> is a byte string (never UTF-8 flagged; decode
+text yourself if you need characters), C<""> for an empty message.
+C<$is_binary> is 1 or 0. C<$is_final> is always 1 and exists for
+compatibility.
+
+=item on_close => sub { my ($conn, $code, $reason) = @_; ... }
+
+Fires exactly once for every connection that reached C<connected>, when it
+is torn down; the state is C<closed> inside it. C<$code> is never undef:
+
+=over 4
+
+=item *
+
+the code and reason of the peer's close frame, or 1005 with an undef reason
+when the frame had no code;
+
+=item *
+
+1006 with an undef reason when the connection was lost without a close frame;
+
+=item *
+
+1009 after a message over C<max_message_size>;
+
+=item *
+
+1002 after a protocol violation by the peer, 1007 after invalid UTF-8 in a
+text message or close reason;
+
+=item *
+
+1011 after a keepalive ping timeout.
+
+=back
+
+=item on_error => sub { my ($conn, $message) = @_; ... }
+
+Something went wrong; see L</ERRORS> for the messages. Before the handshake
+completes only C<on_error> fires (state C<closed>). On an open connection,
+an error the module detects (size limit, write failure, protocol violation)
+fires C<on_error>, then C<on_close>.
+
+=item on_pong => sub { my ($conn, $payload) = @_; ... }
+
+A pong arrived.
+
+=item on_drain => sub { my ($conn) = @_; ... }
+
+The send queue went from non-empty to empty (once per drain;
+C<send_queue_size> is 0 inside). Never fires after C<close>: to act once
+everything is sent before closing, do it here before calling C<close>, or
+rely on C<on_close>.
+
+=back
+
+Every callback runs under C<eval>. A C<die> inside one is caught and warned
+as C<< "EV::Websockets: exception in <what>: <error>" >>, where C<< <what> >>
+is C<connect handler>, C<message handler>, C<close handler>,
+C<error handler>, C<pong handler> or C<drain handler>, and the connection
+carries on. Your C<$@> is left as it was.
+
+Inside any callback you may call any method, open new connections, close the
+connection, destroy the context, or drop the last reference to anything.
+Messages received before a close are delivered before C<on_close>.
+Destroying the context fires no callbacks.
+
+=head1 STATES
+
+C<< $conn->state >> returns one of:
+
+=over 4
+
+=item connecting
+
+Client only: DNS, TCP, proxy, TLS or the HTTP upgrade is in progress.
+
+=item connected
+
+Open: messages can be sent and received.
+
+=item closing
+
+C<close> was called or the closing handshake is under way; queued data is
+still being sent and received messages still delivered.
+
+=item closed
+
+The connection is gone, the Perl object remains. This is the state inside
+C<on_close>, inside an C<on_error> that precedes the handshake, and after the
+context was destroyed.
+
+=item destroyed
+
+The internal structure has been freed. C<send*> and C<stash> croak
+C<"Connection has been destroyed">; C<close>, C<pause_recv> and
+C<resume_recv> do nothing; C<send_queue_size> returns 0.
+
+=back
+
+=head1 ERRORS
+
+=head2 Exceptions (croak)
+
+Options (C<connect>, C<listen>, C<adopt>):
+
+=over 4
+
+=item C<< odd number of options: key '<last arg>' has no value >>
+
+=item C<< <name> must be a code reference >>
+
+A callback option that is defined but not a CODE ref.
+
+=item C<< headers must be a hash reference >>
+
+=back
+
+An unknown option is ignored with the warning
+C<< EV::Websockets: unknown option '<key>' >>. When a key is given twice,
+the later value wins.
+
+C<connect>:
+
+=over 4
+
+=item C<url parameter is required>
+
+=item C<URL must start with ws:// or wss://>
+
+=item C<connect: invalid port in url (expected 1-65535)>
+
+=item C<connect: credentials in url are not supported; use the headers option>
+
+=item C<< headers: '<name>' is set by the handshake >>
+
+Also croaks (with a message starting C<headers:>) for header names or values
+containing CR, LF or NUL.
+
+=back
+
+C<listen>:
+
+=over 4
+
+=item C<< listen: option '<name>' must be a defined string >>
+
+For C<name>, C<protocol>, C<ssl_cert>, C<ssl_key> or C<ssl_ca> passed as
+undef.
+
+=item C<listen: vhost name 'default' is reserved>
+
+=item C<listen: ssl_cert and ssl_key must both be set for TLS (only ssl_cert was given)>
+
+Or C<(only ssl_key was given)>.
+
+=item C<listen: port must be 0-65535>
+
+=item C<< Failed to create vhost for listening: <reason> >>
+
+Bind failure (such as a port in use) or unusable TLS files.
+
+=back
+
+C<adopt>:
+
+=over 4
+
+=item C<fh parameter is required>
+
+=item C<Invalid filehandle>
+
+A closed handle. Things that are not handles at all get Perl's own
+C<Bad filehandle: ...> messages.
+
+=item C<adopt: file handle is not a socket>
+
+=item C<adopt: file handle is a listening socket>
+
+=back
+
+Context:
+
+=over 4
+
+=item C<< Failed to create context: <reason> >>
+
+=item C<Context has been destroyed>
+
+=back
+
+Connection methods:
+
+=over 4
+
+=item C<Connection is not open>
+
+C<send>, C<send_binary>, C<send_fragment>, C<send_ping> or C<send_pong> in a
+state other than C<connected> (also inside C<on_close> and after the context
+was destroyed).
+
+=item C<Connection has been destroyed>
+
+Those methods and C<stash> on a destroyed connection.
+
+=item C<Cannot send while a fragmented message is in progress; finish the fragment with send_fragment(..., is_final =E<gt> 1) first>
+
+=item C<send: text message is not valid UTF-8 (use send_binary for bytes)>
+
+=item C<< close: invalid close code <n> (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999) >>
+
+=item C<self is not of type EV::Websockets::Connection>
+
+A Connection method called on something else. Context methods called on the
+wrong object croak with Perl's standard typemap message.
+
+=back
+
+Wrap sends in C<eval> if they may race the teardown of a connection.
+
+=head2 on_error messages
+
+These texts are stable:
+
+=over 4
+
+=item C<connect timeout>
+
+C<connect_timeout> (or the default 30 second deadline) passed.
+
+=item C<< connect failed: <os error> >>
+
+The TCP connection failed, for example C<connect failed: Connection refused>.
+
+=item C<< handshake failed: HTTP <code> <reason> >>
+
+The server answered the upgrade with another status, for example
+C<handshake failed: HTTP 404 Not Found>.
+
+=item C<message exceeds max_message_size>
+
+Followed by a close with 1009.
+
+=item C<< write failed: <os error> >>
+
+=item C<ping timeout>
+
+Followed by a close with 1011.
+
+=back
+
+Other failures give a one-line description of the cause: a DNS failure names
+the host, a TLS failure gives the reason (such as an unknown issuer or a name
+mismatch), a proxy failure the proxy's status; there are messages for too
+many redirects, a peer that closed before answering, a bad
+C<Sec-WebSocket-Accept> and a subprotocol that was not offered (handshake
+problems start with C<handshake failed:>). A protocol violation by the peer
+is reported as C<< protocol error: <detail> >>, and invalid UTF-8 as
+C<< invalid UTF-8 in <text message|close reason> >>, before the connection
+closes with 1002 or 1007.
+
+=head1 DIFFERENCES FROM THE ORIGINAL
+
+Scripts written for EV::Websockets 0.10 run unchanged unless they depend on
+one of the defects fixed below (for example, passing something other than a
+code reference as a callback now croaks). The other differences are
+additions.
+
+=head2 Fixes
+
+=over 4
+
+=item *
+
+An idle context never spins an internal watcher and never starves your
+timers and I/O watchers; it does not keep C<EV::run> alive by itself.
+
+=item *
+
+Host names are resolved without blocking the loop; a DNS failure is reported
+through C<on_error> instead of a croak from C<connect>.
+
+=item *
+
+An unknown option warns instead of being silently ignored; a callback option
+that is not a code reference, and C<headers> that is not a hash reference,
+croak.
+
+=item *
+
+C<on_close> reports what really happened: the peer's code and reason, 1005,
+1006, 1009, 1002 or 1007 (see L</CALLBACKS>), never undef.
+
+=item *
+
+Exceptions in callbacks no longer clobber your C<$@>.
+
+=item *
+
+C<close> performs a real closing handshake (RFC 6455 section 7): it waits for
+the peer's close frame up to C<close_timeout>, and the server closes TCP
+first. A reason is cut on a character boundary.
+
+=item *
+
+C<connect_timeout> closes the socket at once and reports
+C<"connect timeout"> exactly once; nothing fires afterwards.
+
+=item *
+
+URLs: query strings are sent and fragments dropped; credentials in the URL
+croak. C<Host> includes a non-default port. Your headers replace standard
+ones instead of duplicating them; handshake headers and CR/LF/NUL croak.
+
+=item *
+
+C<send> of a text message that is not valid UTF-8 croaks.
+
+=item *
+
+A message over C<max_message_size> closes the connection with 1009. Protocol
+violations by the peer (unmasked client frames, masked server frames,
+reserved bits, unknown opcodes, bad control frames, bad continuations,
+invalid close codes) close it with 1002, invalid UTF-8 with 1007; none of
+them affects other connections.
+
+=item *
+
+C<get_protocol> works on both sides. C<is_connected> is true only in state
+C<connected>.
+
+=item *
+
+Server: the listener binds IPv4 and IPv6. A listener without C<protocol>
+accepts every client; a client offering only unknown subprotocols gets 400.
+A rejection from C<on_handshake> answers 403; plain HTTP requests get
+C<426 Upgrade Required> with C<Sec-WebSocket-Version: 13>; malformed
+upgrades get 400. An out-of-range C<port> croaks, and the bind failure
+message includes the reason.
+
+=item *
+
+C<adopt> croaks on a listening socket and no longer borrows settings from a
+listener named C<server>.
+
+=item *
+
+Contexts: C<proxy_port> defaults to 1080 as documented; C<< proxy => "" >>
+suppresses environment proxies; C<ssl_ca> alone works as the trust store;
+bad certificate or key files croak with the reason. Destroying a context
+sends a best-effort 1001 close frame to open peers.
+
+=item *
+
+Objects survive any destruction order during global destruction; forged or
+copied objects croak instead of crashing; threads skip cloning them.
+
+=back
+
+=head2 Additions
+
+=over 4
+
+=item *
+
+Sends are batched: everything queued during one loop iteration goes out in
+one write per connection before the loop waits.
+
+=item *
+
+C<on_connect> of a client receives every response header; server request
+headers include C<Query>, C<URI> and every other header.
+
+=item *
+
+C<listen> accepts C<host>, C<reuse_port>, C<handshake_timeout>,
+C<compression> and an array of protocols; request heads are limited to
+16 KiB.
+
+=item *
+
+C<adopt> accepts C<protocol>, C<headers> and C<on_handshake>.
+
+=item *
+
+A 30 second handshake deadline applies when C<connect_timeout> is not given.
+
+=item *
+
+C<no_proxy> is honoured, and proxy credentials are sent.
+
+=item *
+
+Keepalive: C<ping_interval> and C<ping_timeout>.
+
+=item *
+
+C<compression =E<gt> 0> on C<connect> turns off the permessage-deflate offer.
+
+=item *
+
+C<EV_WS_DEBUG=1> in the environment turns on debug output.
+
+=back
+
+=head1 DEBUGGING
+
+    EV::Websockets::_set_debug(1);    # trace on
+    EV::Websockets::_set_debug(0);    # trace off
+
+Turns process-wide tracing on or off: lines on STDERR prefixed with
+C<[EV::WS] >. Setting C<EV_WS_DEBUG=1> in the environment before the module
+loads does the same. Without it the module prints nothing on STDERR except
+the warnings described above.
+
+=head1 EXAMPLES AND BENCHMARK
+
+The distribution ships F<eg/demo.pl> (a chat server and two clients in one
+loop), F<eg/echo_server.pl>, F<eg/echo_client.pl> and F<bench/echo.pl>
+(round trips per second between a client and a server in one process).
+
+=head1 SEE ALSO
+
+L<EV>, L<Feersum>, L<Net::WebSocket::EVx>, L<AnyEvent::WebSocket::Client>,
+RFC 6455 (The WebSocket Protocol), RFC 7692 (permessage-deflate).
+
+=head1 LICENSE
+
+This library is free software; you can redistribute it and/or modify it
+under the same terms as Perl itself.
+
+=cut

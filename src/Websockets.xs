@@ -1,0 +1,1144 @@
+/* Perl binding of EV::Websockets: Perl objects, option parsing, EV watchers
+ * and callback dispatch.  All protocol work happens in the Rust core behind
+ * ev_websockets.h; this file never parses a byte of WebSocket.
+ *
+ * Control flow: an EV watcher fires -> C calls into Rust, which does its
+ * work and returns -> C pulls the queued events and calls Perl for each.
+ * Perl never runs on top of a Rust frame, and a croak only ever happens in
+ * an XS body after Rust has returned.
+ *
+ * Lifetimes: a connection's C struct lives in ext magic on its Perl object
+ * and is freed with it.  While its socket is alive the struct holds a
+ * reference to that object ("self_held"), so a connection the user dropped
+ * stays open and callbacks keep getting the same object.  Every dispatch
+ * pins the object for its duration, so a callback may close or drop its own
+ * connection or destroy the context.  The context struct is reference
+ * counted in C (its Perl object holds one reference, a running prepare
+ * callback another), so destroying it inside a callback only detaches.
+ */
+
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+
+#include "EVAPI.h"
+#include "ev_websockets.h"
+
+#include <stddef.h>
+
+#define CONN_CLASS "EV::Websockets::Connection"
+#define CTX_CLASS  "EV::Websockets::Context"
+
+static int ws_debug;
+
+#define TRACE(...) STMT_START {                                        \
+    if (ws_debug) {                                                    \
+        PerlIO_printf(PerlIO_stderr(), "[EV::WS] " __VA_ARGS__);       \
+        PerlIO_printf(PerlIO_stderr(), "\n");                          \
+    }                                                                  \
+} STMT_END
+
+/* ---- callbacks --------------------------------------------------------- */
+
+enum { CB_CONNECT, CB_MESSAGE, CB_CLOSE, CB_ERROR, CB_PONG, CB_DRAIN,
+       CB_HANDSHAKE, CB_COUNT };
+
+/* option name and the <what> of "exception in <what>" warnings */
+static const char *const cb_option[CB_COUNT] = {
+    "on_connect", "on_message", "on_close", "on_error", "on_pong",
+    "on_drain", "on_handshake" };
+static const char *const cb_what[CB_COUNT] = {
+    "connect handler", "message handler", "close handler", "error handler",
+    "pong handler", "drain handler", "on_handshake" };
+
+typedef struct { SV *cb[CB_COUNT]; } callbacks;
+
+static void callbacks_copy(callbacks *dst, const callbacks *src)
+{
+    int i;
+    for (i = 0; i < CB_COUNT; i++)
+        dst->cb[i] = src->cb[i] ? SvREFCNT_inc_simple_NN(src->cb[i]) : NULL;
+}
+
+static void callbacks_free(pTHX_ callbacks *cbs)
+{
+    int i;
+    for (i = 0; i < CB_COUNT; i++) {
+        SV *cb = cbs->cb[i];
+        cbs->cb[i] = NULL;
+        SvREFCNT_dec(cb);
+    }
+}
+
+/* Call a user callback under G_EVAL.  Takes ownership of the nargs new
+ * SVs in args.  A die is warned as "EV::Websockets: exception in <what>",
+ * and the caller's $@ is left as it was.  With want_result, returns a new
+ * copy of the scalar result (or NULL after a die). */
+static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result)
+{
+    dSP;
+    SV *result = NULL;
+    int i, count;
+
+    ENTER;
+    SAVETMPS;
+    save_scalar(PL_errgv);            /* local $@ */
+    SvREFCNT_inc_simple_void_NN(cb);  /* the callback may free its holder */
+    SAVEFREESV(cb);
+
+    PUSHMARK(SP);
+    EXTEND(SP, nargs);
+    for (i = 0; i < nargs; i++)
+        PUSHs(sv_2mortal(args[i]));
+    PUTBACK;
+
+    count = call_sv(cb, (want_result ? G_SCALAR : G_VOID | G_DISCARD) | G_EVAL);
+
+    SPAGAIN;
+    if (SvTRUE(ERRSV)) {
+        warn("EV::Websockets: exception in %s: %" SVf, cb_what[which], SVfARG(ERRSV));
+        if (want_result && count)
+            (void)POPs;
+    } else if (want_result && count) {
+        result = newSVsv(POPs);
+    }
+    PUTBACK;
+
+    FREETMPS;
+    LEAVE;
+    return result;
+}
+
+/* ---- structures -------------------------------------------------------- */
+
+typedef struct ws_ctx ws_ctx;
+typedef struct ws_conn ws_conn;
+typedef struct ws_listener ws_listener;
+
+struct ws_conn {
+    ev_io io;                 /* first: the watcher callbacks cast back */
+    ev_timer timer;
+    ews_conn *rs;             /* Rust side; NULL once the socket is gone */
+    ws_ctx *ctx;              /* NULL once detached from its context */
+    SV *self;                 /* the blessed referent */
+    int self_held;            /* we own a reference to self */
+    int destroyed;            /* DESTROY ran after the socket was gone */
+    callbacks cbs;
+    HV *stash;
+    ws_conn *prev, *next;     /* ctx->conns */
+    ws_conn *next_dirty;      /* ctx->dirty */
+    int dirty;
+    int io_events;
+    int resolving;
+    uint32_t socket_gen, deadline_gen;
+};
+
+struct ws_listener {
+    ev_io io;
+    ev_timer retry;           /* accept paused after an error (EMFILE) */
+    ews_listener *rs;
+    ws_ctx *ctx;
+    callbacks cbs;
+    ws_listener *next;
+};
+
+struct ws_ctx {
+    struct ev_loop *loop;
+    SV *loop_sv;              /* keeps a non-default loop alive */
+    ev_prepare prepare;       /* flush + deliver before the loop blocks */
+    ev_async async;           /* resolver threads wake us */
+    ews_waker *waker;
+    ws_conn *conns;
+    ws_conn *dirty;
+    ws_listener *listeners;
+    int resolving;            /* connections waiting for DNS */
+    int refs;
+    int destroyed;
+};
+
+static HV *conn_stash_hv;
+
+/* During global destruction EV's loops may already be gone: touch no
+ * watcher then, only free memory. */
+#define LOOP_USABLE (PL_phase != PERL_PHASE_DESTRUCT)
+
+static void ctx_release(ws_ctx *ctx)
+{
+    if (--ctx->refs == 0)
+        Safefree(ctx);
+}
+
+/* ---- watcher mirroring ------------------------------------------------- */
+
+static void conn_mark_dirty(ws_conn *c)
+{
+    ws_ctx *ctx = c->ctx;
+    if (c->dirty || !ctx)
+        return;
+    c->dirty = 1;
+    c->next_dirty = ctx->dirty;
+    ctx->dirty = c;
+    if (!ev_is_active(&ctx->prepare))
+        ev_prepare_start(ctx->loop, &ctx->prepare);
+}
+
+static void conn_unmark_dirty(ws_conn *c)
+{
+    ws_conn **p;
+    if (!c->dirty || !c->ctx)
+        return;
+    for (p = &c->ctx->dirty; *p; p = &(*p)->next_dirty)
+        if (*p == c) {
+            *p = c->next_dirty;
+            break;
+        }
+    c->dirty = 0;
+    c->next_dirty = NULL;
+}
+
+static void conn_set_resolving(ws_conn *c, int resolving)
+{
+    ws_ctx *ctx = c->ctx;
+    if (c->resolving == resolving || !ctx)
+        return;
+    c->resolving = resolving;
+    ctx->resolving += resolving ? 1 : -1;
+    if (ctx->resolving && !ev_is_active(&ctx->async))
+        ev_async_start(ctx->loop, &ctx->async);
+    else if (!ctx->resolving && ev_is_active(&ctx->async))
+        ev_async_stop(ctx->loop, &ctx->async);
+}
+
+static void conn_stop_watchers(pTHX_ ws_conn *c)
+{
+    if (c->ctx && LOOP_USABLE) {
+        ev_io_stop(c->ctx->loop, &c->io);
+        ev_timer_stop(c->ctx->loop, &c->timer);
+    }
+    c->io_events = 0;
+    conn_unmark_dirty(c);
+    conn_set_resolving(c, 0);
+}
+
+static void conn_unlink(ws_conn *c)
+{
+    ws_ctx *ctx = c->ctx;
+    if (!ctx)
+        return;
+    if (c->prev) c->prev->next = c->next; else ctx->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->ctx = NULL;
+}
+
+/* The socket is gone: stop everything, free the Rust side, drop the
+ * callbacks (breaking closure cycles) and our hold on the object.  This may
+ * free c itself: callers must not touch c afterwards unless they pinned
+ * c->self. */
+static void conn_teardown(pTHX_ ws_conn *c)
+{
+    TRACE("connection %p torn down", (void *)c);
+    conn_stop_watchers(aTHX_ c);
+    if (c->rs) {
+        ews_conn_free(c->rs);
+        c->rs = NULL;
+    }
+    conn_unlink(c);
+    callbacks_free(aTHX_ &c->cbs);
+    if (c->self_held) {
+        c->self_held = 0;
+        SvREFCNT_dec(c->self);
+    }
+}
+
+/* Mirror what the Rust side wants into the watchers. */
+static void conn_sync(pTHX_ ws_conn *c)
+{
+    ews_interest in;
+    struct ev_loop *loop;
+    int events;
+
+    if (!c->rs || !c->ctx)
+        return;
+    ews_conn_interest(c->rs, &in);
+    if (in.finished) {
+        conn_teardown(aTHX_ c);
+        return;
+    }
+    loop = c->ctx->loop;
+    events = in.fd < 0 ? 0 : (in.read ? EV_READ : 0) | (in.write ? EV_WRITE : 0);
+    if (events != c->io_events || in.socket_gen != c->socket_gen) {
+        ev_io_stop(loop, &c->io);
+        if (events) {
+            ev_io_set(&c->io, in.fd, events);
+            ev_io_start(loop, &c->io);
+        }
+        c->io_events = events;
+        c->socket_gen = in.socket_gen;
+    }
+    if (in.deadline_gen != c->deadline_gen) {
+        double after = ews_conn_deadline_in(c->rs);
+        c->deadline_gen = in.deadline_gen;
+        ev_timer_stop(loop, &c->timer);
+        if (after >= 0) {
+            ev_timer_set(&c->timer, after, 0.);
+            ev_timer_start(loop, &c->timer);
+        }
+    }
+    conn_set_resolving(c, in.resolving);
+    if (in.prepare)
+        conn_mark_dirty(c);
+}
+
+/* ---- connection objects ------------------------------------------------ */
+
+static int conn_magic_free(pTHX_ SV *sv, MAGIC *mg);
+
+static MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_magic_free, NULL, NULL, NULL };
+
+static int conn_magic_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    ws_conn *c = (ws_conn *)mg->mg_ptr;
+    PERL_UNUSED_ARG(sv);
+    if (!c)
+        return 0;
+    mg->mg_ptr = NULL;
+    c->self_held = 0;        /* the object is going regardless */
+    conn_stop_watchers(aTHX_ c);
+    if (c->rs)
+        ews_conn_free(c->rs);
+    conn_unlink(c);
+    callbacks_free(aTHX_ &c->cbs);
+    SvREFCNT_dec((SV *)c->stash);
+    Safefree(c);
+    return 0;
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* A new connection and its object; *rv gets a new reference to the
+ * object.  The connection holds another while its socket lives. */
+static ws_conn *conn_new(pTHX_ ws_ctx *ctx, ews_conn *rs, const callbacks *cbs, SV **rv)
+{
+    ws_conn *c;
+    SV *obj;
+
+    Newxz(c, 1, ws_conn);
+    ev_init(&c->io, conn_io_cb);
+    ev_init(&c->timer, conn_timer_cb);
+    c->rs = rs;
+    c->ctx = ctx;
+    callbacks_copy(&c->cbs, cbs);
+    c->next = ctx->conns;
+    if (ctx->conns)
+        ctx->conns->prev = c;
+    ctx->conns = c;
+
+    obj = newSV_type(SVt_PVMG);
+    sv_magicext(obj, NULL, PERL_MAGIC_ext, &conn_vtbl, (const char *)c, 0);
+    *rv = sv_bless(newRV_noinc(obj), conn_stash_hv);
+    c->self = obj;
+    c->self_held = 1;
+    SvREFCNT_inc_simple_void_NN(obj);
+    return c;
+}
+
+static ws_conn *conn_from_sv(pTHX_ SV *sv)
+{
+    MAGIC *mg;
+    if (SvROK(sv) && SvOBJECT(SvRV(sv))
+        && (mg = mg_findext(SvRV(sv), PERL_MAGIC_ext, &conn_vtbl)) && mg->mg_ptr)
+        return (ws_conn *)mg->mg_ptr;
+    croak("self is not of type " CONN_CLASS);
+}
+
+/* A live connection for send-like methods, or the documented croak. */
+static ews_conn *conn_open(pTHX_ ws_conn *c)
+{
+    if (c->destroyed)
+        croak("Connection has been destroyed");
+    if (!c->rs)
+        croak("Connection is not open");
+    return c->rs;
+}
+
+static SV *headers_hv(pTHX_ ews_conn *rs)
+{
+    HV *hv = newHV();
+    ews_header h;
+    size_t i;
+    for (i = 0; ews_conn_header(rs, i, &h); i++)
+        (void)hv_store(hv, h.name, (I32)h.name_len, newSVpvn(h.value, h.value_len), 0);
+    return newRV_noinc((SV *)hv);
+}
+
+/* A hash ref of headers -> an array for Rust (strings borrowed from the
+ * hash; valid while it is). */
+static ews_header *header_array(pTHX_ SV *hash_ref, size_t *count)
+{
+    HV *hv;
+    HE *he;
+    ews_header *list;
+    size_t n = 0;
+
+    *count = 0;
+    if (!hash_ref)
+        return NULL;
+    hv = (HV *)SvRV(hash_ref);
+    Newx(list, HvUSEDKEYS(hv) + 1, ews_header);
+    SAVEFREEPV(list);
+    hv_iterinit(hv);
+    while ((he = hv_iternext(hv))) {
+        STRLEN klen, vlen;
+        list[n].name = HePV(he, klen);
+        list[n].name_len = klen;
+        list[n].value = SvPV(HeVAL(he), vlen);
+        list[n].value_len = vlen;
+        n++;
+    }
+    *count = n;
+    return list;
+}
+
+/* on_handshake's verdict: accept (adding a returned hash's pairs) or
+ * reject with 403. */
+static void conn_handshake(pTHX_ ws_conn *c)
+{
+    SV *cb = c->cbs.cb[CB_HANDSHAKE];
+    SV *verdict;
+    size_t n = 0;
+    ews_header *extra = NULL;
+
+    if (!cb) {
+        ews_conn_accept_upgrade(c->rs, NULL, 0);
+        return;
+    }
+    {
+        SV *arg = headers_hv(aTHX_ c->rs);
+        verdict = invoke(aTHX_ cb, CB_HANDSHAKE, &arg, 1, 1);
+    }
+    if (!c->rs)
+        goto done;
+    if (!verdict || !SvTRUE(verdict)) {
+        TRACE("handshake rejected");
+        ews_conn_reject_upgrade(c->rs);
+        goto done;
+    }
+    ENTER;
+    if (SvROK(verdict) && SvTYPE(SvRV(verdict)) == SVt_PVHV)
+        extra = header_array(aTHX_ verdict, &n);
+    ews_conn_accept_upgrade(c->rs, extra, n);
+    LEAVE;
+done:
+    SvREFCNT_dec(verdict);
+}
+
+/* Deliver every queued event to the user's callbacks.  c->self must be
+ * pinned by the caller. */
+static void conn_deliver(pTHX_ ws_conn *c)
+{
+    ews_event ev;
+    SV *args[4];
+
+    while (c->rs && ews_conn_next_event(c->rs, &ev)) {
+        SV *cb;
+        int which, nargs = 1;
+
+        switch (ev.kind) {
+        case EWS_EV_HANDSHAKE:
+            conn_handshake(aTHX_ c);
+            continue;
+        case EWS_EV_CONNECTED:
+            which = CB_CONNECT;
+            break;
+        case EWS_EV_MESSAGE:
+            which = CB_MESSAGE;
+            break;
+        case EWS_EV_PONG:
+            which = CB_PONG;
+            break;
+        case EWS_EV_DRAIN:
+            which = CB_DRAIN;
+            break;
+        case EWS_EV_ERROR:
+            which = CB_ERROR;
+            TRACE("error: %.*s", (int)ev.len, ev.data);
+            break;
+        case EWS_EV_CLOSED:
+            which = CB_CLOSE;
+            TRACE("closed: %d", ev.code);
+            break;
+        default:
+            continue;
+        }
+        cb = c->cbs.cb[which];
+        if (!cb)
+            continue;
+
+        /* copy everything before Perl runs: ev points into Rust memory */
+        args[0] = newRV_inc(c->self);
+        switch (ev.kind) {
+        case EWS_EV_CONNECTED:
+            args[nargs++] = headers_hv(aTHX_ c->rs);
+            break;
+        case EWS_EV_MESSAGE:
+            args[nargs++] = newSVpvn(ev.data, ev.len);
+            args[nargs++] = newSViv(ev.binary);
+            args[nargs++] = newSViv(1);
+            break;
+        case EWS_EV_PONG:
+        case EWS_EV_ERROR:
+            args[nargs++] = newSVpvn(ev.data, ev.len);
+            break;
+        case EWS_EV_CLOSED:
+            args[nargs++] = newSViv(ev.code);
+            args[nargs++] = ev.has_reason ? newSVpvn(ev.data, ev.len) : newSV(0);
+            break;
+        }
+        invoke(aTHX_ cb, which, args, nargs, 0);
+    }
+}
+
+/* After Rust acted on c: deliver its events and mirror its interest.
+ * Pins c->self for the duration; c may be freed when this returns. */
+static void conn_settle(pTHX_ ws_conn *c)
+{
+    SV *self = c->self;
+    SvREFCNT_inc_simple_void_NN(self);
+    conn_deliver(aTHX_ c);
+    conn_sync(aTHX_ c);
+    SvREFCNT_dec(self);
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    ws_conn *c = (ws_conn *)w;
+    dTHX;
+    PERL_UNUSED_ARG(loop);
+    if (c->rs)
+        ews_conn_on_io(c->rs, revents & EV_READ, revents & EV_WRITE);
+    conn_settle(aTHX_ c);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ws_conn *c = (ws_conn *)((char *)w - offsetof(ws_conn, timer));
+    dTHX;
+    PERL_UNUSED_ARG(loop);
+    PERL_UNUSED_ARG(revents);
+    if (c->rs)
+        ews_conn_on_timer(c->rs);
+    conn_settle(aTHX_ c);
+}
+
+static int conn_state(ws_conn *c)
+{
+    return c->rs ? ews_conn_state(c->rs) : EWS_CLOSED;
+}
+
+/* ---- context ----------------------------------------------------------- */
+
+/* Flush every connection with pending output, deliver pending events. */
+static void ctx_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    ws_ctx *ctx = (ws_ctx *)((char *)w - offsetof(ws_ctx, prepare));
+    dTHX;
+    PERL_UNUSED_ARG(revents);
+
+    ctx->refs++;
+    while (!ctx->destroyed && ctx->dirty) {
+        ws_conn *c = ctx->dirty;
+        ctx->dirty = c->next_dirty;
+        c->next_dirty = NULL;
+        c->dirty = 0;
+        if (c->rs)
+            ews_conn_flush(c->rs);
+        conn_settle(aTHX_ c);
+    }
+    if (!ctx->destroyed && !ctx->dirty)
+        ev_prepare_stop(loop, w);
+    ctx_release(ctx);
+}
+
+/* A resolver thread answered: let each waiting connection look. */
+static void ctx_async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    ws_ctx *ctx = (ws_ctx *)((char *)w - offsetof(ws_ctx, async));
+    ws_conn *c;
+    dTHX;
+    PERL_UNUSED_ARG(loop);
+    PERL_UNUSED_ARG(revents);
+
+    ctx->refs++;
+again:
+    for (c = ctx->conns; c && !ctx->destroyed; c = c->next)
+        if (c->resolving && c->rs && ews_conn_on_lookup(c->rs)) {
+            conn_settle(aTHX_ c);
+            goto again;   /* callbacks may have changed the list */
+        }
+    ctx_release(ctx);
+}
+
+/* From a resolver thread: only ev_async_send is safe here. */
+static void ctx_wake(void *data)
+{
+    ws_ctx *ctx = (ws_ctx *)data;
+    ev_async_send(ctx->loop, &ctx->async);
+}
+
+/* Accept what is pending (a bounded batch per wake-up).  On an error such
+ * as EMFILE, pause accepting briefly instead of spinning on a listening
+ * socket that stays readable. */
+static void listener_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    ws_listener *l = (ws_listener *)w;
+    int i;
+    dTHX;
+    PERL_UNUSED_ARG(revents);
+
+    for (i = 0; i < 64; i++) {
+        ews_error err;
+        ews_conn *rs = ews_listener_accept(l->rs, &err);
+        SV *rv;
+        if (!rs) {
+            if (err.msg[0]) {
+                TRACE("accept failed: %s", err.msg);
+                ev_io_stop(loop, &l->io);
+                ev_timer_start(loop, &l->retry);
+            }
+            break;
+        }
+        TRACE("accepted a connection");
+        conn_sync(aTHX_ conn_new(aTHX_ l->ctx, rs, &l->cbs, &rv));
+        SvREFCNT_dec(rv);   /* the connection holds its own object */
+    }
+}
+
+static void listener_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ws_listener *l = (ws_listener *)((char *)w - offsetof(ws_listener, retry));
+    PERL_UNUSED_ARG(revents);
+    ev_io_start(loop, &l->io);
+}
+
+static void listener_free(pTHX_ ws_listener *l)
+{
+    if (LOOP_USABLE) {
+        ev_io_stop(l->ctx->loop, &l->io);
+        ev_timer_stop(l->ctx->loop, &l->retry);
+    }
+    ews_listener_free(l->rs);
+    callbacks_free(aTHX_ &l->cbs);
+    Safefree(l);
+}
+
+/* Detach everything without firing callbacks: open peers get a
+ * best-effort 1001, listening sockets close. */
+static void ctx_destroy(pTHX_ ws_ctx *ctx)
+{
+    if (ctx->destroyed)
+        return;
+    ctx->destroyed = 1;
+    TRACE("context %p destroyed", (void *)ctx);
+    if (LOOP_USABLE) {
+        ev_prepare_stop(ctx->loop, &ctx->prepare);
+        ev_async_stop(ctx->loop, &ctx->async);
+    }
+    /* no more wake-ups from resolver threads */
+    ews_waker_free(ctx->waker);
+    ctx->waker = NULL;
+    while (ctx->dirty) {
+        ws_conn *c = ctx->dirty;
+        ctx->dirty = c->next_dirty;
+        c->dirty = 0;
+        c->next_dirty = NULL;
+    }
+    while (ctx->listeners) {
+        ws_listener *l = ctx->listeners;
+        ctx->listeners = l->next;
+        listener_free(aTHX_ l);
+    }
+    while (ctx->conns) {
+        ws_conn *c = ctx->conns;
+        if (c->rs)
+            ews_conn_abandon(c->rs);
+        conn_teardown(aTHX_ c);  /* unlinks c; may free it */
+    }
+    ctx->resolving = 0;
+    if (ctx->loop_sv) {
+        SV *loop_sv = ctx->loop_sv;
+        ctx->loop_sv = NULL;
+        SvREFCNT_dec(loop_sv);
+    }
+}
+
+static int ctx_magic_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    ws_ctx *ctx = (ws_ctx *)mg->mg_ptr;
+    PERL_UNUSED_ARG(sv);
+    if (!ctx)
+        return 0;
+    mg->mg_ptr = NULL;
+    ctx_destroy(aTHX_ ctx);
+    ctx_release(ctx);
+    return 0;
+}
+
+static MGVTBL ctx_vtbl = { NULL, NULL, NULL, NULL, ctx_magic_free, NULL, NULL, NULL };
+
+/* The typemap's check for Context methods. */
+static ws_ctx *ctx_from_sv(pTHX_ SV *sv, const char *func)
+{
+    MAGIC *mg;
+    if (SvROK(sv) && sv_derived_from(sv, CTX_CLASS)
+        && (mg = mg_findext(SvRV(sv), PERL_MAGIC_ext, &ctx_vtbl)) && mg->mg_ptr)
+        return (ws_ctx *)mg->mg_ptr;
+    croak("%s: %s is not of type %s", func, "self", CTX_CLASS);
+}
+
+static ws_ctx *ctx_alive(pTHX_ ws_ctx *ctx)
+{
+    if (ctx->destroyed)
+        croak("Context has been destroyed");
+    return ctx;
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+enum { OPT_VALUE, OPT_CODE, OPT_HASH };
+
+typedef struct {
+    const char *name;
+    int kind;
+} opt_spec;
+
+/* Options common to connect and listen, then each one's own; the callback
+ * options come first so that index == CB_* for them. */
+#define CALLBACK_OPTS                                                   \
+    { "on_connect", OPT_CODE }, { "on_message", OPT_CODE },             \
+    { "on_close", OPT_CODE }, { "on_error", OPT_CODE },                 \
+    { "on_pong", OPT_CODE }, { "on_drain", OPT_CODE },                  \
+    { "on_handshake", OPT_CODE }
+
+enum { O_HEADERS = CB_COUNT, O_PROTOCOL, O_MAX_MESSAGE, O_CLOSE_TIMEOUT,
+       O_FIRST_OWN };
+
+#define COMMON_OPTS                                                     \
+    CALLBACK_OPTS, { "headers", OPT_HASH }, { "protocol", OPT_VALUE },  \
+    { "max_message_size", OPT_VALUE }, { "close_timeout", OPT_VALUE }
+
+enum { OC_URL = O_FIRST_OWN, OC_CONNECT_TIMEOUT, OC_SSL_VERIFY, OC_COUNT };
+static const opt_spec connect_spec[] = {
+    COMMON_OPTS, { "url", OPT_VALUE }, { "connect_timeout", OPT_VALUE },
+    { "ssl_verify", OPT_VALUE }, { NULL, 0 } };
+
+enum { OL_PORT = O_FIRST_OWN, OL_NAME, OL_SSL_CERT, OL_SSL_KEY, OL_SSL_CA,
+       OL_HANDSHAKE_TIMEOUT, OL_COUNT };
+static const opt_spec listen_spec[] = {
+    COMMON_OPTS, { "port", OPT_VALUE }, { "name", OPT_VALUE },
+    { "ssl_cert", OPT_VALUE }, { "ssl_key", OPT_VALUE }, { "ssl_ca", OPT_VALUE },
+    { "handshake_timeout", OPT_VALUE }, { NULL, 0 } };
+
+enum { ON_LOOP, ON_PROXY, ON_PROXY_PORT, ON_SSL_CERT, ON_SSL_KEY, ON_SSL_CA,
+       ON_SSL_INIT, ON_COUNT };
+static const opt_spec new_spec[] = {
+    { "loop", OPT_VALUE }, { "proxy", OPT_VALUE }, { "proxy_port", OPT_VALUE },
+    { "ssl_cert", OPT_VALUE }, { "ssl_key", OPT_VALUE }, { "ssl_ca", OPT_VALUE },
+    { "ssl_init", OPT_VALUE }, { NULL, 0 } };
+
+/* key => value pairs -> out[] by spec index.  An option given as undef is
+ * &PL_sv_undef (so callers can tell it from absent, NULL).  Later
+ * duplicates win; unknown keys warn. */
+static void parse_opts(pTHX_ SV **args, I32 n, const opt_spec *spec, SV **out)
+{
+    I32 i;
+    if (n % 2)
+        croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
+    for (i = 0; i < n; i += 2) {
+        const char *key = SvPV_nolen(args[i]);
+        SV *value = args[i + 1];
+        int j;
+        for (j = 0; spec[j].name; j++)
+            if (strEQ(key, spec[j].name))
+                break;
+        if (!spec[j].name) {
+            warn("EV::Websockets: unknown option '%s'", key);
+            continue;
+        }
+        if (!SvOK(value)) {
+            out[j] = &PL_sv_undef;
+            continue;
+        }
+        if (spec[j].kind == OPT_CODE
+            && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVCV))
+            croak("%s must be a code reference", spec[j].name);
+        if (spec[j].kind == OPT_HASH
+            && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVHV))
+            croak("%s must be a hash reference", spec[j].name);
+        out[j] = value;
+    }
+}
+
+#define OPT_SET(sv) ((sv) && SvOK(sv))
+
+static void opts_callbacks(SV **opts, callbacks *cbs)
+{
+    int i;
+    for (i = 0; i < CB_COUNT; i++)
+        cbs->cb[i] = OPT_SET(opts[i]) ? SvRV(opts[i]) : NULL;
+}
+
+static double opt_seconds(pTHX_ SV *sv)
+{
+    return OPT_SET(sv) ? SvNV(sv) : -1.0;
+}
+
+static uint64_t opt_size(pTHX_ SV *sv)
+{
+    IV v = OPT_SET(sv) ? SvIV(sv) : 0;
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/* ---- XS ---------------------------------------------------------------- */
+
+typedef ws_ctx *EV__Websockets__Context;
+
+MODULE = EV::Websockets   PACKAGE = EV::Websockets
+
+PROTOTYPES: DISABLE
+
+BOOT:
+{
+    I_EV_API("EV::Websockets");
+    conn_stash_hv = gv_stashpv(CONN_CLASS, GV_ADD);
+}
+
+void
+_set_debug(int on)
+CODE:
+    ws_debug = on;
+
+MODULE = EV::Websockets   PACKAGE = EV::Websockets::Context
+
+SV *
+new(const char *class, ...)
+PREINIT:
+    SV *opts[ON_COUNT] = { 0 };
+    ws_ctx *ctx;
+    SV *obj;
+CODE:
+    parse_opts(aTHX_ &ST(1), items - 1, new_spec, opts);
+    if (OPT_SET(opts[ON_SSL_CERT]) || OPT_SET(opts[ON_SSL_KEY]) || OPT_SET(opts[ON_SSL_CA]))
+        croak("Failed to create context: TLS is not supported by this build yet");
+    Newxz(ctx, 1, ws_ctx);
+    ctx->refs = 1;
+    if (OPT_SET(opts[ON_LOOP])) {
+        SV *loop = opts[ON_LOOP];
+        if (!(SvROK(loop) && sv_derived_from(loop, "EV::Loop"))) {
+            Safefree(ctx);
+            croak("loop must be an EV::Loop object");
+        }
+        ctx->loop = INT2PTR(struct ev_loop *, SvIVX(SvRV(loop)));
+        ctx->loop_sv = SvREFCNT_inc_simple_NN(SvRV(loop));
+    } else {
+        ctx->loop = EV_DEFAULT;
+    }
+    ev_prepare_init(&ctx->prepare, ctx_prepare_cb);
+    ev_async_init(&ctx->async, ctx_async_cb);
+    ctx->waker = ews_waker_new(ctx_wake, ctx);
+    obj = newSV_type(SVt_PVMG);
+    sv_magicext(obj, NULL, PERL_MAGIC_ext, &ctx_vtbl, (const char *)ctx, 0);
+    RETVAL = sv_bless(newRV_noinc(obj), gv_stashpv(class, GV_ADD));
+    TRACE("context %p created", (void *)ctx);
+OUTPUT:
+    RETVAL
+
+SV *
+connect(EV::Websockets::Context ctx, ...)
+PREINIT:
+    SV *opts[OC_COUNT] = { 0 };
+    ews_connect_opts o = { 0 };
+    ews_error err;
+    callbacks cbs;
+    ews_conn *rs;
+    STRLEN len;
+CODE:
+    ctx_alive(aTHX_ ctx);
+    parse_opts(aTHX_ &ST(1), items - 1, connect_spec, opts);
+    if (!OPT_SET(opts[OC_URL]))
+        croak("url parameter is required");
+    o.url = SvPV(opts[OC_URL], len);
+    o.url_len = len;
+    if (OPT_SET(opts[O_PROTOCOL])) {
+        o.protocol = SvPV(opts[O_PROTOCOL], len);
+        o.protocol_len = len;
+    }
+    o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
+    o.max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
+    o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT]);
+    o.close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
+    rs = ews_connect(&o, ctx->waker, &err);
+    if (!rs)
+        croak("%s", err.msg);
+    opts_callbacks(opts, &cbs);
+    TRACE("connect %.*s", (int)o.url_len, o.url);
+    conn_sync(aTHX_ conn_new(aTHX_ ctx, rs, &cbs, &RETVAL));
+OUTPUT:
+    RETVAL
+
+IV
+listen(EV::Websockets::Context ctx, ...)
+PREINIT:
+    SV *opts[OL_COUNT] = { 0 };
+    static const int string_opts[] = { OL_NAME, O_PROTOCOL, OL_SSL_CERT, OL_SSL_KEY, OL_SSL_CA };
+    ews_listen_opts o = { 0 };
+    ews_header protocol = { 0 };
+    ews_error err;
+    ws_listener *l;
+    IV port = 0;
+    size_t i;
+    int cert, key;
+CODE:
+    ctx_alive(aTHX_ ctx);
+    parse_opts(aTHX_ &ST(1), items - 1, listen_spec, opts);
+    for (i = 0; i < sizeof string_opts / sizeof *string_opts; i++)
+        if (opts[string_opts[i]] == &PL_sv_undef)
+            croak("listen: option '%s' must be a defined string", listen_spec[string_opts[i]].name);
+    if (opts[OL_NAME] && strEQ(SvPV_nolen(opts[OL_NAME]), "default"))
+        croak("listen: vhost name 'default' is reserved");
+    cert = opts[OL_SSL_CERT] && SvCUR(opts[OL_SSL_CERT]) ? 1 : 0;
+    key = opts[OL_SSL_KEY] && SvCUR(opts[OL_SSL_KEY]) ? 1 : 0;
+    if (cert != key)
+        croak("listen: ssl_cert and ssl_key must both be set for TLS (only %s was given)",
+              cert ? "ssl_cert" : "ssl_key");
+    if (OPT_SET(opts[OL_PORT]))
+        port = SvIV(opts[OL_PORT]);
+    if (port < 0 || port > 65535)
+        croak("listen: port must be 0-65535");
+    if (cert)
+        croak("Failed to create vhost for listening: TLS is not supported by this build yet");
+    o.port = (uint16_t)port;
+    if (opts[O_PROTOCOL]) {
+        STRLEN len;
+        protocol.name = SvPV(opts[O_PROTOCOL], len);
+        protocol.name_len = len;
+        o.protocols = &protocol;
+        o.n_protocols = 1;
+    }
+    o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
+    o.max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
+    o.handshake_timeout = opt_seconds(aTHX_ opts[OL_HANDSHAKE_TIMEOUT]);
+    o.close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
+    Newxz(l, 1, ws_listener);
+    l->rs = ews_listen(&o, &err);
+    if (!l->rs) {
+        Safefree(l);
+        croak("Failed to create vhost for listening: %s", err.msg);
+    }
+    {
+        callbacks cbs;
+        opts_callbacks(opts, &cbs);
+        callbacks_copy(&l->cbs, &cbs);
+    }
+    l->ctx = ctx;
+    l->next = ctx->listeners;
+    ctx->listeners = l;
+    ev_io_init(&l->io, listener_io_cb, ews_listener_fd(l->rs), EV_READ);
+    ev_timer_init(&l->retry, listener_retry_cb, 0.1, 0.);
+    ev_io_start(ctx->loop, &l->io);
+    RETVAL = ews_listener_port(l->rs);
+    TRACE("listening on port %d", (int)RETVAL);
+OUTPUT:
+    RETVAL
+
+void
+connections(EV::Websockets::Context ctx)
+PREINIT:
+    ws_conn *c;
+    IV count = 0;
+PPCODE:
+    for (c = ctx->destroyed ? NULL : ctx->conns; c; c = c->next) {
+        int state = conn_state(c);
+        if (state != EWS_CONNECTED && state != EWS_CLOSING)
+            continue;
+        count++;
+        if (GIMME_V == G_LIST)
+            mXPUSHs(newRV_inc(c->self));
+    }
+    if (GIMME_V != G_LIST)
+        mXPUSHi(count);
+
+void
+DESTROY(EV::Websockets::Context ctx)
+CODE:
+    ctx_destroy(aTHX_ ctx);
+
+int
+CLONE_SKIP(...)
+CODE:
+    RETVAL = 1;
+OUTPUT:
+    RETVAL
+
+MODULE = EV::Websockets   PACKAGE = EV::Websockets::Connection
+
+void
+send(SV *self, SV *data)
+ALIAS:
+    send_binary = EWS_BINARY
+    send_ping = EWS_PING
+    send_pong = EWS_PONG
+PREINIT:
+    ws_conn *c;
+    ews_conn *rs;
+    ews_error err;
+    const char *p = "";
+    STRLEN len = 0;
+CODE:
+    c = conn_from_sv(aTHX_ self);
+    rs = conn_open(aTHX_ c);
+    if (SvOK(data))
+        p = SvPV(data, len);
+    if (ews_conn_send(rs, ix, 0, 1, p, len, &err))
+        croak("%s", err.msg);
+    conn_mark_dirty(c);
+
+void
+send_fragment(SV *self, SV *data, int is_binary = 0, int is_final = 1)
+PREINIT:
+    ws_conn *c;
+    ews_conn *rs;
+    ews_error err;
+    const char *p = "";
+    STRLEN len = 0;
+CODE:
+    c = conn_from_sv(aTHX_ self);
+    rs = conn_open(aTHX_ c);
+    if (SvOK(data))
+        p = SvPV(data, len);
+    if (ews_conn_send(rs, EWS_FRAGMENT, is_binary, is_final, p, len, &err))
+        croak("%s", err.msg);
+    conn_mark_dirty(c);
+
+void
+close(SV *self, SV *code_sv = NULL, SV *reason = NULL)
+PREINIT:
+    ws_conn *c;
+    ews_error err;
+    IV code = 1000;
+    const char *p = "";
+    STRLEN len = 0;
+CODE:
+    c = conn_from_sv(aTHX_ self);
+    if (code_sv && SvOK(code_sv))
+        code = SvIV(code_sv);
+    if (reason && SvOK(reason))
+        p = SvPVutf8(reason, len);
+    if (!c->rs || c->destroyed) {
+        if (ews_close_code_error(code, &err))
+            croak("%s", err.msg);
+        XSRETURN_EMPTY;
+    }
+    if (ews_conn_close(c->rs, code, p, len, &err))
+        croak("%s", err.msg);
+    conn_mark_dirty(c);
+
+void
+pause_recv(SV *self)
+ALIAS:
+    resume_recv = 1
+PREINIT:
+    ws_conn *c;
+CODE:
+    c = conn_from_sv(aTHX_ self);
+    if (c->rs) {
+        ews_conn_set_paused(c->rs, !ix);
+        conn_sync(aTHX_ c);
+    }
+
+UV
+send_queue_size(SV *self)
+CODE:
+    {
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        RETVAL = c->rs ? ews_conn_queued(c->rs) : 0;
+    }
+OUTPUT:
+    RETVAL
+
+SV *
+stash(SV *self)
+CODE:
+    {
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        if (c->destroyed)
+            croak("Connection has been destroyed");
+        if (!c->stash)
+            c->stash = newHV();
+        RETVAL = newRV_inc((SV *)c->stash);
+    }
+OUTPUT:
+    RETVAL
+
+SV *
+get_protocol(SV *self)
+CODE:
+    {
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        const char *p;
+        size_t len;
+        RETVAL = c->rs && ews_conn_protocol(c->rs, &p, &len)
+            ? newSVpvn(p, len) : newSV(0);
+    }
+OUTPUT:
+    RETVAL
+
+SV *
+peer_address(SV *self)
+CODE:
+    {
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        char buf[64];
+        size_t len = c->rs ? ews_conn_peer_address(c->rs, buf, sizeof buf) : 0;
+        RETVAL = len ? newSVpvn(buf, len) : newSV(0);
+    }
+OUTPUT:
+    RETVAL
+
+const char *
+state(SV *self)
+CODE:
+    {
+        static const char *const names[] = { "connecting", "connected", "closing", "closed" };
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        RETVAL = c->destroyed ? "destroyed" : names[conn_state(c)];
+    }
+OUTPUT:
+    RETVAL
+
+bool
+is_connected(SV *self)
+ALIAS:
+    is_connecting = 1
+CODE:
+    {
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        int want = ix ? EWS_CONNECTING : EWS_CONNECTED;
+        RETVAL = !c->destroyed && conn_state(c) == want;
+    }
+OUTPUT:
+    RETVAL
+
+void
+DESTROY(SV *self)
+CODE:
+    {
+        /* Never closes: an open connection holds its own object, so this
+         * only marks one whose socket is already gone. */
+        MAGIC *mg = SvROK(self) ? mg_findext(SvRV(self), PERL_MAGIC_ext, &conn_vtbl) : NULL;
+        ws_conn *c = mg ? (ws_conn *)mg->mg_ptr : NULL;
+        if (c && !c->rs)
+            c->destroyed = 1;
+    }

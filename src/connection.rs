@@ -1,0 +1,901 @@
+//! One WebSocket connection as a state machine that the event loop drives.
+//!
+//! The binding calls `on_readable` / `on_writable` / `on_timer` /
+//! `on_lookup` when its watchers fire and `flush` once per loop iteration,
+//! then pulls events with [`Connection::next_event`] and mirrors
+//! [`Connection::interest`] into its watchers.  Frames are parsed only when
+//! an event is pulled, so a paused connection delivers nothing and payloads
+//! are handed out straight from the read buffer.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+use crate::endpoint::{self, Endpoint};
+use crate::frame::{self, Control, Data, OpCode};
+use crate::handshake::Parsed;
+use crate::handshake::client::ClientHandshake;
+use crate::handshake::server::{self, ServerPolicy, UpgradeRequest, Verdict};
+use crate::headers::HeaderList;
+use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
+use crate::os_error;
+use crate::outbound::{Flushed, Outbound};
+use crate::resolver::{Lookup, Waker};
+use crate::utf8::Utf8Stream;
+
+/// Handshake deadline of a client that did not set `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing handshake may wait for the peer.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server waits for a complete upgrade request.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `connect` was asked for.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub url: String,
+    pub protocol: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// 0 means unlimited.
+    pub max_message: usize,
+    pub connect_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(url: &str) -> ClientOptions {
+        ClientOptions {
+            url: url.to_string(),
+            protocol: None,
+            headers: Vec::new(),
+            max_message: 0,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
+}
+
+/// What a listener gives each connection it accepts.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub policy: ServerPolicy,
+    pub max_message: usize,
+    pub handshake_timeout: Duration,
+    pub close_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> ServerSettings {
+        ServerSettings {
+            policy: ServerPolicy {
+                max_head: crate::handshake::MAX_HEAD,
+                ..ServerPolicy::default()
+            },
+            max_message: 0,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+        }
+    }
+}
+
+/// The state the user sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Connected,
+    Closing,
+    Closed,
+}
+
+/// An event for the user's callbacks.  Borrowed data is valid until the
+/// next call on the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Server only: an upgrade request awaits `accept_upgrade` or
+    /// `reject_upgrade`; its headers are in [`Connection::headers`].
+    Handshake,
+    /// The handshake completed; the peer's headers are in
+    /// [`Connection::headers`].
+    Connected,
+    Message {
+        binary: bool,
+        data: &'a [u8],
+    },
+    Pong(&'a [u8]),
+    /// The send queue went from non-empty to empty.
+    Drain,
+    Error(&'a str),
+    /// An established connection is gone (fires once).
+    Closed {
+        code: u16,
+        reason: Option<&'a [u8]>,
+    },
+}
+
+/// Events that are not frames, in the order they arose.
+#[derive(Debug)]
+enum Notice {
+    Handshake,
+    Connected,
+    Drain,
+    Error(String),
+    Closed(u16, Option<Vec<u8>>),
+}
+
+impl Notice {
+    fn as_event(&self) -> Event<'_> {
+        match self {
+            Notice::Handshake => Event::Handshake,
+            Notice::Connected => Event::Connected,
+            Notice::Drain => Event::Drain,
+            Notice::Error(text) => Event::Error(text),
+            Notice::Closed(code, reason) => Event::Closed {
+                code: *code,
+                reason: reason.as_deref(),
+            },
+        }
+    }
+}
+
+enum Phase {
+    /// Client: waiting for the resolver thread.
+    Resolving(Lookup, ClientHandshake),
+    /// Client: TCP connect under way on `socket`.
+    Connecting(ClientHandshake),
+    /// Client: request sent, waiting for the 101.
+    AwaitingResponse(ClientHandshake),
+    /// Server: reading the upgrade request.
+    AwaitingRequest,
+    /// Server: the request is parsed; the application decides.
+    AwaitingVerdict(UpgradeRequest),
+    /// Server: an HTTP refusal is being written; the socket closes after.
+    Refusing,
+    Open,
+    Closing,
+    Closed,
+}
+
+/// Which watchers the connection needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    pub fd: Option<RawFd>,
+    /// Changes whenever the socket is replaced (another address tried).
+    pub socket_gen: u32,
+    pub read: bool,
+    pub write: bool,
+    /// Output to flush or events to deliver before the loop blocks.
+    pub prepare: bool,
+    /// Changes whenever the deadline moves.
+    pub deadline_gen: u32,
+    /// A resolver thread will wake the loop.
+    pub resolving: bool,
+    /// The socket is done with: stop the watchers and drop the connection.
+    pub finished: bool,
+}
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    NotOpen,
+    FragmentInProgress,
+    InvalidUtf8,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::NotOpen => "Connection is not open",
+            SendError::FragmentInProgress => {
+                "Cannot send while a fragmented message is in progress; finish the fragment with send_fragment(..., is_final => 1) first"
+            }
+            SendError::InvalidUtf8 => "send: text message is not valid UTF-8 (use send_binary for bytes)",
+        })
+    }
+}
+
+/// What a `send*` call queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    Text,
+    Binary,
+    Ping,
+    Pong,
+    Fragment { binary: bool, fin: bool },
+}
+
+/// A fragmented message we are sending.
+#[derive(Debug, Clone, Copy)]
+struct OutgoingFragments {
+    binary: bool,
+    utf8: Utf8Stream,
+}
+
+pub struct Connection {
+    phase: Phase,
+    socket: Option<TcpStream>,
+    /// A failed connect attempt's socket, closed on the next call (after
+    /// the binding has moved its watcher to the new socket).
+    retired: Option<TcpStream>,
+    socket_gen: u32,
+    /// Client: addresses still to try, and the host for error texts.
+    candidates: VecDeque<SocketAddr>,
+    host: String,
+    peer: Option<SocketAddr>,
+    inbuf: InBuf,
+    /// Bytes the parser needs before the next frame is complete.
+    need: usize,
+    /// Bytes of `inbuf` to drop once the current event is done with.
+    consume_after: usize,
+    reader: MessageReader,
+    out: Outbound,
+    write_blocked: bool,
+    notices: VecDeque<Notice>,
+    current: Option<Notice>,
+    /// Events may be waiting in `inbuf` (after `resume`).
+    recheck: bool,
+    paused: bool,
+    /// The peer closed its side, or reading failed (with this text).
+    eof: Option<Option<String>>,
+    close_sent: bool,
+    close_received: Option<(u16, Vec<u8>)>,
+    drain_armed: bool,
+    sending_fragments: Option<OutgoingFragments>,
+    headers: HeaderList,
+    protocol: Option<String>,
+    deadline: Option<Instant>,
+    deadline_gen: u32,
+    close_timeout: Duration,
+    server: Option<Arc<ServerSettings>>,
+}
+
+impl Connection {
+    fn new(role: Role, max_message: usize, close_timeout: Duration) -> Connection {
+        Connection {
+            phase: Phase::Closed,
+            socket: None,
+            retired: None,
+            socket_gen: 0,
+            candidates: VecDeque::new(),
+            host: String::new(),
+            peer: None,
+            inbuf: InBuf::default(),
+            need: 0,
+            consume_after: 0,
+            reader: MessageReader::new(role, max_message),
+            out: Outbound::new(role == Role::Client),
+            write_blocked: false,
+            notices: VecDeque::new(),
+            current: None,
+            recheck: false,
+            paused: false,
+            eof: None,
+            close_sent: false,
+            close_received: None,
+            drain_armed: false,
+            sending_fragments: None,
+            headers: Vec::new(),
+            protocol: None,
+            deadline: None,
+            deadline_gen: 0,
+            close_timeout,
+            server: None,
+        }
+    }
+
+    /// Start a client connection.  Errors are argument errors (croaks);
+    /// everything that happens on the network is reported as events.
+    pub fn connect(opts: &ClientOptions, waker: &Waker) -> Result<Connection, String> {
+        let target = endpoint::parse(&opts.url).map_err(|e| e.to_string())?;
+        crate::handshake::client::validate_user_headers(&opts.headers)?;
+        if target.tls {
+            return Err("connect: wss:// is not supported by this build yet".into());
+        }
+        let mut conn = Connection::new(Role::Client, opts.max_message, opts.close_timeout);
+        let handshake = ClientHandshake::write_request(
+            &target,
+            opts.protocol.as_deref(),
+            &opts.headers,
+            conn.out.raw_buf(),
+        );
+        conn.set_deadline(Some(opts.connect_timeout));
+        conn.host = target.host.clone();
+        conn.start(&target, handshake, waker);
+        Ok(conn)
+    }
+
+    fn start(&mut self, target: &Endpoint, handshake: ClientHandshake, waker: &Waker) {
+        if let Some(ip) = target.ip_literal() {
+            self.phase = Phase::Connecting(handshake);
+            self.candidates.push_back(SocketAddr::new(ip, target.port));
+            self.try_next_address(None);
+            return;
+        }
+        match Lookup::start(&target.host, target.port, Arc::clone(waker)) {
+            Ok(lookup) => self.phase = Phase::Resolving(lookup, handshake),
+            Err(e) => self.fail_early(format!("DNS lookup failed for '{}': {}", target.host, os_error::text(&e))),
+        }
+    }
+
+    /// A server connection for a socket a listener accepted.
+    pub fn accept(socket: TcpStream, settings: Arc<ServerSettings>) -> Connection {
+        let mut conn = Connection::new(Role::Server, settings.max_message, settings.close_timeout);
+        // Without TCP_NODELAY small frames wait for the peer's delayed ACK.
+        let _ = socket.set_nodelay(true);
+        conn.peer = socket.peer_addr().ok();
+        conn.socket = Some(socket);
+        conn.phase = Phase::AwaitingRequest;
+        conn.set_deadline(Some(settings.handshake_timeout));
+        conn.server = Some(settings);
+        conn
+    }
+
+    // ---- what the binding asks -------------------------------------------
+
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Open => State::Connected,
+            Phase::Closing => State::Closing,
+            Phase::Closed => State::Closed,
+            _ => State::Connecting,
+        }
+    }
+
+    pub fn interest(&self) -> Interest {
+        let socket = self.socket.as_ref();
+        let handshaking = matches!(self.phase, Phase::AwaitingResponse(_) | Phase::AwaitingRequest);
+        let streaming = matches!(self.phase, Phase::Open | Phase::Closing);
+        let flushable = !matches!(self.phase, Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed);
+        Interest {
+            fd: socket.map(AsRawFd::as_raw_fd),
+            socket_gen: self.socket_gen,
+            read: socket.is_some()
+                && self.eof.is_none()
+                && (handshaking || (streaming && !self.paused)),
+            write: socket.is_some()
+                && (matches!(self.phase, Phase::Connecting(_)) || (flushable && self.write_blocked)),
+            prepare: !self.notices.is_empty()
+                || self.recheck
+                || (flushable && !self.write_blocked && !self.out.is_empty()),
+            deadline_gen: self.deadline_gen,
+            resolving: matches!(self.phase, Phase::Resolving(..)),
+            finished: matches!(self.phase, Phase::Closed),
+        }
+    }
+
+    /// Time left until the deadline, if one is set.
+    pub fn deadline_in(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Headers of the handshake, while the `Handshake` / `Connected` event
+    /// is current.
+    pub fn headers(&self) -> &HeaderList {
+        &self.headers
+    }
+
+    pub fn protocol(&self) -> Option<&str> {
+        match self.phase {
+            Phase::Open | Phase::Closing => self.protocol.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        match self.phase {
+            Phase::Closed => None,
+            _ => self.peer.map(|p| p.ip()),
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        match self.phase {
+            Phase::Closed => 0,
+            _ => self.out.queued_payload(),
+        }
+    }
+
+    // ---- user actions ------------------------------------------------------
+
+    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
+        if !matches!(self.phase, Phase::Open) {
+            return Err(SendError::NotOpen);
+        }
+        let (opcode, fin, payload) = match kind {
+            SendKind::Text | SendKind::Binary => {
+                if self.sending_fragments.is_some() {
+                    return Err(SendError::FragmentInProgress);
+                }
+                let binary = kind == SendKind::Binary;
+                if !binary && std::str::from_utf8(data).is_err() {
+                    return Err(SendError::InvalidUtf8);
+                }
+                (OpCode::Data(if binary { Data::Binary } else { Data::Text }), true, data)
+            }
+            SendKind::Ping | SendKind::Pong => {
+                let control = if kind == SendKind::Ping { Control::Ping } else { Control::Pong };
+                let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
+                (OpCode::Control(control), true, &data[..cut])
+            }
+            SendKind::Fragment { binary, fin } => {
+                let (binary, opcode) = match self.sending_fragments {
+                    Some(f) => (f.binary, OpCode::Data(Data::Continue)),
+                    None => (binary, OpCode::Data(if binary { Data::Binary } else { Data::Text })),
+                };
+                let mut utf8 = self.sending_fragments.map_or_else(Utf8Stream::default, |f| f.utf8);
+                if !binary && !utf8.feed(data, fin) {
+                    return Err(SendError::InvalidUtf8);
+                }
+                self.sending_fragments = (!fin).then_some(OutgoingFragments { binary, utf8 });
+                (opcode, fin, data)
+            }
+        };
+        self.out.push_frame(opcode, fin, payload, true);
+        self.drain_armed = true;
+        Ok(())
+    }
+
+    /// Start the closing handshake.  The code is checked in every state;
+    /// then it is a no-op unless the connection is open.
+    pub fn close(&mut self, code: i64, reason: &[u8]) -> Result<(), String> {
+        let code = check_close_code(code)?;
+        if !matches!(self.phase, Phase::Open) {
+            return Ok(());
+        }
+        if self.sending_fragments.take().is_some() {
+            self.out.push_frame(OpCode::Data(Data::Continue), true, &[], false);
+        }
+        self.out.push_close(Some(code), cut_reason(reason));
+        self.close_sent = true;
+        self.phase = Phase::Closing;
+        self.set_deadline(Some(self.close_timeout));
+        Ok(())
+    }
+
+    /// `pause_recv` / `resume_recv`; only while connected or closing.
+    pub fn set_paused(&mut self, paused: bool) {
+        if !matches!(self.phase, Phase::Open | Phase::Closing) || self.paused == paused {
+            return;
+        }
+        self.paused = paused;
+        // Messages already buffered are delivered on the next prepare.
+        self.recheck = !paused;
+    }
+
+    /// Server: answer the pending upgrade request with a 101.
+    pub fn accept_upgrade(&mut self, extra_headers: &[(String, Vec<u8>)]) {
+        let Phase::AwaitingVerdict(request) = std::mem::replace(&mut self.phase, Phase::Open) else {
+            return;
+        };
+        let settings = self.server.as_ref().expect("server connection");
+        request.write_response(&settings.policy, extra_headers, self.out.raw_buf());
+        self.protocol = request.protocol;
+        self.set_deadline(None);
+        self.notices.push_back(Notice::Connected);
+    }
+
+    /// Server: refuse the pending upgrade request with a 403.
+    pub fn reject_upgrade(&mut self) {
+        if matches!(self.phase, Phase::AwaitingVerdict(_)) {
+            self.refuse(server::http_answer("403 Forbidden", ""));
+        }
+    }
+
+    /// The owner is going away: a best-effort 1001 to an open peer, no
+    /// events.
+    pub fn abandon(&mut self) {
+        if matches!(self.phase, Phase::Open) {
+            self.out.push_close(Some(1001), b"");
+            if let Some(socket) = self.socket.as_mut() {
+                let _ = self.out.write_to(socket);
+            }
+        }
+        self.phase = Phase::Closed;
+        self.notices.clear();
+        self.current = None;
+    }
+
+    // ---- loop entry points -------------------------------------------------
+
+    pub fn on_readable(&mut self) {
+        self.retired = None;
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        match self.inbuf.read_from(socket, self.need) {
+            Ok(0) => self.eof = Some(None),
+            Ok(_) => {}
+            Err(e) if is_transient(&e) => return,
+            Err(e) => self.eof = Some(Some(format!("read failed: {}", os_error::text(&e)))),
+        }
+        match self.phase {
+            Phase::AwaitingResponse(_) => self.read_response(),
+            Phase::AwaitingRequest => self.read_request(),
+            _ => {}
+        }
+    }
+
+    pub fn on_writable(&mut self) {
+        self.retired = None;
+        if matches!(self.phase, Phase::Connecting(_)) {
+            self.finish_tcp_connect();
+        } else {
+            self.flush();
+        }
+    }
+
+    /// The resolver woke the loop.
+    pub fn on_lookup(&mut self) {
+        let Phase::Resolving(lookup, _) = &self.phase else {
+            return;
+        };
+        let Some(answer) = lookup.take() else {
+            return;
+        };
+        let Phase::Resolving(_, handshake) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+            unreachable!("phase checked above");
+        };
+        match answer {
+            Ok(addrs) if !addrs.is_empty() => {
+                self.phase = Phase::Connecting(handshake);
+                self.candidates.extend(addrs);
+                self.try_next_address(None);
+            }
+            Ok(_) => self.fail_early(format!("DNS lookup failed for '{}': no address", self.host)),
+            Err(e) => self.fail_early(format!("DNS lookup failed for '{}': {}", self.host, os_error::text(&e))),
+        }
+    }
+
+    pub fn on_timer(&mut self) {
+        self.retired = None;
+        match self.deadline {
+            Some(d) if Instant::now() >= d => {}
+            // Early wake-up: have the binding re-arm for the time left.
+            Some(_) => return self.deadline_gen = self.deadline_gen.wrapping_add(1),
+            None => return,
+        }
+        self.set_deadline(None);
+        match self.phase {
+            Phase::Resolving(..) | Phase::Connecting(_) | Phase::AwaitingResponse(_) => {
+                self.fail_early("connect timeout".into())
+            }
+            Phase::Closing => self.finish_close(),
+            Phase::Open | Phase::Closed => {}
+            _ => self.phase = Phase::Closed,
+        }
+    }
+
+    /// Write what is queued (one `write`), before the loop blocks.
+    pub fn flush(&mut self) {
+        self.retired = None;
+        if matches!(self.phase, Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed) {
+            return;
+        }
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        match self.out.write_to(socket) {
+            Ok(Flushed::All) => {
+                self.write_blocked = false;
+                self.flushed_all();
+            }
+            Ok(Flushed::Partial) => self.write_blocked = true,
+            Err(e) => {
+                let text = format!("write failed: {}", os_error::text(&e));
+                if matches!(self.phase, Phase::Open | Phase::Closing) {
+                    self.notices.push_back(Notice::Error(text));
+                    self.finish(1006, None);
+                } else if matches!(self.phase, Phase::AwaitingResponse(_)) {
+                    self.fail_early(text);
+                } else {
+                    self.phase = Phase::Closed;
+                }
+            }
+        }
+    }
+
+    /// The next event for the user, if any.  Frames are parsed here, so
+    /// nothing is parsed while paused.
+    pub fn next_event(&mut self) -> Option<Event<'_>> {
+        if let Some(Notice::Connected) = self.current {
+            self.headers = Vec::new();
+        }
+        self.current = None;
+        if self.consume_after > 0 {
+            self.inbuf.consume(std::mem::take(&mut self.consume_after));
+        }
+        if self.notices.is_empty() {
+            match self.parse_frames()? {
+                Ready::Message { binary, payload } => {
+                    let data = match payload {
+                        Payload::Buffered(range) => &self.inbuf.data()[range],
+                        Payload::Reassembled => self.reader.reassembled(),
+                    };
+                    return Some(Event::Message { binary, data });
+                }
+                Ready::Pong(range) => return Some(Event::Pong(&self.inbuf.data()[range])),
+                Ready::Notice => {}
+            }
+        }
+        let notice = self.notices.pop_front()?;
+        Some(self.current.insert(notice).as_event())
+    }
+
+    // ---- internals ---------------------------------------------------------
+
+    /// Parse buffered frames until one is for the user or a notice arose.
+    /// Pings are answered here; a close frame moves the closing handshake.
+    fn parse_frames(&mut self) -> Option<Ready> {
+        self.recheck = false;
+        if self.paused {
+            return None;
+        }
+        let receiving = matches!(self.phase, Phase::Open)
+            || (matches!(self.phase, Phase::Closing) && self.close_received.is_none());
+        if !receiving {
+            return self.handle_eof();
+        }
+        loop {
+            let (used, step) = self.reader.next(self.inbuf.data_mut());
+            match step {
+                Step::NeedMore(n) => {
+                    self.inbuf.consume(used);
+                    self.need = n;
+                    return self.handle_eof();
+                }
+                Step::Violation(v) => {
+                    self.inbuf.consume(used);
+                    self.fail(v.code, v.text);
+                    return Some(Ready::Notice);
+                }
+                Step::Frame(Inbound::Ping(range)) => {
+                    if !self.close_sent {
+                        let payload = &self.inbuf.data()[range];
+                        self.out.push_frame(OpCode::Control(Control::Pong), true, payload, false);
+                    }
+                    self.inbuf.consume(used);
+                }
+                Step::Frame(Inbound::Close { code, reason }) => {
+                    let reason = self.inbuf.data()[reason].to_vec();
+                    self.inbuf.consume(used);
+                    self.close_frame_received(code, reason);
+                    return (!self.notices.is_empty()).then_some(Ready::Notice);
+                }
+                Step::Frame(Inbound::Message { binary, payload }) => {
+                    self.consume_after = used;
+                    return Some(Ready::Message { binary, payload });
+                }
+                Step::Frame(Inbound::Pong(range)) => {
+                    self.consume_after = used;
+                    return Some(Ready::Pong(range));
+                }
+            }
+        }
+    }
+
+    /// Once every complete frame is delivered: tear down if the peer is
+    /// gone.
+    fn handle_eof(&mut self) -> Option<Ready> {
+        let read_error = self.eof.as_ref()?.clone();
+        if !matches!(self.phase, Phase::Open | Phase::Closing) {
+            return None;
+        }
+        if let Some(text) = read_error {
+            self.notices.push_back(Notice::Error(text));
+        }
+        self.finish_close();
+        Some(Ready::Notice)
+    }
+
+    fn close_frame_received(&mut self, code: u16, reason: Vec<u8>) {
+        self.close_received = Some((code, reason));
+        if matches!(self.phase, Phase::Open) {
+            // Echo the peer's code (RFC 6455 §5.5.1).
+            let echo = (code != 1005).then_some(code);
+            self.out.push_close(echo, b"");
+            self.close_sent = true;
+            self.sending_fragments = None;
+            self.phase = Phase::Closing;
+            self.set_deadline(Some(self.close_timeout));
+        }
+        self.finish_server_close();
+    }
+
+    /// The server closes TCP first, once both close frames have passed.
+    fn finish_server_close(&mut self) {
+        if self.server.is_some()
+            && matches!(self.phase, Phase::Closing)
+            && self.close_sent
+            && self.close_received.is_some()
+            && self.out.is_empty()
+        {
+            self.finish_close();
+        }
+    }
+
+    /// End of an established connection: the peer's close code, or 1006.
+    fn finish_close(&mut self) {
+        match self.close_received.take() {
+            Some((1005, _)) => self.finish(1005, None),
+            Some((code, reason)) => self.finish(code, Some(reason)),
+            None => self.finish(1006, None),
+        }
+    }
+
+    fn finish(&mut self, code: u16, reason: Option<Vec<u8>>) {
+        self.phase = Phase::Closed;
+        self.set_deadline(None);
+        self.notices.push_back(Notice::Closed(code, reason));
+    }
+
+    /// Fail an established connection: tell the user, send the close code,
+    /// drop the socket.
+    fn fail(&mut self, code: u16, text: String) {
+        if !self.close_sent {
+            self.out.push_close(Some(code), cut_reason(text.as_bytes()));
+            self.close_sent = true;
+            if let Some(socket) = self.socket.as_mut() {
+                let _ = self.out.write_to(socket);
+            }
+        }
+        let reason = text.as_bytes().to_vec();
+        self.notices.push_back(Notice::Error(text));
+        self.finish(code, Some(reason));
+    }
+
+    /// Fail before the handshake completed: `on_error` only.
+    fn fail_early(&mut self, text: String) {
+        self.phase = Phase::Closed;
+        self.set_deadline(None);
+        self.notices.push_back(Notice::Error(text));
+    }
+
+    fn refuse(&mut self, answer: Vec<u8>) {
+        self.out.push_raw(&answer);
+        self.phase = Phase::Refusing;
+    }
+
+    fn flushed_all(&mut self) {
+        match self.phase {
+            Phase::Open if self.drain_armed && self.out.queued_payload() == 0 => {
+                self.drain_armed = false;
+                self.notices.push_back(Notice::Drain);
+            }
+            Phase::Refusing => self.phase = Phase::Closed,
+            Phase::Closing => self.finish_server_close(),
+            _ => {}
+        }
+    }
+
+    fn set_deadline(&mut self, after: Option<Duration>) {
+        self.deadline = after.map(|d| Instant::now() + d);
+        self.deadline_gen = self.deadline_gen.wrapping_add(1);
+    }
+
+    fn try_next_address(&mut self, mut last_error: Option<io::Error>) {
+        if let Some(old) = self.socket.take() {
+            self.retired = Some(old);
+        }
+        while let Some(addr) = self.candidates.pop_front() {
+            match TcpStream::connect(addr) {
+                Ok(socket) => {
+                    let _ = socket.set_nodelay(true);
+                    self.socket = Some(socket);
+                    self.socket_gen = self.socket_gen.wrapping_add(1);
+                    return;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let text = match last_error {
+            Some(e) => format!("connect failed: {}", os_error::text(&e)),
+            None => format!("connect failed: no address for '{}'", self.host),
+        };
+        self.fail_early(text);
+    }
+
+    fn finish_tcp_connect(&mut self) {
+        let Some(socket) = self.socket.as_ref() else {
+            return;
+        };
+        let connected = match socket.take_error() {
+            Ok(None) => socket.peer_addr(),
+            Ok(Some(e)) | Err(e) => Err(e),
+        };
+        let peer = match connected {
+            Ok(peer) => peer,
+            // Woken before the connect finished.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return self.try_next_address(Some(e)),
+        };
+        let Phase::Connecting(handshake) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+            unreachable!("only called while connecting");
+        };
+        self.peer = Some(peer);
+        self.candidates.clear();
+        self.phase = Phase::AwaitingResponse(handshake);
+        self.flush();
+    }
+
+    fn read_response(&mut self) {
+        let Phase::AwaitingResponse(handshake) = &self.phase else {
+            return;
+        };
+        match handshake.read_response(self.inbuf.data()) {
+            Ok(Parsed::Complete(used, accepted)) => {
+                self.inbuf.consume(used);
+                self.headers = accepted.headers;
+                self.protocol = accepted.protocol;
+                self.phase = Phase::Open;
+                self.set_deadline(None);
+                self.notices.push_back(Notice::Connected);
+            }
+            Ok(Parsed::Incomplete) => {
+                if let Some(read_error) = self.eof.clone() {
+                    let text = read_error.unwrap_or_else(|| "handshake failed: connection closed by peer".into());
+                    self.fail_early(text);
+                }
+            }
+            Err(text) => self.fail_early(text),
+        }
+    }
+
+    fn read_request(&mut self) {
+        let settings = Arc::clone(self.server.as_ref().expect("server connection"));
+        match server::read_request(self.inbuf.data(), &settings.policy) {
+            Parsed::Complete(used, Verdict::Upgrade(mut request)) => {
+                self.inbuf.consume(used);
+                self.headers = std::mem::take(&mut request.headers);
+                self.phase = Phase::AwaitingVerdict(request);
+                self.notices.push_back(Notice::Handshake);
+            }
+            Parsed::Complete(used, Verdict::Refuse(answer)) => {
+                self.inbuf.consume(used);
+                self.refuse(answer);
+            }
+            Parsed::Incomplete if self.eof.is_some() => self.phase = Phase::Closed,
+            Parsed::Incomplete => {}
+        }
+    }
+}
+
+/// What parsing found for the user.
+enum Ready {
+    Message { binary: bool, payload: Payload },
+    Pong(Range<usize>),
+    /// Look in the notice queue.
+    Notice,
+}
+
+/// A close code as `close()` takes it, or the croak text.
+pub fn check_close_code(code: i64) -> Result<u16, String> {
+    u16::try_from(code)
+        .ok()
+        .filter(|c| frame::is_valid_close_code(*c))
+        .ok_or_else(|| format!("close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"))
+}
+
+/// Idle socket errors that just mean "try again later".
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+/// A close reason cut to the 123 bytes a close frame holds, on a character
+/// boundary.
+fn cut_reason(reason: &[u8]) -> &[u8] {
+    const MAX: usize = frame::MAX_CONTROL_PAYLOAD - 2;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    // Step back over UTF-8 continuation bytes (10xxxxxx).
+    while end > 0 && reason[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &reason[..end]
+}

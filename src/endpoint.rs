@@ -1,0 +1,172 @@
+//! `ws://` / `wss://` URL parsing into what a client connection needs.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Where a client connects and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    /// Host name or IP literal, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+    /// Request target: path plus `?query`, never the fragment.
+    pub resource: String,
+    /// `Host` header value: the host (bracketed for IPv6) plus the port
+    /// when it is not the scheme's default.
+    pub host_header: String,
+}
+
+impl Endpoint {
+    /// The IP address when the host is a literal (no resolution needed).
+    pub fn ip_literal(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+
+    /// `Origin` header value, as the original sends it.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_header)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    Scheme,
+    Port,
+    Credentials,
+    Invalid(String),
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::Scheme => f.write_str("URL must start with ws:// or wss://"),
+            UrlError::Port => f.write_str("connect: invalid port in url (expected 1-65535)"),
+            UrlError::Credentials => f.write_str(
+                "connect: credentials in url are not supported; use the headers option",
+            ),
+            UrlError::Invalid(why) => write!(f, "connect: invalid url: {why}"),
+        }
+    }
+}
+
+/// Parse a WebSocket URL.  The scheme is case-insensitive; the port, when
+/// written, must be 1-65535; userinfo is refused.
+pub fn parse(input: &str) -> Result<Endpoint, UrlError> {
+    let (tls, rest) = split_scheme(input).ok_or(UrlError::Scheme)?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err(UrlError::Credentials);
+    }
+    let explicit_port = port_text(authority)?;
+    let port = match explicit_port {
+        Some(text) => match text.parse::<u16>() {
+            Ok(p) if p != 0 && text.bytes().all(|b| b.is_ascii_digit()) => p,
+            _ => return Err(UrlError::Port),
+        },
+        None if tls => 443,
+        None => 80,
+    };
+
+    let parsed = url::Url::parse(input).map_err(|e| UrlError::Invalid(e.to_string()))?;
+    let host = match parsed.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(UrlError::Invalid("missing host".into())),
+    };
+    let mut resource = parsed.path().to_string();
+    if let Some(query) = parsed.query() {
+        resource.push('?');
+        resource.push_str(query);
+    }
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let default_port = if tls { 443 } else { 80 };
+    let host_header = if port == default_port {
+        bracketed
+    } else {
+        format!("{bracketed}:{port}")
+    };
+    Ok(Endpoint {
+        tls,
+        host,
+        port,
+        resource,
+        host_header,
+    })
+}
+
+fn split_scheme(input: &str) -> Option<(bool, &str)> {
+    let colon = input.find("://")?;
+    let scheme = &input[..colon];
+    let rest = &input[colon + 3..];
+    if scheme.eq_ignore_ascii_case("ws") {
+        Some((false, rest))
+    } else if scheme.eq_ignore_ascii_case("wss") {
+        Some((true, rest))
+    } else {
+        None
+    }
+}
+
+/// The port as written in the authority (`None` when absent), so that an
+/// empty or non-numeric port is refused rather than silently defaulted.
+fn port_text(authority: &str) -> Result<Option<&str>, UrlError> {
+    let after_host = if let Some(inner) = authority.strip_prefix('[') {
+        let close = inner
+            .find(']')
+            .ok_or_else(|| UrlError::Invalid("unterminated IPv6 address".into()))?;
+        &inner[close + 1..]
+    } else {
+        &authority[authority.find(':').unwrap_or(authority.len())..]
+    };
+    match after_host.strip_prefix(':') {
+        Some(port) => Ok(Some(port)),
+        None if after_host.is_empty() => Ok(None),
+        None => Err(UrlError::Invalid("junk after IPv6 address".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_resource() {
+        let e = parse("ws://Example.COM/chat?x=1#frag").unwrap();
+        assert_eq!(e.host, "example.com");
+        assert_eq!(e.port, 80);
+        assert_eq!(e.resource, "/chat?x=1");
+        assert_eq!(e.host_header, "example.com");
+        assert_eq!(e.origin(), "http://example.com");
+        let e = parse("WSS://h:8443").unwrap();
+        assert!(e.tls);
+        assert_eq!((e.port, e.resource.as_str()), (8443, "/"));
+        assert_eq!(e.host_header, "h:8443");
+        assert_eq!(parse("ws://h?q").unwrap().resource, "/?q");
+    }
+
+    #[test]
+    fn ipv6_literal() {
+        let e = parse("ws://[::1]:9001/x").unwrap();
+        assert_eq!(e.host, "::1");
+        assert_eq!(e.host_header, "[::1]:9001");
+        assert!(e.ip_literal().is_some());
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse("http://h/"), Err(UrlError::Scheme));
+        assert_eq!(parse("h/"), Err(UrlError::Scheme));
+        for bad in ["ws://h:0/", "ws://h:70000/", "ws://h:/", "ws://h:ab/", "ws://[::1]:/"] {
+            assert_eq!(parse(bad), Err(UrlError::Port), "{bad}");
+        }
+        assert_eq!(parse("ws://u:p@h/"), Err(UrlError::Credentials));
+        assert!(matches!(parse("ws:///x"), Err(UrlError::Invalid(_))));
+    }
+}

@@ -1,0 +1,118 @@
+/* The C ABI between the XS glue (Websockets.xs) and the Rust core (ffi.rs).
+ *
+ * Rust objects are opaque pointers owned by the caller until the matching
+ * *_free.  Strings are (pointer, length) pairs and are never NUL-terminated
+ * unless said so.  Data a call hands out (event payloads, headers) stays
+ * valid only until the next call on the same object: copy it first.
+ * Functions that can fail fill an ews_error with a message to croak with.
+ */
+#ifndef EV_WEBSOCKETS_H
+#define EV_WEBSOCKETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ews_conn ews_conn;         /* a connection (Rust Connection)  */
+typedef struct ews_listener ews_listener; /* a listening socket              */
+typedef struct ews_waker ews_waker;       /* wakes the loop from a thread    */
+
+#define EWS_ERROR_MAX 512
+typedef struct { char msg[EWS_ERROR_MAX]; } ews_error;
+
+typedef struct {
+    const char *name;  size_t name_len;
+    const char *value; size_t value_len;
+} ews_header;
+
+typedef struct {
+    const char *url; size_t url_len;
+    const char *protocol; size_t protocol_len;  /* protocol NULL: none      */
+    const ews_header *headers; size_t n_headers;
+    uint64_t max_message;                       /* 0: unlimited             */
+    double connect_timeout;                     /* seconds; <= 0: default   */
+    double close_timeout;                       /* seconds; <= 0: default   */
+} ews_connect_opts;
+
+typedef struct {
+    uint16_t port;
+    const ews_header *protocols; size_t n_protocols;  /* names in name/len  */
+    const ews_header *headers; size_t n_headers;      /* added to every 101 */
+    uint64_t max_message;
+    double handshake_timeout;                   /* seconds; <= 0: default   */
+    double close_timeout;                       /* seconds; <= 0: default   */
+} ews_listen_opts;
+
+/* What the connection needs from the loop (see Connection::interest). */
+typedef struct {
+    int fd;                 /* -1: no socket */
+    uint32_t socket_gen;
+    uint32_t deadline_gen;
+    uint8_t read, write, prepare, resolving, finished;
+} ews_interest;
+
+enum ews_event_kind {
+    EWS_EV_NONE = 0,
+    EWS_EV_HANDSHAKE,   /* server: decide with accept/reject_upgrade      */
+    EWS_EV_CONNECTED,   /* headers via ews_conn_header                    */
+    EWS_EV_MESSAGE,     /* data, binary                                   */
+    EWS_EV_PONG,        /* data                                           */
+    EWS_EV_DRAIN,
+    EWS_EV_ERROR,       /* data: the message text                         */
+    EWS_EV_CLOSED       /* code; data only when has_reason                */
+};
+
+typedef struct {
+    int kind;
+    int binary;
+    int code;
+    int has_reason;
+    const char *data; size_t len;
+} ews_event;
+
+enum ews_state { EWS_CONNECTING, EWS_CONNECTED, EWS_CLOSING, EWS_CLOSED };
+
+enum ews_send_kind { EWS_TEXT, EWS_BINARY, EWS_PING, EWS_PONG, EWS_FRAGMENT };
+
+/* waker: wake(data) is called from a resolver thread */
+ews_waker *ews_waker_new(void (*wake)(void *), void *data);
+void ews_waker_free(ews_waker *w);   /* disables it first: no call after */
+
+/* client */
+ews_conn *ews_connect(const ews_connect_opts *opts, const ews_waker *w, ews_error *err);
+
+/* loop entry points */
+void ews_conn_on_io(ews_conn *c, int readable, int writable);
+void ews_conn_on_timer(ews_conn *c);
+int  ews_conn_on_lookup(ews_conn *c);   /* 1 when the lookup answered */
+void ews_conn_flush(ews_conn *c);
+int  ews_conn_next_event(ews_conn *c, ews_event *ev);
+int  ews_conn_header(const ews_conn *c, size_t i, ews_header *out);
+void ews_conn_interest(const ews_conn *c, ews_interest *out);
+double ews_conn_deadline_in(const ews_conn *c);   /* < 0: no deadline */
+
+/* user actions */
+int  ews_conn_send(ews_conn *c, int kind, int binary, int fin,
+                   const char *data, size_t len, ews_error *err);
+int  ews_conn_close(ews_conn *c, int64_t code, const char *reason, size_t len,
+                    ews_error *err);
+int  ews_close_code_error(int64_t code, ews_error *err);  /* -1: invalid */
+void ews_conn_set_paused(ews_conn *c, int paused);
+void ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n);
+void ews_conn_reject_upgrade(ews_conn *c);
+void ews_conn_abandon(ews_conn *c);
+void ews_conn_free(ews_conn *c);
+
+/* accessors */
+int    ews_conn_state(const ews_conn *c);
+size_t ews_conn_queued(const ews_conn *c);
+size_t ews_conn_peer_address(const ews_conn *c, char *buf, size_t len); /* 0: none */
+int    ews_conn_protocol(const ews_conn *c, const char **p, size_t *len);
+
+/* server */
+ews_listener *ews_listen(const ews_listen_opts *opts, ews_error *err);
+int      ews_listener_fd(const ews_listener *l);
+uint16_t ews_listener_port(const ews_listener *l);
+ews_conn *ews_listener_accept(ews_listener *l, ews_error *err); /* NULL: none or error (err set) */
+void     ews_listener_free(ews_listener *l);
+
+#endif

@@ -1,0 +1,627 @@
+//! The C ABI of `ev_websockets.h`: thin conversions between C types and the
+//! core.  Every entry point runs inside [`guard`], so a Rust panic becomes
+//! a return value instead of unwinding into C and Perl.
+//!
+//! Pointer contract (from the header): every `*mut`/`*const` object pointer
+//! was returned by the matching constructor here and not yet freed; string
+//! pointers are valid for their lengths for the duration of the call.
+
+use std::ffi::{c_char, c_double, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::connection::{ClientOptions, Connection, Event, SendKind, ServerSettings, State};
+use crate::listener::Listener;
+use crate::resolver::Waker;
+use crate::{handshake, os_error};
+
+pub struct EwsConn(Connection);
+pub struct EwsListener(Listener);
+/// The loop's wake-up call, shared with resolver threads; `None` once the
+/// context is gone.
+pub struct EwsWaker {
+    target: Arc<Mutex<Option<WakeTarget>>>,
+    waker: Waker,
+}
+
+struct WakeTarget {
+    wake: extern "C" fn(*mut c_void),
+    data: *mut c_void,
+}
+
+// SAFETY: `data` is only passed back to `wake`, which the binding documents
+// as callable from any thread (it only calls ev_async_send); the pointer is
+// never dereferenced on the Rust side.
+unsafe impl Send for WakeTarget {}
+
+#[repr(C)]
+pub struct EwsError {
+    msg: [c_char; 512],
+}
+
+#[repr(C)]
+pub struct EwsHeader {
+    name: *const c_char,
+    name_len: usize,
+    value: *const c_char,
+    value_len: usize,
+}
+
+#[repr(C)]
+pub struct EwsConnectOpts {
+    url: *const c_char,
+    url_len: usize,
+    protocol: *const c_char,
+    protocol_len: usize,
+    headers: *const EwsHeader,
+    n_headers: usize,
+    max_message: u64,
+    connect_timeout: c_double,
+    close_timeout: c_double,
+}
+
+#[repr(C)]
+pub struct EwsListenOpts {
+    port: u16,
+    protocols: *const EwsHeader,
+    n_protocols: usize,
+    headers: *const EwsHeader,
+    n_headers: usize,
+    max_message: u64,
+    handshake_timeout: c_double,
+    close_timeout: c_double,
+}
+
+#[repr(C)]
+pub struct EwsInterest {
+    fd: c_int,
+    socket_gen: u32,
+    deadline_gen: u32,
+    read: u8,
+    write: u8,
+    prepare: u8,
+    resolving: u8,
+    finished: u8,
+}
+
+#[repr(C)]
+pub struct EwsEvent {
+    kind: c_int,
+    binary: c_int,
+    code: c_int,
+    has_reason: c_int,
+    data: *const c_char,
+    len: usize,
+}
+
+const EV_NONE: c_int = 0;
+const EV_HANDSHAKE: c_int = 1;
+const EV_CONNECTED: c_int = 2;
+const EV_MESSAGE: c_int = 3;
+const EV_PONG: c_int = 4;
+const EV_DRAIN: c_int = 5;
+const EV_ERROR: c_int = 6;
+const EV_CLOSED: c_int = 7;
+
+const SEND_TEXT: c_int = 0;
+const SEND_BINARY: c_int = 1;
+const SEND_PING: c_int = 2;
+const SEND_PONG: c_int = 3;
+
+/// Run `f`; a panic becomes `fallback` (the panic message was already
+/// printed by the panic hook).
+fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+fn set_error(err: *mut EwsError, text: &str) {
+    if err.is_null() {
+        return;
+    }
+    // SAFETY: a non-null `err` points to a caller-owned ews_error.
+    let msg = unsafe { &mut (*err).msg };
+    let n = text.len().min(msg.len() - 1);
+    for (dst, src) in msg.iter_mut().zip(&text.as_bytes()[..n]) {
+        *dst = *src as c_char;
+    }
+    msg[n] = 0;
+}
+
+/// Borrow a (pointer, length) pair as bytes.
+///
+/// # Safety
+/// `ptr` is null (then `len` is ignored) or valid for `len` bytes for `'a`.
+unsafe fn bytes<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(ptr.cast(), len) }
+    }
+}
+
+/// # Safety
+/// `list` is null or valid for `n` headers whose strings are valid.
+unsafe fn header_list(list: *const EwsHeader, n: usize) -> Vec<(String, Vec<u8>)> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: guaranteed by the caller.
+    let list = unsafe { std::slice::from_raw_parts(list, n) };
+    list.iter()
+        .map(|h| {
+            // SAFETY: each header's strings are valid, per the caller.
+            let (name, value) = unsafe { (bytes(h.name, h.name_len), bytes(h.value, h.value_len)) };
+            (String::from_utf8_lossy(name).into_owned(), value.to_vec())
+        })
+        .collect()
+}
+
+fn seconds(s: c_double, default: Duration) -> Duration {
+    if s > 0.0 && s.is_finite() {
+        Duration::from_secs_f64(s)
+    } else {
+        default
+    }
+}
+
+/// # Safety
+/// `c` is a live connection from this module.
+unsafe fn conn<'a>(c: *const EwsConn) -> &'a Connection {
+    // SAFETY: guaranteed by the caller.
+    unsafe { &(*c).0 }
+}
+
+/// # Safety
+/// `c` is a live connection from this module, not otherwise borrowed.
+unsafe fn conn_mut<'a>(c: *mut EwsConn) -> &'a mut Connection {
+    // SAFETY: guaranteed by the caller.
+    unsafe { &mut (*c).0 }
+}
+
+// ---- waker ------------------------------------------------------------------
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ews_waker_new(wake: extern "C" fn(*mut c_void), data: *mut c_void) -> *mut EwsWaker {
+    guard(std::ptr::null_mut(), || {
+        let target = Arc::new(Mutex::new(Some(WakeTarget { wake, data })));
+        let shared = Arc::clone(&target);
+        let waker: Waker = Arc::new(move || {
+            if let Some(t) = shared.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                (t.wake)(t.data);
+            }
+        });
+        Box::into_raw(Box::new(EwsWaker { target, waker }))
+    })
+}
+
+/// # Safety
+/// `w` came from `ews_waker_new` and is not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_waker_free(w: *mut EwsWaker) {
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let w = unsafe { Box::from_raw(w) };
+        // Under the lock: a resolver thread mid-wake finishes first.
+        *w.target.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    })
+}
+
+// ---- client -----------------------------------------------------------------
+
+/// # Safety
+/// `opts` and its strings are valid; `w` is a live waker; `err` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_connect(opts: *const EwsConnectOpts, w: *const EwsWaker, err: *mut EwsError) -> *mut EwsConn {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: guaranteed by the caller.
+        let (o, waker) = unsafe { (&*opts, &(*w).waker) };
+        // SAFETY: the option strings are valid for their lengths.
+        let url = unsafe { bytes(o.url, o.url_len) };
+        let mut options = ClientOptions::new(&String::from_utf8_lossy(url));
+        if !o.protocol.is_null() {
+            // SAFETY: as above.
+            let p = unsafe { bytes(o.protocol, o.protocol_len) };
+            options.protocol = Some(String::from_utf8_lossy(p).into_owned());
+        }
+        // SAFETY: as above.
+        options.headers = unsafe { header_list(o.headers, o.n_headers) };
+        options.max_message = usize::try_from(o.max_message).unwrap_or(usize::MAX);
+        options.connect_timeout = seconds(o.connect_timeout, options.connect_timeout);
+        options.close_timeout = seconds(o.close_timeout, options.close_timeout);
+        match Connection::connect(&options, waker) {
+            Ok(c) => Box::into_raw(Box::new(EwsConn(c))),
+            Err(text) => {
+                set_error(err, &text);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+// ---- loop entry points ------------------------------------------------------
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_on_io(c: *mut EwsConn, readable: c_int, writable: c_int) {
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        if writable != 0 {
+            c.on_writable();
+        }
+        if readable != 0 {
+            c.on_readable();
+        }
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_on_timer(c: *mut EwsConn) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || unsafe { conn_mut(c) }.on_timer())
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_on_lookup(c: *mut EwsConn) -> c_int {
+    guard(0, || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        let before = c.interest().resolving;
+        c.on_lookup();
+        c_int::from(before && !c.interest().resolving)
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_flush(c: *mut EwsConn) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || unsafe { conn_mut(c) }.flush())
+}
+
+/// # Safety
+/// `c` is a live connection; `ev` is valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_next_event(c: *mut EwsConn, ev: *mut EwsEvent) -> c_int {
+    guard(0, || {
+        // SAFETY: guaranteed by the caller.
+        let (c, ev) = unsafe { (conn_mut(c), &mut *ev) };
+        *ev = EwsEvent {
+            kind: EV_NONE,
+            binary: 0,
+            code: 0,
+            has_reason: 0,
+            data: std::ptr::null(),
+            len: 0,
+        };
+        let Some(event) = c.next_event() else {
+            return 0;
+        };
+        let with_data = |ev: &mut EwsEvent, kind, data: &[u8]| {
+            ev.kind = kind;
+            ev.data = data.as_ptr().cast();
+            ev.len = data.len();
+        };
+        match event {
+            Event::Handshake => ev.kind = EV_HANDSHAKE,
+            Event::Connected => ev.kind = EV_CONNECTED,
+            Event::Message { binary, data } => {
+                with_data(ev, EV_MESSAGE, data);
+                ev.binary = c_int::from(binary);
+            }
+            Event::Pong(data) => with_data(ev, EV_PONG, data),
+            Event::Drain => ev.kind = EV_DRAIN,
+            Event::Error(text) => with_data(ev, EV_ERROR, text.as_bytes()),
+            Event::Closed { code, reason } => {
+                with_data(ev, EV_CLOSED, reason.unwrap_or_default());
+                ev.code = c_int::from(code);
+                ev.has_reason = c_int::from(reason.is_some());
+            }
+        }
+        1
+    })
+}
+
+/// # Safety
+/// `c` is a live connection; `out` is valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_header(c: *const EwsConn, i: usize, out: *mut EwsHeader) -> c_int {
+    guard(0, || {
+        // SAFETY: guaranteed by the caller.
+        let (c, out) = unsafe { (conn(c), &mut *out) };
+        let Some((name, value)) = c.headers().get(i) else {
+            return 0;
+        };
+        *out = EwsHeader {
+            name: name.as_ptr().cast(),
+            name_len: name.len(),
+            value: value.as_ptr().cast(),
+            value_len: value.len(),
+        };
+        1
+    })
+}
+
+/// # Safety
+/// `c` is a live connection; `out` is valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_interest(c: *const EwsConn, out: *mut EwsInterest) {
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let (c, out) = unsafe { (conn(c), &mut *out) };
+        let i = c.interest();
+        *out = EwsInterest {
+            fd: i.fd.unwrap_or(-1),
+            socket_gen: i.socket_gen,
+            deadline_gen: i.deadline_gen,
+            read: u8::from(i.read),
+            write: u8::from(i.write),
+            prepare: u8::from(i.prepare),
+            resolving: u8::from(i.resolving),
+            finished: u8::from(i.finished),
+        };
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_deadline_in(c: *const EwsConn) -> c_double {
+    // SAFETY: guaranteed by the caller.
+    guard(-1.0, || unsafe { conn(c) }.deadline_in().map_or(-1.0, |d| d.as_secs_f64()))
+}
+
+// ---- user actions -----------------------------------------------------------
+
+/// # Safety
+/// `c` is a live connection; `data` is valid for `len` bytes; `err` valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_send(
+    c: *mut EwsConn,
+    kind: c_int,
+    binary: c_int,
+    fin: c_int,
+    data: *const c_char,
+    len: usize,
+    err: *mut EwsError,
+) -> c_int {
+    guard(-1, || {
+        let kind = match kind {
+            SEND_TEXT => SendKind::Text,
+            SEND_BINARY => SendKind::Binary,
+            SEND_PING => SendKind::Ping,
+            SEND_PONG => SendKind::Pong,
+            _ => SendKind::Fragment {
+                binary: binary != 0,
+                fin: fin != 0,
+            },
+        };
+        // SAFETY: guaranteed by the caller.
+        let (c, data) = unsafe { (conn_mut(c), bytes(data, len)) };
+        match c.send(kind, data) {
+            Ok(()) => 0,
+            Err(e) => {
+                set_error(err, &e.to_string());
+                -1
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `c` is a live connection; `reason` is valid for `len` bytes; `err` valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_close(c: *mut EwsConn, code: i64, reason: *const c_char, len: usize, err: *mut EwsError) -> c_int {
+    guard(-1, || {
+        // SAFETY: guaranteed by the caller.
+        let (c, reason) = unsafe { (conn_mut(c), bytes(reason, len)) };
+        match c.close(code, reason) {
+            Ok(()) => 0,
+            Err(text) => {
+                set_error(err, &text);
+                -1
+            }
+        }
+    })
+}
+
+/// Check a close code without a connection (for objects already closed).
+#[unsafe(no_mangle)]
+pub extern "C" fn ews_close_code_error(code: i64, err: *mut EwsError) -> c_int {
+    guard(-1, || {
+        match crate::connection::check_close_code(code) {
+            Ok(_) => 0,
+            Err(text) => {
+                set_error(err, &text);
+                -1
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_set_paused(c: *mut EwsConn, paused: c_int) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || unsafe { conn_mut(c) }.set_paused(paused != 0))
+}
+
+/// # Safety
+/// `c` is a live connection; `extra` is null or valid for `n` headers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_accept_upgrade(c: *mut EwsConn, extra: *const EwsHeader, n: usize) {
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let (c, extra) = unsafe { (conn_mut(c), header_list(extra, n)) };
+        c.accept_upgrade(&extra);
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_reject_upgrade(c: *mut EwsConn) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || unsafe { conn_mut(c) }.reject_upgrade())
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_abandon(c: *mut EwsConn) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || unsafe { conn_mut(c) }.abandon())
+}
+
+/// # Safety
+/// `c` came from this module and is not used afterwards; the binding has
+/// stopped its watchers on the socket (which closes here).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_free(c: *mut EwsConn) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || drop(unsafe { Box::from_raw(c) }))
+}
+
+// ---- accessors --------------------------------------------------------------
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_state(c: *const EwsConn) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    guard(3, || match unsafe { conn(c) }.state() {
+        State::Connecting => 0,
+        State::Connected => 1,
+        State::Closing => 2,
+        State::Closed => 3,
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_queued(c: *const EwsConn) -> usize {
+    // SAFETY: guaranteed by the caller.
+    guard(0, || unsafe { conn(c) }.queued())
+}
+
+/// # Safety
+/// `c` is a live connection; `buf` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_peer_address(c: *const EwsConn, buf: *mut c_char, len: usize) -> usize {
+    guard(0, || {
+        // SAFETY: guaranteed by the caller.
+        let Some(ip) = unsafe { conn(c) }.peer_ip() else {
+            return 0;
+        };
+        let text = ip.to_string();
+        if text.len() > len {
+            return 0;
+        }
+        // SAFETY: `buf` holds `len` >= text.len() bytes.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), text.len()) };
+        out.copy_from_slice(text.as_bytes());
+        text.len()
+    })
+}
+
+/// # Safety
+/// `c` is a live connection; `p` and `len` are valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_protocol(c: *const EwsConn, p: *mut *const c_char, len: *mut usize) -> c_int {
+    guard(0, || {
+        // SAFETY: guaranteed by the caller.
+        let Some(proto) = unsafe { conn(c) }.protocol() else {
+            return 0;
+        };
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            *p = proto.as_ptr().cast();
+            *len = proto.len();
+        }
+        1
+    })
+}
+
+// ---- server -----------------------------------------------------------------
+
+/// # Safety
+/// `opts` and its strings are valid; `err` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_listen(opts: *const EwsListenOpts, err: *mut EwsError) -> *mut EwsListener {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: guaranteed by the caller.
+        let o = unsafe { &*opts };
+        let mut settings = ServerSettings::default();
+        // SAFETY: the option lists are valid for their lengths.
+        let (protocols, headers) = unsafe { (header_list(o.protocols, o.n_protocols), header_list(o.headers, o.n_headers)) };
+        settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
+        settings.policy.headers = headers;
+        if let Err(text) = handshake::client::validate_user_headers(&settings.policy.headers) {
+            set_error(err, &text);
+            return std::ptr::null_mut();
+        }
+        settings.max_message = usize::try_from(o.max_message).unwrap_or(usize::MAX);
+        settings.handshake_timeout = seconds(o.handshake_timeout, settings.handshake_timeout);
+        settings.close_timeout = seconds(o.close_timeout, settings.close_timeout);
+        match Listener::bind(o.port, settings) {
+            Ok(l) => Box::into_raw(Box::new(EwsListener(l))),
+            Err(e) => {
+                set_error(err, &os_error::text(&e));
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `l` is a live listener.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_listener_fd(l: *const EwsListener) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    guard(-1, || unsafe { &(*l).0 }.fd())
+}
+
+/// # Safety
+/// `l` is a live listener.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_listener_port(l: *const EwsListener) -> u16 {
+    // SAFETY: guaranteed by the caller.
+    guard(0, || unsafe { &(*l).0 }.port())
+}
+
+/// # Safety
+/// `l` is a live listener; `err` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_listener_accept(l: *mut EwsListener, err: *mut EwsError) -> *mut EwsConn {
+    guard(std::ptr::null_mut(), || {
+        set_error(err, "");
+        // SAFETY: guaranteed by the caller.
+        match unsafe { &(*l).0 }.accept() {
+            Ok(Some(c)) => Box::into_raw(Box::new(EwsConn(c))),
+            Ok(None) => std::ptr::null_mut(),
+            Err(e) => {
+                set_error(err, &os_error::text(&e));
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `l` came from `ews_listen` and is not used afterwards; the binding has
+/// stopped its watcher.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_listener_free(l: *mut EwsListener) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || drop(unsafe { Box::from_raw(l) }))
+}

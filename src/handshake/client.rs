@@ -1,0 +1,227 @@
+//! Client side: the upgrade request and the check of the server's answer.
+
+use super::{MAX_HEAD, MAX_HEADERS, Parsed};
+use crate::endpoint::Endpoint;
+use crate::headers::{self, HeaderList};
+
+/// Headers the handshake itself writes; a user may not set them.
+const RESERVED: [&str; 4] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+];
+
+/// Headers the user may replace instead of duplicating.
+const REPLACEABLE: [&str; 2] = ["Host", "Origin"];
+
+/// Check user headers before anything is sent: no reserved names, no CR,
+/// LF or NUL anywhere, no empty name.
+pub fn validate_user_headers(list: &[(String, Vec<u8>)]) -> Result<(), String> {
+    for (name, value) in list {
+        if let Some(r) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(format!("headers: '{r}' is set by the handshake"));
+        }
+        let bad = |b: &u8| matches!(b, b'\r' | b'\n' | b'\0');
+        if name.is_empty() || name.bytes().any(|b| bad(&b) || b == b':' || b == b' ') {
+            return Err(format!("headers: invalid header name '{}'", name.escape_default()));
+        }
+        if value.iter().any(bad) {
+            return Err(format!("headers: value of '{name}' contains CR, LF or NUL"));
+        }
+    }
+    Ok(())
+}
+
+/// A request that was sent, and what the answer must match.
+#[derive(Debug)]
+pub struct ClientHandshake {
+    key: String,
+    offered_protocols: Vec<String>,
+}
+
+impl ClientHandshake {
+    /// Write the upgrade request into `out`.  `user_headers` must have
+    /// passed [`validate_user_headers`].
+    pub fn write_request(
+        endpoint: &Endpoint,
+        protocol: Option<&str>,
+        user_headers: &[(String, Vec<u8>)],
+        out: &mut Vec<u8>,
+    ) -> ClientHandshake {
+        let key = tungstenite::handshake::client::generate_key();
+        let user = |name: &str| {
+            user_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_slice())
+        };
+        out.extend_from_slice(b"GET ");
+        out.extend_from_slice(endpoint.resource.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        out.extend_from_slice(user("Host").unwrap_or(endpoint.host_header.as_bytes()));
+        out.extend_from_slice(b"\r\nOrigin: ");
+        match user("Origin") {
+            Some(v) => out.extend_from_slice(v),
+            None => out.extend_from_slice(endpoint.origin().as_bytes()),
+        }
+        out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\r\nSec-WebSocket-Version: 13\r\n");
+        let offered_protocols = match protocol {
+            Some(p) if !p.is_empty() => {
+                out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+                out.extend_from_slice(p.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                headers::split_list(p.as_bytes())
+            }
+            _ => Vec::new(),
+        };
+        for (name, value) in user_headers {
+            if REPLACEABLE.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        ClientHandshake {
+            key,
+            offered_protocols,
+        }
+    }
+
+    /// Check the server's answer.  On success: the response headers and the
+    /// negotiated subprotocol.  Errors are the `on_error` texts.
+    pub fn read_response(&self, buf: &[u8]) -> Result<Parsed<Accepted>, String> {
+        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut raw);
+        let head_len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err("handshake failed: response head too large".into());
+            }
+            Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
+            Err(e) => return Err(format!("handshake failed: malformed response ({e})")),
+        };
+        let code = response.code.unwrap_or(0);
+        if code != 101 {
+            let reason = response.reason.unwrap_or("");
+            return Err(format!("handshake failed: HTTP {code} {reason}").trim_end().into());
+        }
+        let raw = response.headers;
+        if !headers::has_token(headers::find(raw, "Upgrade"), "websocket") {
+            return Err("handshake failed: missing 'Upgrade: websocket'".into());
+        }
+        if !headers::has_token(headers::find(raw, "Connection"), "upgrade") {
+            return Err("handshake failed: missing 'Connection: Upgrade'".into());
+        }
+        let expected = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
+        if headers::find(raw, "Sec-WebSocket-Accept") != Some(expected.as_bytes()) {
+            return Err("handshake failed: bad Sec-WebSocket-Accept".into());
+        }
+        let protocol = match headers::find(raw, "Sec-WebSocket-Protocol") {
+            None => None,
+            Some(p) => {
+                let p = String::from_utf8_lossy(p).into_owned();
+                if !self.offered_protocols.contains(&p) {
+                    return Err(format!(
+                        "handshake failed: server chose subprotocol '{p}' that was not offered"
+                    ));
+                }
+                Some(p)
+            }
+        };
+        if headers::find(raw, "Sec-WebSocket-Extensions").is_some_and(|v| !v.is_empty()) {
+            return Err("handshake failed: server accepted an extension that was not offered".into());
+        }
+        Ok(Parsed::Complete(
+            head_len,
+            Accepted {
+                headers: headers::collect(raw),
+                protocol,
+            },
+        ))
+    }
+}
+
+/// A successful upgrade, seen from the client.
+#[derive(Debug)]
+pub struct Accepted {
+    pub headers: HeaderList,
+    pub protocol: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint;
+
+    fn request(protocol: Option<&str>, user: &[(String, Vec<u8>)]) -> (ClientHandshake, String) {
+        let ep = endpoint::parse("ws://example.com:8080/chat?room=1").unwrap();
+        let mut out = Vec::new();
+        let hs = ClientHandshake::write_request(&ep, protocol, user, &mut out);
+        (hs, String::from_utf8(out).unwrap())
+    }
+
+    fn answer(hs: &ClientHandshake, extra: &str) -> String {
+        let accept = tungstenite::handshake::derive_accept_key(hs.key.as_bytes());
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+        )
+    }
+
+    #[test]
+    fn request_lines() {
+        let user = vec![
+            ("Authorization".to_string(), b"Bearer t".to_vec()),
+            ("host".to_string(), b"other:1".to_vec()),
+        ];
+        let (hs, text) = request(Some("chat, v2"), &user);
+        assert!(text.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: other:1\r\nOrigin: http://example.com:8080\r\n"));
+        assert!(text.contains(&format!("Sec-WebSocket-Key: {}\r\n", hs.key)));
+        assert!(text.contains("Sec-WebSocket-Protocol: chat, v2\r\nAuthorization: Bearer t\r\n\r\n"));
+        assert_eq!(text.matches("Host:").count() + text.matches("host:").count(), 1);
+        assert_eq!(hs.offered_protocols, ["chat", "v2"]);
+    }
+
+    #[test]
+    fn user_header_validation() {
+        let bad = |n: &str, v: &[u8]| validate_user_headers(&[(n.to_string(), v.to_vec())]);
+        assert_eq!(bad("upgrade", b"x").unwrap_err(), "headers: 'Upgrade' is set by the handshake");
+        assert!(bad("X-A", b"a\r\nB: c").is_err());
+        assert!(bad("X\nA", b"a").is_err());
+        assert!(bad("X-A", b"ok").is_ok());
+    }
+
+    #[test]
+    fn accepts_valid_answer() {
+        let (hs, _) = request(Some("chat"), &[]);
+        let mut text = answer(&hs, "Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=1\r\n").into_bytes();
+        text.extend_from_slice(&[0x81, 0x00]);
+        match hs.read_response(&text).unwrap() {
+            Parsed::Complete(n, acc) => {
+                assert_eq!(n, text.len() - 2);
+                assert_eq!(acc.protocol.as_deref(), Some("chat"));
+                assert!(acc.headers.iter().any(|(k, v)| k == "Set-Cookie" && v == b"a=1"));
+            }
+            Parsed::Incomplete => panic!("incomplete"),
+        }
+        assert!(matches!(hs.read_response(&text[..20]), Ok(Parsed::Incomplete)));
+    }
+
+    #[test]
+    fn refuses_bad_answers() {
+        let (hs, _) = request(None, &[]);
+        let e = hs.read_response(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err();
+        assert_eq!(e, "handshake failed: HTTP 404 Not Found");
+        let wrong = "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n";
+        assert!(hs.read_response(wrong.as_bytes()).unwrap_err().contains("Accept"));
+        let unoffered = answer(&hs, "Sec-WebSocket-Protocol: chat\r\n");
+        assert!(hs.read_response(unoffered.as_bytes()).unwrap_err().contains("not offered"));
+        let huge = vec![b'a'; MAX_HEAD + 1];
+        assert!(hs.read_response(&huge).is_err());
+    }
+}

@@ -1,0 +1,459 @@
+//! The receive side: a reusable read buffer and the message layer that
+//! turns frames into messages, control events and protocol violations.
+
+use std::io::{self, Cursor, Read};
+use std::ops::Range;
+
+use crate::frame::{self, Control, Data, FrameHeader, OpCode};
+
+/// Smallest read offered to the kernel, and the size an idle buffer keeps.
+const READ_CHUNK: usize = 4096;
+/// Bytes a buffer may grow by at once, so that a peer's declared frame
+/// length is never allocated before the bytes arrive.
+const MIN_GROWTH: usize = 64 * 1024;
+
+/// Bytes read from the socket and not yet consumed.
+#[derive(Debug, Default)]
+pub struct InBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > MIN_GROWTH {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.make_room(bytes.len());
+        if self.buf.len() - self.end < bytes.len() {
+            self.buf.resize(self.end + bytes.len(), 0);
+        }
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
+    /// One `read` call, offering room for at least `want` more bytes (up
+    /// to a growth step).  Returns what `read` returned.
+    pub fn read_from(&mut self, source: &mut impl Read, want: usize) -> io::Result<usize> {
+        self.make_room(want);
+        let n = source.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    fn make_room(&mut self, want: usize) {
+        let want = want.max(READ_CHUNK);
+        if self.buf.len() - self.end >= want {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let spare = self.buf.len() - self.end;
+        if spare < want {
+            let step = want.min(self.buf.len().max(MIN_GROWTH));
+            if spare < step {
+                self.buf.resize(self.end + step, 0);
+            }
+        }
+    }
+}
+
+/// Which end of the connection we are: it decides the masking rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// Where a payload lies: a range of the buffer given to
+/// [`MessageReader::next`], or the reader's reassembly buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Buffered(Range<usize>),
+    Reassembled,
+}
+
+/// Something the peer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    Message { binary: bool, payload: Payload },
+    Ping(Range<usize>),
+    Pong(Range<usize>),
+    /// `code` is 1005 when the frame carried none.
+    Close { code: u16, reason: Range<usize> },
+}
+
+/// Why the connection must be failed, with the close code to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Violation {
+    fn protocol(what: &str) -> Violation {
+        Violation {
+            code: 1002,
+            text: format!("protocol error: {what}"),
+        }
+    }
+
+    fn invalid_utf8(what: &str) -> Violation {
+        Violation {
+            code: 1007,
+            text: format!("invalid UTF-8 in {what}"),
+        }
+    }
+
+    fn too_big() -> Violation {
+        Violation {
+            code: 1009,
+            text: "message exceeds max_message_size".into(),
+        }
+    }
+}
+
+/// Result of looking at the buffered bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Frame(Inbound),
+    /// The next frame is incomplete: this many more bytes are needed.
+    NeedMore(usize),
+    Violation(Violation),
+}
+
+/// Reassembles fragmented messages and checks every frame against
+/// RFC 6455.
+#[derive(Debug)]
+pub struct MessageReader {
+    role: Role,
+    /// Largest message accepted; 0 means unlimited.
+    max_message: usize,
+    /// Fragments of the message under way, and whether it is binary.
+    partial: Option<(bool, Vec<u8>)>,
+    /// A reassembled message was handed out and must be dropped next time.
+    partial_delivered: bool,
+}
+
+impl MessageReader {
+    pub fn new(role: Role, max_message: usize) -> MessageReader {
+        MessageReader {
+            role,
+            max_message,
+            partial: None,
+            partial_delivered: false,
+        }
+    }
+
+    fn over_limit(&self, size: u64) -> bool {
+        self.max_message != 0 && size > self.max_message as u64
+    }
+
+    /// The message completed by the last [`Payload::Reassembled`].
+    pub fn reassembled(&self) -> &[u8] {
+        self.partial.as_ref().map_or(&[], |(_, data)| data)
+    }
+
+    /// Parse frames from `buf` until one yields an event.  Returns how many
+    /// bytes of `buf` the caller must consume *after* it is done with the
+    /// event (payloads stay in `buf`, unmasked in place).
+    pub fn next(&mut self, buf: &mut [u8]) -> (usize, Step) {
+        if self.partial_delivered {
+            self.partial = None;
+            self.partial_delivered = false;
+        }
+        let mut pos = 0;
+        loop {
+            let mut cursor = Cursor::new(&buf[pos..]);
+            let (header, length) = match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return (pos, Step::NeedMore(2)),
+                Err(e) => return (pos, Step::Violation(Violation::protocol(&e.to_string()))),
+            };
+            let header_len = cursor.position() as usize;
+            if let Err(v) = self.check_header(&header, length) {
+                return (pos, Step::Violation(v));
+            }
+            let available = buf.len() - pos - header_len;
+            if (available as u64) < length {
+                return (pos, Step::NeedMore((length - available as u64) as usize));
+            }
+            let start = pos + header_len;
+            let end = start + length as usize;
+            if let Some(mask) = header.mask {
+                frame::apply_mask(&mut buf[start..end], mask);
+            }
+            pos = end;
+            let fin = header.is_final;
+            match header.opcode {
+                OpCode::Control(c) => {
+                    let step = match c {
+                        Control::Ping => Step::Frame(Inbound::Ping(start..end)),
+                        Control::Pong => Step::Frame(Inbound::Pong(start..end)),
+                        _ => close_step(&buf[start..end], start),
+                    };
+                    return (pos, step);
+                }
+                OpCode::Data(Data::Continue) => {
+                    let Some((binary, data)) = self.partial.as_mut() else {
+                        return (pos, Step::Violation(Violation::protocol("continuation frame without a message")));
+                    };
+                    data.extend_from_slice(&buf[start..end]);
+                    if fin {
+                        let binary = *binary;
+                        self.partial_delivered = true;
+                        let step = message_step(binary, self.reassembled(), Payload::Reassembled);
+                        return (pos, step);
+                    }
+                }
+                OpCode::Data(kind) => {
+                    let binary = kind == Data::Binary;
+                    if fin {
+                        let payload = Payload::Buffered(start..end);
+                        return (pos, message_step(binary, &buf[start..end], payload));
+                    }
+                    self.partial = Some((binary, buf[start..end].to_vec()));
+                }
+            }
+        }
+    }
+
+    fn check_header(&self, header: &FrameHeader, length: u64) -> Result<(), Violation> {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(Violation::protocol("reserved bits set"));
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(Violation::protocol("unmasked frame from client")),
+            (Role::Client, true) => return Err(Violation::protocol("masked frame from server")),
+            _ => {}
+        }
+        match header.opcode {
+            OpCode::Control(_) if !header.is_final => {
+                Err(Violation::protocol("fragmented control frame"))
+            }
+            OpCode::Control(_) if length > frame::MAX_CONTROL_PAYLOAD as u64 => {
+                Err(Violation::protocol("control frame payload over 125 bytes"))
+            }
+            OpCode::Data(Data::Continue) => {
+                let so_far = self.partial.as_ref().map_or(0, |(_, d)| d.len() as u64);
+                if self.over_limit(so_far.saturating_add(length)) {
+                    Err(Violation::too_big())
+                } else {
+                    Ok(())
+                }
+            }
+            OpCode::Data(_) if self.partial.is_some() => {
+                Err(Violation::protocol("new message inside a fragmented message"))
+            }
+            OpCode::Data(_) if self.over_limit(length) => Err(Violation::too_big()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn message_step(binary: bool, data: &[u8], payload: Payload) -> Step {
+    if !binary && std::str::from_utf8(data).is_err() {
+        return Step::Violation(Violation::invalid_utf8("text message"));
+    }
+    Step::Frame(Inbound::Message { binary, payload })
+}
+
+/// Check a close payload found at `offset` of the buffer.
+fn close_step(payload: &[u8], offset: usize) -> Step {
+    match payload {
+        [] => Step::Frame(Inbound::Close {
+            code: 1005,
+            reason: offset..offset,
+        }),
+        [_] => Step::Violation(Violation::protocol("close frame with a 1-byte payload")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !frame::is_valid_close_code(code) {
+                Step::Violation(Violation::protocol(&format!("invalid close code {code}")))
+            } else if std::str::from_utf8(reason).is_err() {
+                Step::Violation(Violation::invalid_utf8("close reason"))
+            } else {
+                let start = offset + 2;
+                Step::Frame(Inbound::Close {
+                    code,
+                    reason: start..start + reason.len(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame as a peer in `role`'s opposite would send it.
+    fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        let mut out = vec![first];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => out.push(mask_bit | n as u8),
+            n if n < 65536 => {
+                out.push(mask_bit | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask_bit | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mut body = payload.to_vec();
+        if masked {
+            let mask = [9, 8, 7, 6];
+            out.extend_from_slice(&mask);
+            frame::apply_mask(&mut body, mask);
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// The message text or control payload of a step, for comparisons.
+    fn payload_of(r: &MessageReader, buf: &[u8], step: &Step) -> Vec<u8> {
+        match step {
+            Step::Frame(Inbound::Message { payload: Payload::Buffered(range), .. })
+            | Step::Frame(Inbound::Ping(range))
+            | Step::Frame(Inbound::Pong(range))
+            | Step::Frame(Inbound::Close { reason: range, .. }) => buf[range.clone()].to_vec(),
+            Step::Frame(Inbound::Message { payload: Payload::Reassembled, .. }) => r.reassembled().to_vec(),
+            other => panic!("no payload: {other:?}"),
+        }
+    }
+
+    fn first_step(reader: &mut MessageReader, bytes: &[u8]) -> (usize, String) {
+        let mut buf = bytes.to_vec();
+        let (n, step) = reader.next(&mut buf);
+        (n, format!("{step:?}"))
+    }
+
+    #[test]
+    fn single_frames_both_roles() {
+        let mut server = MessageReader::new(Role::Server, 0);
+        let mut buf = frame(0x81, b"hello", true);
+        let (n, step) = server.next(&mut buf);
+        assert_eq!(step, Step::Frame(Inbound::Message { binary: false, payload: Payload::Buffered(6..11) }));
+        assert_eq!(payload_of(&server, &buf, &step), b"hello");
+        assert_eq!(n, 11);
+        let mut client = MessageReader::new(Role::Client, 0);
+        let mut buf = frame(0x82, &[0, 255], false);
+        let (_, step) = client.next(&mut buf);
+        assert_eq!(payload_of(&client, &buf, &step), [0, 255]);
+    }
+
+    #[test]
+    fn reassembles_with_interleaved_control() {
+        let mut r = MessageReader::new(Role::Client, 0);
+        let mut bytes = frame(0x01, b"ab", false);
+        bytes.extend(frame(0x89, b"p", false));
+        bytes.extend(frame(0x80, b"cd", false));
+        let mut buf = bytes.clone();
+        let (n, step) = r.next(&mut buf);
+        assert_eq!(payload_of(&r, &buf, &step), b"p");
+        let mut rest = buf[n..].to_vec();
+        let (m, step) = r.next(&mut rest);
+        assert_eq!(step, Step::Frame(Inbound::Message { binary: false, payload: Payload::Reassembled }));
+        assert_eq!(payload_of(&r, &rest, &step), b"abcd");
+        assert_eq!(n + m, bytes.len());
+    }
+
+    #[test]
+    fn incomplete_frames_ask_for_more() {
+        let mut r = MessageReader::new(Role::Client, 0);
+        let whole = frame(0x82, &[7; 300], false);
+        assert_eq!(first_step(&mut r, &whole[..1]), (0, "NeedMore(2)".into()));
+        assert_eq!(first_step(&mut r, &whole[..100]), (0, "NeedMore(204)".into()));
+    }
+
+    #[test]
+    fn violations() {
+        let code = |role, bytes: Vec<u8>, max| {
+            let mut r = MessageReader::new(role, max);
+            let mut buf = bytes;
+            match r.next(&mut buf).1 {
+                Step::Violation(v) => v.code,
+                other => panic!("no violation: {other:?}"),
+            }
+        };
+        assert_eq!(code(Role::Server, frame(0x81, b"x", false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x81, b"x", true), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0xC1, b"x", false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x83, b"x", false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x80, b"x", false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x09, b"x", false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x89, &[0; 126], false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x88, &[3, 0xed], false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x88, &[3], false), 0), 1002);
+        assert_eq!(code(Role::Client, frame(0x81, &[0xff], false), 0), 1007);
+        assert_eq!(code(Role::Client, frame(0x88, &[3, 0xe8, 0xff], false), 0), 1007);
+        assert_eq!(code(Role::Client, frame(0x82, &[0; 11], false), 10), 1009);
+        let mut two = frame(0x01, b"a", false);
+        two.extend(frame(0x01, b"b", false));
+        let mut r = MessageReader::new(Role::Client, 0);
+        assert!(matches!(r.next(&mut two).1, Step::Violation(Violation { code: 1002, .. })));
+        // The declared length alone trips the limit, before any payload.
+        let mut header_only = frame(0x82, &[0; 200], false);
+        header_only.truncate(4);
+        assert_eq!(code(Role::Client, header_only, 100), 1009);
+    }
+
+    #[test]
+    fn exactly_the_limit_passes() {
+        let mut r = MessageReader::new(Role::Client, 10);
+        let mut buf = frame(0x02, &[1; 5], false);
+        buf.extend(frame(0x80, &[2; 5], false));
+        assert!(matches!(r.next(&mut buf).1, Step::Frame(Inbound::Message { .. })));
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut r = MessageReader::new(Role::Client, 0);
+        let mut buf = frame(0x88, &[], false);
+        assert_eq!(r.next(&mut buf).1, Step::Frame(Inbound::Close { code: 1005, reason: 2..2 }));
+        let mut buf = frame(0x88, b"\x0f\xa1bye", false);
+        let step = r.next(&mut buf).1;
+        assert!(matches!(step, Step::Frame(Inbound::Close { code: 4001, .. })));
+        assert_eq!(payload_of(&r, &buf, &step), b"bye");
+    }
+
+    #[test]
+    fn inbuf_grows_in_steps_and_compacts() {
+        let mut b = InBuf::default();
+        let mut src: &[u8] = &[1; 10_000];
+        assert_eq!(b.read_from(&mut src, 1_000_000).unwrap(), 10_000);
+        assert!(b.buf.len() <= MIN_GROWTH);
+        b.consume(9_000);
+        b.extend(&[2; 10]);
+        assert_eq!(b.data().len(), 1_010);
+        b.consume(1_010);
+        assert!(b.is_empty());
+    }
+}

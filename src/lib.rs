@@ -1,0 +1,28 @@
+//! Native core of the EV::Websockets Perl module.
+//!
+//! Everything but [`ffi`] and the boot forwarder is plain safe Rust with no
+//! Perl or EV types: a WebSocket connection state machine over non-blocking
+//! mio sockets that reports what it wants from the event loop, and is
+//! tested with `cargo test` over real sockets.
+
+#![deny(unsafe_code)]
+
+pub mod connection;
+pub mod endpoint;
+pub mod frame;
+pub mod handshake;
+pub mod headers;
+pub mod inbound;
+pub mod listener;
+pub mod os_error;
+pub mod outbound;
+pub mod resolver;
+pub mod utf8;
+
+#[allow(unsafe_code)]
+mod ffi;
+// The XS objects are linked into the cdylib only: unit tests run without a
+// perl, so they leave the forwarder out.
+#[cfg(not(test))]
+#[allow(unsafe_code)]
+mod boot;

@@ -1,0 +1,214 @@
+//! The send side: frames queued by `send*` and written out in one go.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+
+use crate::frame::{self, FrameHeader, OpCode};
+
+/// Written bytes after which the buffer's sent prefix is dropped even
+/// though unsent bytes remain.
+const COMPACT_AFTER: usize = 1 << 20;
+
+/// Encoded frames waiting for the socket.
+#[derive(Debug)]
+pub struct Outbound {
+    buf: Vec<u8>,
+    /// Bytes of `buf` the socket has taken.
+    sent: usize,
+    /// For each queued frame carrying user payload: where it ends in `buf`
+    /// and how many payload bytes it carries.
+    frames: VecDeque<(usize, usize)>,
+    queued_payload: usize,
+    /// Clients mask every frame (RFC 6455 §5.3).
+    masked: bool,
+}
+
+/// What one write achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued is with the kernel.
+    All,
+    /// The kernel took part (or none); wait for writability.
+    Partial,
+}
+
+impl Outbound {
+    pub fn new(masked: bool) -> Outbound {
+        Outbound {
+            buf: Vec::new(),
+            sent: 0,
+            frames: VecDeque::new(),
+            queued_payload: 0,
+            masked,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent == self.buf.len()
+    }
+
+    /// User payload bytes not yet handed to the socket.
+    pub fn queued_payload(&self) -> usize {
+        self.queued_payload
+    }
+
+    /// Queue raw bytes (an HTTP head).
+    pub fn push_raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to append raw bytes to directly.
+    pub fn raw_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Queue one frame.  `counted` frames carry user payload and count in
+    /// [`Outbound::queued_payload`]; automatic replies do not.
+    pub fn push_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], counted: bool) {
+        let header = FrameHeader {
+            is_final: fin,
+            opcode,
+            mask: self.masked.then(rand::random::<[u8; 4]>),
+            ..FrameHeader::default()
+        };
+        let length = payload.len() as u64;
+        self.buf.reserve(header.len(length) + payload.len());
+        header
+            .format(length, &mut self.buf)
+            .expect("writing to a Vec cannot fail");
+        let start = self.buf.len();
+        self.buf.extend_from_slice(payload);
+        if let Some(mask) = header.mask {
+            frame::apply_mask(&mut self.buf[start..], mask);
+        }
+        if counted {
+            self.frames.push_back((self.buf.len(), payload.len()));
+            self.queued_payload += payload.len();
+        }
+    }
+
+    /// Queue a close frame; `code` None sends an empty close payload.
+    pub fn push_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        let mut payload = [0u8; 2 + frame::MAX_CONTROL_PAYLOAD];
+        let len = match code {
+            None => 0,
+            Some(code) => {
+                let reason = &reason[..reason.len().min(frame::MAX_CONTROL_PAYLOAD - 2)];
+                payload[..2].copy_from_slice(&code.to_be_bytes());
+                payload[2..2 + reason.len()].copy_from_slice(reason);
+                2 + reason.len()
+            }
+        };
+        self.push_frame(OpCode::Control(frame::Control::Close), true, &payload[..len], false);
+    }
+
+    /// One `write` call with everything pending.
+    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<Flushed> {
+        if self.is_empty() {
+            return Ok(Flushed::All);
+        }
+        match sink.write(&self.buf[self.sent..]) {
+            Ok(n) => self.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        Ok(if self.is_empty() {
+            Flushed::All
+        } else {
+            Flushed::Partial
+        })
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        while let Some(&(end, payload)) = self.frames.front() {
+            if end > self.sent {
+                break;
+            }
+            self.queued_payload -= payload;
+            self.frames.pop_front();
+        }
+        if self.sent == self.buf.len() {
+            self.buf.clear();
+            self.sent = 0;
+            if self.buf.capacity() > COMPACT_AFTER {
+                self.buf = Vec::new();
+            }
+        } else if self.sent >= COMPACT_AFTER {
+            self.buf.drain(..self.sent);
+            for frame in &mut self.frames {
+                frame.0 -= self.sent;
+            }
+            self.sent = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Data;
+
+    /// A sink that takes at most `limit` bytes per write.
+    struct Trickle {
+        taken: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.limit == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.limit);
+            self.taken.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn counts_payload_until_written() {
+        let mut out = Outbound::new(false);
+        out.push_frame(OpCode::Data(Data::Text), true, b"hello", true);
+        out.push_frame(OpCode::Data(Data::Binary), true, &[0; 200], true);
+        out.push_frame(OpCode::Control(frame::Control::Pong), true, b"p", false);
+        assert_eq!(out.queued_payload(), 205);
+        let mut sink = Trickle { taken: Vec::new(), limit: 7 };
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Partial);
+        assert_eq!(out.queued_payload(), 200);
+        sink.limit = 0;
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Partial);
+        sink.limit = 1000;
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::All);
+        assert_eq!(out.queued_payload(), 0);
+        assert_eq!(&sink.taken[..7], b"\x81\x05hello");
+        assert_eq!(&sink.taken[7..11], &[0x82, 126, 0, 200]);
+        assert_eq!(&sink.taken[211..], b"\x8a\x01p");
+    }
+
+    #[test]
+    fn client_frames_are_masked() {
+        let mut out = Outbound::new(true);
+        out.push_frame(OpCode::Data(Data::Text), true, b"abcd", true);
+        let mut sink = Trickle { taken: Vec::new(), limit: 100 };
+        out.write_to(&mut sink).unwrap();
+        let t = &sink.taken;
+        assert_eq!(t[1], 0x80 | 4);
+        let mut payload = t[6..].to_vec();
+        frame::apply_mask(&mut payload, [t[2], t[3], t[4], t[5]]);
+        assert_eq!(payload, b"abcd");
+    }
+
+    #[test]
+    fn close_reason_is_capped() {
+        let mut out = Outbound::new(false);
+        out.push_close(Some(1000), &[b'x'; 300]);
+        let mut sink = Trickle { taken: Vec::new(), limit: 1000 };
+        out.write_to(&mut sink).unwrap();
+        assert_eq!(sink.taken.len(), 2 + 125);
+    }
+}

@@ -1,0 +1,71 @@
+package TestWS;
+
+# Small helpers shared by the tests: an echo listener, bounded loop runs,
+# and a local port that nothing listens on.
+
+use strict;
+use warnings;
+
+use EV;
+use EV::Websockets;
+use IO::Socket::INET;
+use Exporter 'import';
+
+our @EXPORT = qw(echo_server run_until run_for closed_port);
+
+# A proxy picked up from the environment would capture the tests'
+# connections to 127.0.0.1.
+delete @ENV{qw(https_proxy http_proxy all_proxy HTTPS_PROXY HTTP_PROXY ALL_PROXY)};
+
+# listen(port => 0) with an on_message that echoes every message back with
+# the same type.  %extra adds or overrides listen options.  Returns the port.
+sub echo_server {
+    my ($ctx, %extra) = @_;
+    return $ctx->listen(
+        port       => 0,
+        on_message => sub {
+            my ($conn, $data, $is_binary) = @_;
+            $is_binary ? $conn->send_binary($data) : $conn->send($data);
+        },
+        %extra,
+    );
+}
+
+# Run the default loop until $cond->() returns true or $secs seconds have
+# passed.  The condition is checked before the loop would block, so a
+# callback only has to set a flag.  Returns true if the condition was met.
+sub run_until {
+    my ($cond, $secs) = @_;
+    $secs //= 5;
+    return 1 if $cond->();
+    EV::now_update;    # setup may have taken a while since the loop last ran
+    my $check   = EV::prepare(sub { EV::break if $cond->() });
+    my $timeout = EV::timer($secs, 0, sub { EV::break });
+    EV::run;
+    return $cond->() ? 1 : 0;
+}
+
+# Run the default loop for $secs seconds, e.g. to give callbacks that must
+# not fire a chance to do so.
+sub run_for {
+    my ($secs) = @_;
+    EV::now_update;
+    my $timer = EV::timer($secs, 0, sub { EV::break });
+    EV::run;
+    return;
+}
+
+# A TCP port on 127.0.0.1 that was free a moment ago and has no listener.
+sub closed_port {
+    my $sock = IO::Socket::INET->new(
+        Listen    => 1,
+        LocalAddr => '127.0.0.1',
+        LocalPort => 0,
+        Proto     => 'tcp',
+    ) or die "cannot bind a probe socket: $@";
+    my $port = $sock->sockport;
+    close $sock;
+    return $port;
+}
+
+1;
