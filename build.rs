@@ -51,13 +51,19 @@ fn main() {
         println!("cargo::rustc-cfg=perl_multiplicity");
     }
     let version = run_perl(
-        &["-MExtUtils::MakeMaker", "-e", "print MM->parse_version($ARGV[0])", MODULE],
+        &[
+            "-MExtUtils::MakeMaker",
+            "-e",
+            "print MM->parse_version($ARGV[0])",
+            MODULE,
+        ],
         "reading the module version",
     );
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // xsubpp changes into the XS file's directory: give it absolute paths.
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let (xs, typemap) = (root.join(XS), root.join(TYPEMAP));
     let c_file = out_dir.join("Websockets.c");
     run_perl(

@@ -15,7 +15,10 @@ unsafe extern "C" {
 /// Called only by DynaLoader, with the arguments of an XS boot function.
 #[unsafe(no_mangle)]
 #[allow(non_snake_case)]
-pub unsafe extern "C" fn boot_EV__Websockets(#[cfg(perl_multiplicity)] perl: *mut c_void, cv: *mut c_void) {
+pub unsafe extern "C" fn boot_EV__Websockets(
+    #[cfg(perl_multiplicity)] perl: *mut c_void,
+    cv: *mut c_void,
+) {
     // SAFETY: the arguments are passed through unchanged to the function
     // xsubpp generated for exactly this call.
     unsafe {

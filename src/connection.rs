@@ -318,7 +318,11 @@ impl Connection {
         }
         match Lookup::start(&target.host, target.port, Arc::clone(waker)) {
             Ok(lookup) => self.phase = Phase::Resolving(lookup, handshake),
-            Err(e) => self.fail_early(format!("DNS lookup failed for '{}': {}", target.host, os_error::text(&e))),
+            Err(e) => self.fail_early(format!(
+                "DNS lookup failed for '{}': {}",
+                target.host,
+                os_error::text(&e)
+            )),
         }
     }
 
@@ -348,9 +352,15 @@ impl Connection {
 
     pub fn interest(&self) -> Interest {
         let socket = self.socket.as_ref();
-        let handshaking = matches!(self.phase, Phase::AwaitingResponse(_) | Phase::AwaitingRequest);
+        let handshaking = matches!(
+            self.phase,
+            Phase::AwaitingResponse(_) | Phase::AwaitingRequest
+        );
         let streaming = matches!(self.phase, Phase::Open | Phase::Closing);
-        let flushable = !matches!(self.phase, Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed);
+        let flushable = !matches!(
+            self.phase,
+            Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed
+        );
         Interest {
             fd: socket.map(AsRawFd::as_raw_fd),
             socket_gen: self.socket_gen,
@@ -358,7 +368,8 @@ impl Connection {
                 && self.eof.is_none()
                 && (handshaking || (streaming && !self.paused)),
             write: socket.is_some()
-                && (matches!(self.phase, Phase::Connecting(_)) || (flushable && self.write_blocked)),
+                && (matches!(self.phase, Phase::Connecting(_))
+                    || (flushable && self.write_blocked)),
             prepare: !self.notices.is_empty()
                 || self.recheck
                 || (flushable && !self.write_blocked && !self.out.is_empty()),
@@ -370,7 +381,8 @@ impl Connection {
 
     /// Time left until the deadline, if one is set.
     pub fn deadline_in(&self) -> Option<Duration> {
-        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Headers of the handshake, while the `Handshake` / `Connected` event
@@ -389,7 +401,8 @@ impl Connection {
     pub fn peer_ip(&self) -> Option<IpAddr> {
         match self.phase {
             Phase::Closed => None,
-            _ => self.peer.map(|p| p.ip()),
+            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+            _ => self.peer.map(|p| p.ip().to_canonical()),
         }
     }
 
@@ -415,19 +428,32 @@ impl Connection {
                 if !binary && std::str::from_utf8(data).is_err() {
                     return Err(SendError::InvalidUtf8);
                 }
-                (OpCode::Data(if binary { Data::Binary } else { Data::Text }), true, data)
+                (
+                    OpCode::Data(if binary { Data::Binary } else { Data::Text }),
+                    true,
+                    data,
+                )
             }
             SendKind::Ping | SendKind::Pong => {
-                let control = if kind == SendKind::Ping { Control::Ping } else { Control::Pong };
+                let control = if kind == SendKind::Ping {
+                    Control::Ping
+                } else {
+                    Control::Pong
+                };
                 let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
                 (OpCode::Control(control), true, &data[..cut])
             }
             SendKind::Fragment { binary, fin } => {
                 let (binary, opcode) = match self.sending_fragments {
                     Some(f) => (f.binary, OpCode::Data(Data::Continue)),
-                    None => (binary, OpCode::Data(if binary { Data::Binary } else { Data::Text })),
+                    None => (
+                        binary,
+                        OpCode::Data(if binary { Data::Binary } else { Data::Text }),
+                    ),
                 };
-                let mut utf8 = self.sending_fragments.map_or_else(Utf8Stream::default, |f| f.utf8);
+                let mut utf8 = self
+                    .sending_fragments
+                    .map_or_else(Utf8Stream::default, |f| f.utf8);
                 if !binary && !utf8.feed(data, fin) {
                     return Err(SendError::InvalidUtf8);
                 }
@@ -448,7 +474,8 @@ impl Connection {
             return Ok(());
         }
         if self.sending_fragments.take().is_some() {
-            self.out.push_frame(OpCode::Data(Data::Continue), true, &[], false);
+            self.out
+                .push_frame(OpCode::Data(Data::Continue), true, &[], false);
         }
         self.out.push_close(Some(code), cut_reason(reason));
         self.close_sent = true;
@@ -469,7 +496,8 @@ impl Connection {
 
     /// Server: answer the pending upgrade request with a 101.
     pub fn accept_upgrade(&mut self, extra_headers: &[(String, Vec<u8>)]) {
-        let Phase::AwaitingVerdict(request) = std::mem::replace(&mut self.phase, Phase::Open) else {
+        let Phase::AwaitingVerdict(request) = std::mem::replace(&mut self.phase, Phase::Open)
+        else {
             return;
         };
         let settings = self.server.as_ref().expect("server connection");
@@ -537,7 +565,8 @@ impl Connection {
         let Some(answer) = lookup.take() else {
             return;
         };
-        let Phase::Resolving(_, handshake) = std::mem::replace(&mut self.phase, Phase::Closed) else {
+        let Phase::Resolving(_, handshake) = std::mem::replace(&mut self.phase, Phase::Closed)
+        else {
             unreachable!("phase checked above");
         };
         match answer {
@@ -547,7 +576,11 @@ impl Connection {
                 self.try_next_address(None);
             }
             Ok(_) => self.fail_early(format!("DNS lookup failed for '{}': no address", self.host)),
-            Err(e) => self.fail_early(format!("DNS lookup failed for '{}': {}", self.host, os_error::text(&e))),
+            Err(e) => self.fail_early(format!(
+                "DNS lookup failed for '{}': {}",
+                self.host,
+                os_error::text(&e)
+            )),
         }
     }
 
@@ -573,7 +606,10 @@ impl Connection {
     /// Write what is queued (one `write`), before the loop blocks.
     pub fn flush(&mut self) {
         self.retired = None;
-        if matches!(self.phase, Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed) {
+        if matches!(
+            self.phase,
+            Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed
+        ) {
             return;
         }
         let Some(socket) = self.socket.as_mut() else {
@@ -656,7 +692,8 @@ impl Connection {
                 Step::Frame(Inbound::Ping(range)) => {
                     if !self.close_sent {
                         let payload = &self.inbuf.data()[range];
-                        self.out.push_frame(OpCode::Control(Control::Pong), true, payload, false);
+                        self.out
+                            .push_frame(OpCode::Control(Control::Pong), true, payload, false);
                     }
                     self.inbuf.consume(used);
                 }
@@ -728,6 +765,11 @@ impl Connection {
     }
 
     fn finish(&mut self, code: u16, reason: Option<Vec<u8>>) {
+        // FIN now; the descriptor itself closes when the binding drops us,
+        // after it has stopped its watchers.
+        if let Some(socket) = &self.socket {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
         self.phase = Phase::Closed;
         self.set_deadline(None);
         self.notices.push_back(Notice::Closed(code, reason));
@@ -837,7 +879,8 @@ impl Connection {
             }
             Ok(Parsed::Incomplete) => {
                 if let Some(read_error) = self.eof.clone() {
-                    let text = read_error.unwrap_or_else(|| "handshake failed: connection closed by peer".into());
+                    let text = read_error
+                        .unwrap_or_else(|| "handshake failed: connection closed by peer".into());
                     self.fail_early(text);
                 }
             }
@@ -866,7 +909,10 @@ impl Connection {
 
 /// What parsing found for the user.
 enum Ready {
-    Message { binary: bool, payload: Payload },
+    Message {
+        binary: bool,
+        payload: Payload,
+    },
     Pong(Range<usize>),
     /// Look in the notice queue.
     Notice,
@@ -877,12 +923,19 @@ pub fn check_close_code(code: i64) -> Result<u16, String> {
     u16::try_from(code)
         .ok()
         .filter(|c| frame::is_valid_close_code(*c))
-        .ok_or_else(|| format!("close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"))
+        .ok_or_else(|| {
+            format!(
+                "close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"
+            )
+        })
 }
 
 /// Idle socket errors that just mean "try again later".
 fn is_transient(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
 /// A close reason cut to the 123 bytes a close frame holds, on a character
@@ -898,4 +951,292 @@ fn cut_reason(reason: &[u8]) -> &[u8] {
         end -= 1;
     }
     &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    //! Client and server connections over real loopback sockets, driven by
+    //! a small polling loop instead of EV.
+
+    use super::*;
+    use crate::listener::Listener;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Seen {
+        Handshake,
+        Connected,
+        Message(bool, Vec<u8>),
+        Pong(Vec<u8>),
+        Drain,
+        Error(String),
+        Closed(u16, Option<Vec<u8>>),
+    }
+
+    fn owned(event: Event<'_>) -> Seen {
+        match event {
+            Event::Handshake => Seen::Handshake,
+            Event::Connected => Seen::Connected,
+            Event::Message { binary, data } => Seen::Message(binary, data.to_vec()),
+            Event::Pong(data) => Seen::Pong(data.to_vec()),
+            Event::Drain => Seen::Drain,
+            Event::Error(text) => Seen::Error(text.to_string()),
+            Event::Closed { code, reason } => Seen::Closed(code, reason.map(<[u8]>::to_vec)),
+        }
+    }
+
+    /// One turn of the loop for a connection: act on what it wants, then
+    /// collect its events (accepting upgrades on the server side).
+    fn turn(conn: &mut Connection, seen: &mut Vec<Seen>) {
+        let interest = conn.interest();
+        if interest.write {
+            conn.on_writable();
+        }
+        if interest.read {
+            conn.on_readable();
+        }
+        if interest.resolving {
+            conn.on_lookup();
+        }
+        if conn.deadline_in() == Some(Duration::ZERO) {
+            conn.on_timer();
+        }
+        conn.flush();
+        while let Some(event) = conn.next_event() {
+            let event = owned(event);
+            if event == Seen::Handshake {
+                conn.accept_upgrade(&[("X-Test".into(), b"1".to_vec())]);
+            }
+            seen.push(event);
+        }
+    }
+
+    /// A client and the server connection it reached, both open.
+    struct Pair {
+        client: Connection,
+        server: Connection,
+        client_seen: Vec<Seen>,
+        server_seen: Vec<Seen>,
+    }
+
+    impl Pair {
+        fn open(settings: ServerSettings, url_host: &str) -> Pair {
+            let listener = Listener::bind(0, settings).unwrap();
+            let opts = ClientOptions::new(&format!("ws://{url_host}:{}/path?q=1", listener.port()));
+            let mut client = Connection::connect(&opts, &no_waker()).unwrap();
+            let mut client_seen = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let server = loop {
+                turn(&mut client, &mut client_seen);
+                if let Some(conn) = listener.accept().unwrap() {
+                    break conn;
+                }
+                assert!(Instant::now() < deadline, "no connection to accept");
+                std::thread::yield_now();
+            };
+            let mut pair = Pair {
+                client,
+                server,
+                client_seen,
+                server_seen: Vec::new(),
+            };
+            pair.run_until(|p| p.client_seen.contains(&Seen::Connected));
+            assert_eq!(pair.server_seen[..2], [Seen::Handshake, Seen::Connected]);
+            pair
+        }
+
+        fn run_until(&mut self, done: impl Fn(&Pair) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done(self) {
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out: {:?} / {:?}",
+                    self.client_seen,
+                    self.server_seen
+                );
+                turn(&mut self.client, &mut self.client_seen);
+                turn(&mut self.server, &mut self.server_seen);
+                std::thread::yield_now();
+            }
+        }
+
+        /// Server echoes every message it has seen so far.
+        fn echo(&mut self) {
+            for seen in std::mem::take(&mut self.server_seen) {
+                if let Seen::Message(binary, data) = seen {
+                    let kind = if binary {
+                        SendKind::Binary
+                    } else {
+                        SendKind::Text
+                    };
+                    self.server.send(kind, &data).unwrap();
+                }
+            }
+        }
+    }
+
+    fn no_waker() -> Waker {
+        Arc::new(|| {})
+    }
+
+    #[test]
+    fn handshake_echo_and_headers() {
+        let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        assert_eq!(p.client.state(), State::Connected);
+        assert_eq!(p.server.peer_ip(), Some("127.0.0.1".parse().unwrap()));
+        let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        p.client.send(SendKind::Text, b"hello").unwrap();
+        p.client.send(SendKind::Binary, &big).unwrap();
+        p.client.send(SendKind::Text, b"").unwrap();
+        assert_eq!(p.client.queued(), 5 + big.len());
+        let expected = vec![
+            Seen::Message(false, b"hello".to_vec()),
+            Seen::Message(true, big.clone()),
+            Seen::Message(false, Vec::new()),
+        ];
+        p.run_until(|p| {
+            p.server_seen
+                .iter()
+                .filter(|s| matches!(s, Seen::Message(..)))
+                .count()
+                == 3
+        });
+        assert_eq!(p.client.queued(), 0);
+        p.echo();
+        p.run_until(|p| {
+            p.client_seen
+                .iter()
+                .filter(|s| matches!(s, Seen::Message(..)))
+                .count()
+                == 3
+        });
+        let messages: Vec<_> = p
+            .client_seen
+            .iter()
+            .filter(|s| matches!(s, Seen::Message(..)))
+            .cloned()
+            .collect();
+        assert_eq!(messages, expected);
+        assert!(p.client_seen.contains(&Seen::Drain));
+    }
+
+    #[test]
+    fn closing_handshake_reports_the_peer_code() {
+        let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        p.client.close(4001, "bye".as_bytes()).unwrap();
+        assert_eq!(p.client.state(), State::Closing);
+        assert_eq!(p.client.send(SendKind::Text, b"x"), Err(SendError::NotOpen));
+        p.run_until(|p| p.client.state() == State::Closed && p.server.state() == State::Closed);
+        assert_eq!(
+            p.server_seen.last(),
+            Some(&Seen::Closed(4001, Some(b"bye".to_vec())))
+        );
+        assert_eq!(
+            p.client_seen.last(),
+            Some(&Seen::Closed(4001, Some(Vec::new())))
+        );
+        assert!(p.client.interest().finished);
+    }
+
+    #[test]
+    fn lost_connection_is_1006() {
+        let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        p.server.abandon();
+        p.server = Connection::new(Role::Server, 0, DEFAULT_CLOSE_TIMEOUT);
+        p.run_until(|p| p.client.state() == State::Closed);
+        // abandon() sends a best-effort 1001 before dropping the socket.
+        assert_eq!(
+            p.client_seen.last(),
+            Some(&Seen::Closed(1001, Some(Vec::new())))
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_and_size_limit_enforced() {
+        let settings = ServerSettings {
+            max_message: 10,
+            ..ServerSettings::default()
+        };
+        let mut p = Pair::open(settings, "localhost");
+        p.client.send(SendKind::Ping, b"are you there").unwrap();
+        p.run_until(|p| {
+            p.client_seen
+                .contains(&Seen::Pong(b"are you there".to_vec()))
+        });
+        p.client.send(SendKind::Binary, &[0; 11]).unwrap();
+        p.run_until(|p| p.client.state() == State::Closed);
+        let text = "message exceeds max_message_size";
+        assert!(p.server_seen.contains(&Seen::Error(text.into())));
+        assert_eq!(
+            p.server_seen.last(),
+            Some(&Seen::Closed(1009, Some(text.as_bytes().to_vec())))
+        );
+        assert_eq!(
+            p.client_seen.last(),
+            Some(&Seen::Closed(1009, Some(text.as_bytes().to_vec())))
+        );
+    }
+
+    #[test]
+    fn refused_connection_is_an_error_only() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let opts = ClientOptions::new(&format!("ws://127.0.0.1:{port}/"));
+        let mut client = Connection::connect(&opts, &no_waker()).unwrap();
+        assert_eq!(client.state(), State::Connecting);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.state() != State::Closed {
+            assert!(Instant::now() < deadline);
+            turn(&mut client, &mut seen);
+        }
+        assert_eq!(
+            seen,
+            [Seen::Error("connect failed: Connection refused".into())]
+        );
+    }
+
+    #[test]
+    fn silent_server_hits_connect_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut opts = ClientOptions::new(&format!(
+            "ws://127.0.0.1:{}/",
+            silent.local_addr().unwrap().port()
+        ));
+        opts.connect_timeout = Duration::from_millis(100);
+        let mut client = Connection::connect(&opts, &no_waker()).unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.state() != State::Closed {
+            assert!(Instant::now() < deadline);
+            turn(&mut client, &mut seen);
+        }
+        assert_eq!(seen, [Seen::Error("connect timeout".into())]);
+    }
+
+    #[test]
+    fn argument_errors() {
+        let err = |url: &str| Connection::connect(&ClientOptions::new(url), &no_waker()).err();
+        assert_eq!(
+            err("http://x/").as_deref(),
+            Some("URL must start with ws:// or wss://")
+        );
+        let mut opts = ClientOptions::new("ws://127.0.0.1:1/");
+        opts.headers = vec![("Connection".into(), b"x".to_vec())];
+        assert!(Connection::connect(&opts, &no_waker()).is_err());
+        let mut c =
+            Connection::connect(&ClientOptions::new("ws://127.0.0.1:1/"), &no_waker()).unwrap();
+        assert!(c.close(1005, b"").is_err());
+        assert_eq!(c.close(1000, b""), Ok(()), "no-op while connecting");
+        assert_eq!(c.state(), State::Connecting);
+    }
+
+    #[test]
+    fn close_reason_cut_on_char_boundary() {
+        let reason = "é".repeat(70); // 140 bytes
+        let cut = cut_reason(reason.as_bytes());
+        assert_eq!(cut.len(), 122);
+        assert!(std::str::from_utf8(cut).is_ok());
+    }
 }

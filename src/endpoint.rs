@@ -43,9 +43,9 @@ impl fmt::Display for UrlError {
         match self {
             UrlError::Scheme => f.write_str("URL must start with ws:// or wss://"),
             UrlError::Port => f.write_str("connect: invalid port in url (expected 1-65535)"),
-            UrlError::Credentials => f.write_str(
-                "connect: credentials in url are not supported; use the headers option",
-            ),
+            UrlError::Credentials => {
+                f.write_str("connect: credentials in url are not supported; use the headers option")
+            }
             UrlError::Invalid(why) => write!(f, "connect: invalid url: {why}"),
         }
     }
@@ -58,6 +58,10 @@ pub fn parse(input: &str) -> Result<Endpoint, UrlError> {
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     if authority.contains('@') {
         return Err(UrlError::Credentials);
+    }
+    // The url crate would take `ws:///host` as `ws://host`; we do not guess.
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(UrlError::Invalid("missing host".into()));
     }
     let explicit_port = port_text(authority)?;
     let port = match explicit_port {
@@ -163,7 +167,13 @@ mod tests {
     fn errors() {
         assert_eq!(parse("http://h/"), Err(UrlError::Scheme));
         assert_eq!(parse("h/"), Err(UrlError::Scheme));
-        for bad in ["ws://h:0/", "ws://h:70000/", "ws://h:/", "ws://h:ab/", "ws://[::1]:/"] {
+        for bad in [
+            "ws://h:0/",
+            "ws://h:70000/",
+            "ws://h:/",
+            "ws://h:ab/",
+            "ws://[::1]:/",
+        ] {
             assert_eq!(parse(bad), Err(UrlError::Port), "{bad}");
         }
         assert_eq!(parse("ws://u:p@h/"), Err(UrlError::Credentials));

@@ -183,7 +183,10 @@ unsafe fn conn_mut<'a>(c: *mut EwsConn) -> &'a mut Connection {
 // ---- waker ------------------------------------------------------------------
 
 #[unsafe(no_mangle)]
-pub extern "C" fn ews_waker_new(wake: extern "C" fn(*mut c_void), data: *mut c_void) -> *mut EwsWaker {
+pub extern "C" fn ews_waker_new(
+    wake: extern "C" fn(*mut c_void),
+    data: *mut c_void,
+) -> *mut EwsWaker {
     guard(std::ptr::null_mut(), || {
         let target = Arc::new(Mutex::new(Some(WakeTarget { wake, data })));
         let shared = Arc::clone(&target);
@@ -213,7 +216,11 @@ pub unsafe extern "C" fn ews_waker_free(w: *mut EwsWaker) {
 /// # Safety
 /// `opts` and its strings are valid; `w` is a live waker; `err` is valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_connect(opts: *const EwsConnectOpts, w: *const EwsWaker, err: *mut EwsError) -> *mut EwsConn {
+pub unsafe extern "C" fn ews_connect(
+    opts: *const EwsConnectOpts,
+    w: *const EwsWaker,
+    err: *mut EwsError,
+) -> *mut EwsConn {
     guard(std::ptr::null_mut(), || {
         // SAFETY: guaranteed by the caller.
         let (o, waker) = unsafe { (&*opts, &(*w).waker) };
@@ -333,7 +340,11 @@ pub unsafe extern "C" fn ews_conn_next_event(c: *mut EwsConn, ev: *mut EwsEvent)
 /// # Safety
 /// `c` is a live connection; `out` is valid for writing.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_conn_header(c: *const EwsConn, i: usize, out: *mut EwsHeader) -> c_int {
+pub unsafe extern "C" fn ews_conn_header(
+    c: *const EwsConn,
+    i: usize,
+    out: *mut EwsHeader,
+) -> c_int {
     guard(0, || {
         // SAFETY: guaranteed by the caller.
         let (c, out) = unsafe { (conn(c), &mut *out) };
@@ -376,7 +387,11 @@ pub unsafe extern "C" fn ews_conn_interest(c: *const EwsConn, out: *mut EwsInter
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_deadline_in(c: *const EwsConn) -> c_double {
     // SAFETY: guaranteed by the caller.
-    guard(-1.0, || unsafe { conn(c) }.deadline_in().map_or(-1.0, |d| d.as_secs_f64()))
+    guard(-1.0, || {
+        unsafe { conn(c) }
+            .deadline_in()
+            .map_or(-1.0, |d| d.as_secs_f64())
+    })
 }
 
 // ---- user actions -----------------------------------------------------------
@@ -419,7 +434,13 @@ pub unsafe extern "C" fn ews_conn_send(
 /// # Safety
 /// `c` is a live connection; `reason` is valid for `len` bytes; `err` valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_conn_close(c: *mut EwsConn, code: i64, reason: *const c_char, len: usize, err: *mut EwsError) -> c_int {
+pub unsafe extern "C" fn ews_conn_close(
+    c: *mut EwsConn,
+    code: i64,
+    reason: *const c_char,
+    len: usize,
+    err: *mut EwsError,
+) -> c_int {
     guard(-1, || {
         // SAFETY: guaranteed by the caller.
         let (c, reason) = unsafe { (conn_mut(c), bytes(reason, len)) };
@@ -436,13 +457,11 @@ pub unsafe extern "C" fn ews_conn_close(c: *mut EwsConn, code: i64, reason: *con
 /// Check a close code without a connection (for objects already closed).
 #[unsafe(no_mangle)]
 pub extern "C" fn ews_close_code_error(code: i64, err: *mut EwsError) -> c_int {
-    guard(-1, || {
-        match crate::connection::check_close_code(code) {
-            Ok(_) => 0,
-            Err(text) => {
-                set_error(err, &text);
-                -1
-            }
+    guard(-1, || match crate::connection::check_close_code(code) {
+        Ok(_) => 0,
+        Err(text) => {
+            set_error(err, &text);
+            -1
         }
     })
 }
@@ -458,7 +477,11 @@ pub unsafe extern "C" fn ews_conn_set_paused(c: *mut EwsConn, paused: c_int) {
 /// # Safety
 /// `c` is a live connection; `extra` is null or valid for `n` headers.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_conn_accept_upgrade(c: *mut EwsConn, extra: *const EwsHeader, n: usize) {
+pub unsafe extern "C" fn ews_conn_accept_upgrade(
+    c: *mut EwsConn,
+    extra: *const EwsHeader,
+    n: usize,
+) {
     guard((), || {
         // SAFETY: guaranteed by the caller.
         let (c, extra) = unsafe { (conn_mut(c), header_list(extra, n)) };
@@ -517,7 +540,11 @@ pub unsafe extern "C" fn ews_conn_queued(c: *const EwsConn) -> usize {
 /// # Safety
 /// `c` is a live connection; `buf` is valid for `len` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_conn_peer_address(c: *const EwsConn, buf: *mut c_char, len: usize) -> usize {
+pub unsafe extern "C" fn ews_conn_peer_address(
+    c: *const EwsConn,
+    buf: *mut c_char,
+    len: usize,
+) -> usize {
     guard(0, || {
         // SAFETY: guaranteed by the caller.
         let Some(ip) = unsafe { conn(c) }.peer_ip() else {
@@ -537,7 +564,11 @@ pub unsafe extern "C" fn ews_conn_peer_address(c: *const EwsConn, buf: *mut c_ch
 /// # Safety
 /// `c` is a live connection; `p` and `len` are valid for writing.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_conn_protocol(c: *const EwsConn, p: *mut *const c_char, len: *mut usize) -> c_int {
+pub unsafe extern "C" fn ews_conn_protocol(
+    c: *const EwsConn,
+    p: *mut *const c_char,
+    len: *mut usize,
+) -> c_int {
     guard(0, || {
         // SAFETY: guaranteed by the caller.
         let Some(proto) = unsafe { conn(c) }.protocol() else {
@@ -557,13 +588,21 @@ pub unsafe extern "C" fn ews_conn_protocol(c: *const EwsConn, p: *mut *const c_c
 /// # Safety
 /// `opts` and its strings are valid; `err` is valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_listen(opts: *const EwsListenOpts, err: *mut EwsError) -> *mut EwsListener {
+pub unsafe extern "C" fn ews_listen(
+    opts: *const EwsListenOpts,
+    err: *mut EwsError,
+) -> *mut EwsListener {
     guard(std::ptr::null_mut(), || {
         // SAFETY: guaranteed by the caller.
         let o = unsafe { &*opts };
         let mut settings = ServerSettings::default();
         // SAFETY: the option lists are valid for their lengths.
-        let (protocols, headers) = unsafe { (header_list(o.protocols, o.n_protocols), header_list(o.headers, o.n_headers)) };
+        let (protocols, headers) = unsafe {
+            (
+                header_list(o.protocols, o.n_protocols),
+                header_list(o.headers, o.n_headers),
+            )
+        };
         settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
         settings.policy.headers = headers;
         if let Err(text) = handshake::client::validate_user_headers(&settings.policy.headers) {
@@ -602,7 +641,10 @@ pub unsafe extern "C" fn ews_listener_port(l: *const EwsListener) -> u16 {
 /// # Safety
 /// `l` is a live listener; `err` is valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_listener_accept(l: *mut EwsListener, err: *mut EwsError) -> *mut EwsConn {
+pub unsafe extern "C" fn ews_listener_accept(
+    l: *mut EwsListener,
+    err: *mut EwsError,
+) -> *mut EwsConn {
     guard(std::ptr::null_mut(), || {
         set_error(err, "");
         // SAFETY: guaranteed by the caller.

@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn canonical_names() {
         assert_eq!(canonical_name("x-foo-bar"), "X-Foo-Bar");
-        assert_eq!(canonical_name("SEC-WEBSOCKET-PROTOCOL"), "Sec-WebSocket-Protocol");
+        assert_eq!(
+            canonical_name("SEC-WEBSOCKET-PROTOCOL"),
+            "Sec-WebSocket-Protocol"
+        );
         assert_eq!(canonical_name("www-authenticate"), "WWW-Authenticate");
         assert_eq!(canonical_name("set-cookie"), "Set-Cookie");
     }
@@ -100,11 +103,26 @@ mod tests {
     #[test]
     fn joins_repeats() {
         let raw = [
-            httparse::Header { name: "set-cookie", value: b"a=1" },
-            httparse::Header { name: "X-A", value: b" x " },
-            httparse::Header { name: "Set-Cookie", value: b"b=2" },
-            httparse::Header { name: "x-a", value: b"y" },
-            httparse::Header { name: "Empty", value: b"" },
+            httparse::Header {
+                name: "set-cookie",
+                value: b"a=1",
+            },
+            httparse::Header {
+                name: "X-A",
+                value: b" x ",
+            },
+            httparse::Header {
+                name: "Set-Cookie",
+                value: b"b=2",
+            },
+            httparse::Header {
+                name: "x-a",
+                value: b"y",
+            },
+            httparse::Header {
+                name: "Empty",
+                value: b"",
+            },
         ];
         let list = collect(&raw);
         assert_eq!(

@@ -101,11 +101,17 @@ pub enum Payload {
 /// Something the peer sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
-    Message { binary: bool, payload: Payload },
+    Message {
+        binary: bool,
+        payload: Payload,
+    },
     Ping(Range<usize>),
     Pong(Range<usize>),
     /// `code` is 1005 when the frame carried none.
-    Close { code: u16, reason: Range<usize> },
+    Close {
+        code: u16,
+        reason: Range<usize>,
+    },
 }
 
 /// Why the connection must be failed, with the close code to send.
@@ -221,7 +227,12 @@ impl MessageReader {
                 }
                 OpCode::Data(Data::Continue) => {
                     let Some((binary, data)) = self.partial.as_mut() else {
-                        return (pos, Step::Violation(Violation::protocol("continuation frame without a message")));
+                        return (
+                            pos,
+                            Step::Violation(Violation::protocol(
+                                "continuation frame without a message",
+                            )),
+                        );
                     };
                     data.extend_from_slice(&buf[start..end]);
                     if fin {
@@ -267,9 +278,9 @@ impl MessageReader {
                     Ok(())
                 }
             }
-            OpCode::Data(_) if self.partial.is_some() => {
-                Err(Violation::protocol("new message inside a fragmented message"))
-            }
+            OpCode::Data(_) if self.partial.is_some() => Err(Violation::protocol(
+                "new message inside a fragmented message",
+            )),
             OpCode::Data(_) if self.over_limit(length) => Err(Violation::too_big()),
             _ => Ok(()),
         }
@@ -340,11 +351,17 @@ mod tests {
     /// The message text or control payload of a step, for comparisons.
     fn payload_of(r: &MessageReader, buf: &[u8], step: &Step) -> Vec<u8> {
         match step {
-            Step::Frame(Inbound::Message { payload: Payload::Buffered(range), .. })
+            Step::Frame(Inbound::Message {
+                payload: Payload::Buffered(range),
+                ..
+            })
             | Step::Frame(Inbound::Ping(range))
             | Step::Frame(Inbound::Pong(range))
             | Step::Frame(Inbound::Close { reason: range, .. }) => buf[range.clone()].to_vec(),
-            Step::Frame(Inbound::Message { payload: Payload::Reassembled, .. }) => r.reassembled().to_vec(),
+            Step::Frame(Inbound::Message {
+                payload: Payload::Reassembled,
+                ..
+            }) => r.reassembled().to_vec(),
             other => panic!("no payload: {other:?}"),
         }
     }
@@ -360,7 +377,13 @@ mod tests {
         let mut server = MessageReader::new(Role::Server, 0);
         let mut buf = frame(0x81, b"hello", true);
         let (n, step) = server.next(&mut buf);
-        assert_eq!(step, Step::Frame(Inbound::Message { binary: false, payload: Payload::Buffered(6..11) }));
+        assert_eq!(
+            step,
+            Step::Frame(Inbound::Message {
+                binary: false,
+                payload: Payload::Buffered(6..11)
+            })
+        );
         assert_eq!(payload_of(&server, &buf, &step), b"hello");
         assert_eq!(n, 11);
         let mut client = MessageReader::new(Role::Client, 0);
@@ -380,7 +403,13 @@ mod tests {
         assert_eq!(payload_of(&r, &buf, &step), b"p");
         let mut rest = buf[n..].to_vec();
         let (m, step) = r.next(&mut rest);
-        assert_eq!(step, Step::Frame(Inbound::Message { binary: false, payload: Payload::Reassembled }));
+        assert_eq!(
+            step,
+            Step::Frame(Inbound::Message {
+                binary: false,
+                payload: Payload::Reassembled
+            })
+        );
         assert_eq!(payload_of(&r, &rest, &step), b"abcd");
         assert_eq!(n + m, bytes.len());
     }
@@ -390,7 +419,10 @@ mod tests {
         let mut r = MessageReader::new(Role::Client, 0);
         let whole = frame(0x82, &[7; 300], false);
         assert_eq!(first_step(&mut r, &whole[..1]), (0, "NeedMore(2)".into()));
-        assert_eq!(first_step(&mut r, &whole[..100]), (0, "NeedMore(204)".into()));
+        assert_eq!(
+            first_step(&mut r, &whole[..100]),
+            (0, "NeedMore(204)".into())
+        );
     }
 
     #[test]
@@ -413,12 +445,18 @@ mod tests {
         assert_eq!(code(Role::Client, frame(0x88, &[3, 0xed], false), 0), 1002);
         assert_eq!(code(Role::Client, frame(0x88, &[3], false), 0), 1002);
         assert_eq!(code(Role::Client, frame(0x81, &[0xff], false), 0), 1007);
-        assert_eq!(code(Role::Client, frame(0x88, &[3, 0xe8, 0xff], false), 0), 1007);
+        assert_eq!(
+            code(Role::Client, frame(0x88, &[3, 0xe8, 0xff], false), 0),
+            1007
+        );
         assert_eq!(code(Role::Client, frame(0x82, &[0; 11], false), 10), 1009);
         let mut two = frame(0x01, b"a", false);
         two.extend(frame(0x01, b"b", false));
         let mut r = MessageReader::new(Role::Client, 0);
-        assert!(matches!(r.next(&mut two).1, Step::Violation(Violation { code: 1002, .. })));
+        assert!(matches!(
+            r.next(&mut two).1,
+            Step::Violation(Violation { code: 1002, .. })
+        ));
         // The declared length alone trips the limit, before any payload.
         let mut header_only = frame(0x82, &[0; 200], false);
         header_only.truncate(4);
@@ -430,17 +468,29 @@ mod tests {
         let mut r = MessageReader::new(Role::Client, 10);
         let mut buf = frame(0x02, &[1; 5], false);
         buf.extend(frame(0x80, &[2; 5], false));
-        assert!(matches!(r.next(&mut buf).1, Step::Frame(Inbound::Message { .. })));
+        assert!(matches!(
+            r.next(&mut buf).1,
+            Step::Frame(Inbound::Message { .. })
+        ));
     }
 
     #[test]
     fn close_frames() {
         let mut r = MessageReader::new(Role::Client, 0);
         let mut buf = frame(0x88, &[], false);
-        assert_eq!(r.next(&mut buf).1, Step::Frame(Inbound::Close { code: 1005, reason: 2..2 }));
+        assert_eq!(
+            r.next(&mut buf).1,
+            Step::Frame(Inbound::Close {
+                code: 1005,
+                reason: 2..2
+            })
+        );
         let mut buf = frame(0x88, b"\x0f\xa1bye", false);
         let step = r.next(&mut buf).1;
-        assert!(matches!(step, Step::Frame(Inbound::Close { code: 4001, .. })));
+        assert!(matches!(
+            step,
+            Step::Frame(Inbound::Close { code: 4001, .. })
+        ));
         assert_eq!(payload_of(&r, &buf, &step), b"bye");
     }
 

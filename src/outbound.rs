@@ -99,7 +99,12 @@ impl Outbound {
                 2 + reason.len()
             }
         };
-        self.push_frame(OpCode::Control(frame::Control::Close), true, &payload[..len], false);
+        self.push_frame(
+            OpCode::Control(frame::Control::Close),
+            true,
+            &payload[..len],
+            false,
+        );
     }
 
     /// One `write` call with everything pending.
@@ -177,7 +182,10 @@ mod tests {
         out.push_frame(OpCode::Data(Data::Binary), true, &[0; 200], true);
         out.push_frame(OpCode::Control(frame::Control::Pong), true, b"p", false);
         assert_eq!(out.queued_payload(), 205);
-        let mut sink = Trickle { taken: Vec::new(), limit: 7 };
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            limit: 7,
+        };
         assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::Partial);
         assert_eq!(out.queued_payload(), 200);
         sink.limit = 0;
@@ -194,7 +202,10 @@ mod tests {
     fn client_frames_are_masked() {
         let mut out = Outbound::new(true);
         out.push_frame(OpCode::Data(Data::Text), true, b"abcd", true);
-        let mut sink = Trickle { taken: Vec::new(), limit: 100 };
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            limit: 100,
+        };
         out.write_to(&mut sink).unwrap();
         let t = &sink.taken;
         assert_eq!(t[1], 0x80 | 4);
@@ -207,7 +218,10 @@ mod tests {
     fn close_reason_is_capped() {
         let mut out = Outbound::new(false);
         out.push_close(Some(1000), &[b'x'; 300]);
-        let mut sink = Trickle { taken: Vec::new(), limit: 1000 };
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            limit: 1000,
+        };
         out.write_to(&mut sink).unwrap();
         assert_eq!(sink.taken.len(), 2 + 125);
     }

@@ -27,7 +27,9 @@ impl Lookup {
             .name("ev-ws-resolve".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                let result = (host.as_str(), port).to_socket_addrs().map(Iterator::collect);
+                let result = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                 waker();
             })?;

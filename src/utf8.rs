@@ -20,9 +20,10 @@ impl Utf8Stream {
             self.pending_len += take;
             piece = &piece[take..];
             if self.pending_len < width {
-                return !last && std::str::from_utf8(&self.pending[..self.pending_len])
-                    .err()
-                    .is_some_and(|e| e.error_len().is_none());
+                return !last
+                    && std::str::from_utf8(&self.pending[..self.pending_len])
+                        .err()
+                        .is_some_and(|e| e.error_len().is_none());
             }
             if std::str::from_utf8(&self.pending[..width]).is_err() {
                 return false;
@@ -66,7 +67,13 @@ mod tests {
     #[test]
     fn split_characters() {
         let euro = "€".as_bytes();
-        assert!(stream_ok(&[b"a", &euro[..1], &euro[1..2], &euro[2..], b"b"]));
+        assert!(stream_ok(&[
+            b"a",
+            &euro[..1],
+            &euro[1..2],
+            &euro[2..],
+            b"b"
+        ]));
         assert!(stream_ok(&[&euro[..2], &euro[2..]]));
         assert!(!stream_ok(&[b"a", &euro[..2]]));
         assert!(!stream_ok(&[&euro[..1], b"x", b""]));

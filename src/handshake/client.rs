@@ -24,7 +24,10 @@ pub fn validate_user_headers(list: &[(String, Vec<u8>)]) -> Result<(), String> {
         }
         let bad = |b: &u8| matches!(b, b'\r' | b'\n' | b'\0');
         if name.is_empty() || name.bytes().any(|b| bad(&b) || b == b':' || b == b' ') {
-            return Err(format!("headers: invalid header name '{}'", name.escape_default()));
+            return Err(format!(
+                "headers: invalid header name '{}'",
+                name.escape_default()
+            ));
         }
         if value.iter().any(bad) {
             return Err(format!("headers: value of '{name}' contains CR, LF or NUL"));
@@ -65,7 +68,9 @@ impl ClientHandshake {
             Some(v) => out.extend_from_slice(v),
             None => out.extend_from_slice(endpoint.origin().as_bytes()),
         }
-        out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
+        out.extend_from_slice(
+            b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
+        );
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\r\nSec-WebSocket-Version: 13\r\n");
         let offered_protocols = match protocol {
@@ -109,7 +114,9 @@ impl ClientHandshake {
         let code = response.code.unwrap_or(0);
         if code != 101 {
             let reason = response.reason.unwrap_or("");
-            return Err(format!("handshake failed: HTTP {code} {reason}").trim_end().into());
+            return Err(format!("handshake failed: HTTP {code} {reason}")
+                .trim_end()
+                .into());
         }
         let raw = response.headers;
         if !headers::has_token(headers::find(raw, "Upgrade"), "websocket") {
@@ -135,7 +142,9 @@ impl ClientHandshake {
             }
         };
         if headers::find(raw, "Sec-WebSocket-Extensions").is_some_and(|v| !v.is_empty()) {
-            return Err("handshake failed: server accepted an extension that was not offered".into());
+            return Err(
+                "handshake failed: server accepted an extension that was not offered".into(),
+            );
         }
         Ok(Parsed::Complete(
             head_len,
@@ -180,17 +189,27 @@ mod tests {
             ("host".to_string(), b"other:1".to_vec()),
         ];
         let (hs, text) = request(Some("chat, v2"), &user);
-        assert!(text.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: other:1\r\nOrigin: http://example.com:8080\r\n"));
+        assert!(text.starts_with(
+            "GET /chat?room=1 HTTP/1.1\r\nHost: other:1\r\nOrigin: http://example.com:8080\r\n"
+        ));
         assert!(text.contains(&format!("Sec-WebSocket-Key: {}\r\n", hs.key)));
-        assert!(text.contains("Sec-WebSocket-Protocol: chat, v2\r\nAuthorization: Bearer t\r\n\r\n"));
-        assert_eq!(text.matches("Host:").count() + text.matches("host:").count(), 1);
+        assert!(
+            text.contains("Sec-WebSocket-Protocol: chat, v2\r\nAuthorization: Bearer t\r\n\r\n")
+        );
+        assert_eq!(
+            text.matches("Host:").count() + text.matches("host:").count(),
+            1
+        );
         assert_eq!(hs.offered_protocols, ["chat", "v2"]);
     }
 
     #[test]
     fn user_header_validation() {
         let bad = |n: &str, v: &[u8]| validate_user_headers(&[(n.to_string(), v.to_vec())]);
-        assert_eq!(bad("upgrade", b"x").unwrap_err(), "headers: 'Upgrade' is set by the handshake");
+        assert_eq!(
+            bad("upgrade", b"x").unwrap_err(),
+            "headers: 'Upgrade' is set by the handshake"
+        );
         assert!(bad("X-A", b"a\r\nB: c").is_err());
         assert!(bad("X\nA", b"a").is_err());
         assert!(bad("X-A", b"ok").is_ok());
@@ -199,28 +218,46 @@ mod tests {
     #[test]
     fn accepts_valid_answer() {
         let (hs, _) = request(Some("chat"), &[]);
-        let mut text = answer(&hs, "Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=1\r\n").into_bytes();
+        let mut text =
+            answer(&hs, "Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=1\r\n").into_bytes();
         text.extend_from_slice(&[0x81, 0x00]);
         match hs.read_response(&text).unwrap() {
             Parsed::Complete(n, acc) => {
                 assert_eq!(n, text.len() - 2);
                 assert_eq!(acc.protocol.as_deref(), Some("chat"));
-                assert!(acc.headers.iter().any(|(k, v)| k == "Set-Cookie" && v == b"a=1"));
+                assert!(
+                    acc.headers
+                        .iter()
+                        .any(|(k, v)| k == "Set-Cookie" && v == b"a=1")
+                );
             }
             Parsed::Incomplete => panic!("incomplete"),
         }
-        assert!(matches!(hs.read_response(&text[..20]), Ok(Parsed::Incomplete)));
+        assert!(matches!(
+            hs.read_response(&text[..20]),
+            Ok(Parsed::Incomplete)
+        ));
     }
 
     #[test]
     fn refuses_bad_answers() {
         let (hs, _) = request(None, &[]);
-        let e = hs.read_response(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err();
+        let e = hs
+            .read_response(b"HTTP/1.1 404 Not Found\r\n\r\n")
+            .unwrap_err();
         assert_eq!(e, "handshake failed: HTTP 404 Not Found");
         let wrong = "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n";
-        assert!(hs.read_response(wrong.as_bytes()).unwrap_err().contains("Accept"));
+        assert!(
+            hs.read_response(wrong.as_bytes())
+                .unwrap_err()
+                .contains("Accept")
+        );
         let unoffered = answer(&hs, "Sec-WebSocket-Protocol: chat\r\n");
-        assert!(hs.read_response(unoffered.as_bytes()).unwrap_err().contains("not offered"));
+        assert!(
+            hs.read_response(unoffered.as_bytes())
+                .unwrap_err()
+                .contains("not offered")
+        );
         let huge = vec![b'a'; MAX_HEAD + 1];
         assert!(hs.read_response(&huge).is_err());
     }

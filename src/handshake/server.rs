@@ -39,7 +39,8 @@ pub fn http_answer(status: &str, extra_headers: &str) -> Vec<u8> {
 }
 
 pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
-    let refuse = |status, extra| Parsed::Complete(buf.len(), Verdict::Refuse(http_answer(status, extra)));
+    let refuse =
+        |status, extra| Parsed::Complete(buf.len(), Verdict::Refuse(http_answer(status, extra)));
     let bad_request = || refuse("400 Bad Request", "");
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut raw);
@@ -107,7 +108,12 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
 impl UpgradeRequest {
     /// Write the 101 answer: the protocol if chosen, then the listener's
     /// headers, then the per-connection ones.
-    pub fn write_response(&self, policy: &ServerPolicy, extra: &[(String, Vec<u8>)], out: &mut Vec<u8>) {
+    pub fn write_response(
+        &self,
+        policy: &ServerPolicy,
+        extra: &[(String, Vec<u8>)],
+        out: &mut Vec<u8>,
+    ) {
         let accept = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         out.extend_from_slice(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
@@ -147,7 +153,9 @@ fn choose_protocol(server: &[String], offered: &[String]) -> Result<Option<Strin
 fn is_nonce(key: &[u8]) -> bool {
     key.len() == 24
         && key.ends_with(b"==")
-        && key[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 /// Percent-decode, resolve `.` and `..`, collapse repeated slashes.  A
@@ -234,7 +242,12 @@ mod tests {
         };
         assert_eq!(n, text.len());
         assert_eq!(req.protocol.as_deref(), Some("v2"));
-        let get = |k: &str| req.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            req.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get("Path").unwrap(), b"/a/b/d e");
         assert_eq!(get("Query").unwrap(), b"x=1");
         assert_eq!(get("URI").unwrap(), b"/a//b/./c/../d%20e?x=1");
@@ -251,7 +264,10 @@ mod tests {
     #[test]
     fn refusals() {
         let p = policy(&["chat"]);
-        assert!(refusal("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &p).starts_with("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(
+            refusal("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &p)
+                .starts_with("HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n")
+        );
         let v8 = upgrade("").replace("Version: 13", "Version: 8");
         assert!(refusal(&v8, &p).starts_with("HTTP/1.1 426"));
         let nokey = upgrade("").replace(KEY, "short");
@@ -260,7 +276,10 @@ mod tests {
         assert!(refusal(&unknown, &p).starts_with("HTTP/1.1 400"));
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(p.max_head));
         assert!(refusal(&big, &p).starts_with("HTTP/1.1 431"));
-        assert!(matches!(read_request(b"GET / HTTP/1.1\r\nHo", &p), Parsed::Incomplete));
+        assert!(matches!(
+            read_request(b"GET / HTTP/1.1\r\nHo", &p),
+            Parsed::Incomplete
+        ));
     }
 
     #[test]
@@ -268,7 +287,10 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(choose_protocol(&s(&[]), &s(&["a"])), Ok(None));
         assert_eq!(choose_protocol(&s(&["a"]), &s(&[])), Ok(None));
-        assert_eq!(choose_protocol(&s(&["b", "a"]), &s(&["a", "b"])), Ok(Some("b".into())));
+        assert_eq!(
+            choose_protocol(&s(&["b", "a"]), &s(&["a", "b"])),
+            Ok(Some("b".into()))
+        );
         assert_eq!(choose_protocol(&s(&["a"]), &s(&["c"])), Err(()));
     }
 
