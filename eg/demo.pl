@@ -41,20 +41,23 @@ sub fail {
     EV::break;
 }
 
+# One context serves, another connects: $server->connections then lists
+# the server's side of each chat only.  Both run on the default EV loop.
 # proxy => '': never send these loopback connections through a proxy named
 # in the environment.
-my $ctx = EV::Websockets::Context->new(proxy => '');
+my $server  = EV::Websockets::Context->new(proxy => '');
+my $clients = EV::Websockets::Context->new(proxy => '');
 
 # ---------------------------------------------------------------- server
 
 sub broadcast {
     my ($text) = @_;
-    my @everyone = $ctx->connections;
+    my @everyone = grep { $_->is_connected } $server->connections;
     $_->send($text) for @everyone;
     return scalar @everyone;
 }
 
-my $port = $ctx->listen(
+my $port = $server->listen(
     port => 0,
 
     on_connect => sub {
@@ -99,7 +102,7 @@ sub expect {
 
 sub join_chat {
     my ($name) = @_;
-    $client{$name} = $ctx->connect(
+    $client{$name} = $clients->connect(
         url             => "ws://127.0.0.1:$port/chat/$name",
         connect_timeout => 2,
 
@@ -169,5 +172,6 @@ my $guard = EV::timer(5, 0, sub { fail('timed out after 5 seconds') });
 
 EV::run;
 undef %client;
-undef $ctx;
+undef $clients;
+undef $server;
 exit $status;
