@@ -269,8 +269,11 @@ pub unsafe extern "C" fn ews_conn_on_io(c: *mut EwsConn, readable: c_int, writab
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_on_timer(c: *mut EwsConn) {
-    // SAFETY: guaranteed by the caller.
-    guard((), || unsafe { conn_mut(c) }.on_timer())
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        c.on_timer()
+    })
 }
 
 /// # Safety
@@ -290,8 +293,11 @@ pub unsafe extern "C" fn ews_conn_on_lookup(c: *mut EwsConn) -> c_int {
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_flush(c: *mut EwsConn) {
-    // SAFETY: guaranteed by the caller.
-    guard((), || unsafe { conn_mut(c) }.flush())
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        c.flush()
+    })
 }
 
 /// # Safety
@@ -386,11 +392,10 @@ pub unsafe extern "C" fn ews_conn_interest(c: *const EwsConn, out: *mut EwsInter
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_deadline_in(c: *const EwsConn) -> c_double {
-    // SAFETY: guaranteed by the caller.
     guard(-1.0, || {
-        unsafe { conn(c) }
-            .deadline_in()
-            .map_or(-1.0, |d| d.as_secs_f64())
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn(c) };
+        c.deadline_in().map_or(-1.0, |d| d.as_secs_f64())
     })
 }
 
@@ -470,8 +475,11 @@ pub extern "C" fn ews_close_code_error(code: i64, err: *mut EwsError) -> c_int {
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_set_paused(c: *mut EwsConn, paused: c_int) {
-    // SAFETY: guaranteed by the caller.
-    guard((), || unsafe { conn_mut(c) }.set_paused(paused != 0))
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        c.set_paused(paused != 0)
+    })
 }
 
 /// # Safety
@@ -493,16 +501,22 @@ pub unsafe extern "C" fn ews_conn_accept_upgrade(
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_reject_upgrade(c: *mut EwsConn) {
-    // SAFETY: guaranteed by the caller.
-    guard((), || unsafe { conn_mut(c) }.reject_upgrade())
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        c.reject_upgrade()
+    })
 }
 
 /// # Safety
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_abandon(c: *mut EwsConn) {
-    // SAFETY: guaranteed by the caller.
-    guard((), || unsafe { conn_mut(c) }.abandon())
+    guard((), || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        c.abandon()
+    })
 }
 
 /// # Safety
@@ -533,8 +547,11 @@ pub unsafe extern "C" fn ews_conn_state(c: *const EwsConn) -> c_int {
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_queued(c: *const EwsConn) -> usize {
-    // SAFETY: guaranteed by the caller.
-    guard(0, || unsafe { conn(c) }.queued())
+    guard(0, || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn(c) };
+        c.queued()
+    })
 }
 
 /// # Safety
