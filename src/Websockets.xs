@@ -73,17 +73,18 @@ static void callbacks_free(pTHX_ callbacks *cbs)
 
 /* Call a user callback under G_EVAL.  Takes ownership of the nargs new
  * SVs in args.  A die is warned as "EV::Websockets: exception in <what>",
- * and the caller's $@ is left as it was.  With want_result, returns a new
+ * and the caller's $@ is left as it was (G_EVAL clears or sets it; it is
+ * copied only when it holds something).  With want_result, returns a new
  * copy of the scalar result (or NULL after a die). */
 static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result)
 {
     dSP;
     SV *result = NULL;
+    SV *saved_error = SvTRUE(ERRSV) ? newSVsv(ERRSV) : NULL;
     int i, count;
 
     ENTER;
     SAVETMPS;
-    save_scalar(PL_errgv);            /* local $@ */
     SvREFCNT_inc_simple_void_NN(cb);  /* the callback may free its holder */
     SAVEFREESV(cb);
 
@@ -107,6 +108,13 @@ static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result
 
     FREETMPS;
     LEAVE;
+
+    if (saved_error) {
+        sv_setsv(ERRSV, saved_error);
+        SvREFCNT_dec(saved_error);
+    } else if (SvTRUE(ERRSV)) {
+        sv_setpvs(ERRSV, "");
+    }
     return result;
 }
 
