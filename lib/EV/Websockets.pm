@@ -119,8 +119,8 @@ their size, up to C<max_message_size>. Pings are answered automatically.
 =head2 Status
 
 This is an early release of the Rust core: it implements ws:// clients and
-servers. Planned for later releases: TLS (C<wss://> and the C<ssl_*>
-options), HTTP proxy support, permessage-deflate compression and keepalive
+servers. Planned for later releases: C<adopt>, TLS (C<wss://> and the
+C<ssl_*> options; today they croak), HTTP proxy support, permessage-deflate compression and keepalive
 pings (C<ping_interval>, C<ping_timeout>). This page documents them with the
 behaviour they will have.
 
