@@ -731,11 +731,12 @@ typedef struct {
     { "on_handshake", OPT_CODE }
 
 enum { O_HEADERS = CB_COUNT, O_PROTOCOL, O_MAX_MESSAGE, O_CLOSE_TIMEOUT,
-       O_FIRST_OWN };
+       O_PING_INTERVAL, O_PING_TIMEOUT, O_FIRST_OWN };
 
 #define COMMON_OPTS                                                     \
     CALLBACK_OPTS, { "headers", OPT_HASH }, { "protocol", OPT_VALUE },  \
-    { "max_message_size", OPT_VALUE }, { "close_timeout", OPT_VALUE }
+    { "max_message_size", OPT_VALUE }, { "close_timeout", OPT_VALUE },  \
+    { "ping_interval", OPT_VALUE }, { "ping_timeout", OPT_VALUE }
 
 enum { OC_URL = O_FIRST_OWN, OC_CONNECT_TIMEOUT, OC_SSL_VERIFY, OC_COUNT };
 static const opt_spec connect_spec[] = {
@@ -807,6 +808,14 @@ static uint64_t opt_size(pTHX_ SV *sv)
 {
     IV v = OPT_SET(sv) ? SvIV(sv) : 0;
     return v > 0 ? (uint64_t)v : 0;
+}
+
+static void opts_session(pTHX_ SV **opts, ews_session_opts *session)
+{
+    session->max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
+    session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
+    session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL]);
+    session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT]);
 }
 
 /* ---- XS ---------------------------------------------------------------- */
@@ -884,9 +893,8 @@ CODE:
         o.protocol_len = len;
     }
     o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
-    o.max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
     o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT]);
-    o.close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
+    opts_session(aTHX_ opts, &o.session);
     rs = ews_connect(&o, ctx->waker, &err);
     if (!rs)
         croak("%s", err.msg);
@@ -936,9 +944,8 @@ CODE:
         o.n_protocols = 1;
     }
     o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
-    o.max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
     o.handshake_timeout = opt_seconds(aTHX_ opts[OL_HANDSHAKE_TIMEOUT]);
-    o.close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
+    opts_session(aTHX_ opts, &o.session);
     Newxz(l, 1, ws_listener);
     l->rs = ews_listen(&o, &err);
     if (!l->rs) {

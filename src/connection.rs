@@ -36,16 +36,39 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a server waits for a complete upgrade request.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Settings that client and server connections share.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Largest message accepted; 0 means unlimited.
+    pub max_message: usize,
+    /// How long a closing handshake waits for the peer.
+    pub close_timeout: Duration,
+    /// Ping after this long without hearing from the peer.
+    pub ping_interval: Option<Duration>,
+    /// Fail the connection when a ping's pong takes longer than this
+    /// (default: the interval).
+    pub ping_timeout: Option<Duration>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        SessionSettings {
+            max_message: 0,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            ping_interval: None,
+            ping_timeout: None,
+        }
+    }
+}
+
 /// What `connect` was asked for.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub url: String,
     pub protocol: Option<String>,
     pub headers: Vec<(String, Vec<u8>)>,
-    /// 0 means unlimited.
-    pub max_message: usize,
     pub connect_timeout: Duration,
-    pub close_timeout: Duration,
+    pub session: SessionSettings,
 }
 
 impl ClientOptions {
@@ -54,9 +77,8 @@ impl ClientOptions {
             url: url.to_string(),
             protocol: None,
             headers: Vec::new(),
-            max_message: 0,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            session: SessionSettings::default(),
         }
     }
 }
@@ -65,9 +87,8 @@ impl ClientOptions {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub policy: ServerPolicy,
-    pub max_message: usize,
     pub handshake_timeout: Duration,
-    pub close_timeout: Duration,
+    pub session: SessionSettings,
 }
 
 impl Default for ServerSettings {
@@ -77,9 +98,37 @@ impl Default for ServerSettings {
                 max_head: crate::handshake::MAX_HEAD,
                 ..ServerPolicy::default()
             },
-            max_message: 0,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            session: SessionSettings::default(),
+        }
+    }
+}
+
+/// Keepalive state of an open connection.
+#[derive(Debug)]
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+    last_heard: Instant,
+    ping_sent: Option<Instant>,
+}
+
+impl Keepalive {
+    fn new(settings: &SessionSettings) -> Option<Keepalive> {
+        let interval = settings.ping_interval?;
+        Some(Keepalive {
+            interval,
+            timeout: settings.ping_timeout.unwrap_or(interval),
+            last_heard: Instant::now(),
+            ping_sent: None,
+        })
+    }
+
+    /// When the keepalive next needs attention.
+    fn due(&self) -> Instant {
+        match self.ping_sent {
+            Some(sent) => sent + self.timeout,
+            None => self.last_heard + self.interval,
         }
     }
 }
@@ -251,11 +300,12 @@ pub struct Connection {
     deadline: Option<Instant>,
     deadline_gen: u32,
     close_timeout: Duration,
+    keepalive: Option<Keepalive>,
     server: Option<Arc<ServerSettings>>,
 }
 
 impl Connection {
-    fn new(role: Role, max_message: usize, close_timeout: Duration) -> Connection {
+    fn new(role: Role, session: &SessionSettings) -> Connection {
         Connection {
             phase: Phase::Closed,
             socket: None,
@@ -267,7 +317,7 @@ impl Connection {
             inbuf: InBuf::default(),
             need: 0,
             consume_after: 0,
-            reader: MessageReader::new(role, max_message),
+            reader: MessageReader::new(role, session.max_message),
             out: Outbound::new(role == Role::Client),
             write_blocked: false,
             notices: VecDeque::new(),
@@ -283,7 +333,8 @@ impl Connection {
             protocol: None,
             deadline: None,
             deadline_gen: 0,
-            close_timeout,
+            close_timeout: session.close_timeout,
+            keepalive: Keepalive::new(session),
             server: None,
         }
     }
@@ -296,7 +347,7 @@ impl Connection {
         if target.tls {
             return Err("connect: wss:// is not supported by this build yet".into());
         }
-        let mut conn = Connection::new(Role::Client, opts.max_message, opts.close_timeout);
+        let mut conn = Connection::new(Role::Client, &opts.session);
         let handshake = ClientHandshake::write_request(
             &target,
             opts.protocol.as_deref(),
@@ -328,7 +379,7 @@ impl Connection {
 
     /// A server connection for a socket a listener accepted.
     pub fn accept(socket: TcpStream, settings: Arc<ServerSettings>) -> Connection {
-        let mut conn = Connection::new(Role::Server, settings.max_message, settings.close_timeout);
+        let mut conn = Connection::new(Role::Server, &settings.session);
         // Without TCP_NODELAY small frames wait for the peer's delayed ACK.
         let _ = socket.set_nodelay(true);
         conn.peer = socket.peer_addr().ok();
@@ -503,8 +554,7 @@ impl Connection {
         let settings = self.server.as_ref().expect("server connection");
         request.write_response(&settings.policy, extra_headers, self.out.raw_buf());
         self.protocol = request.protocol;
-        self.set_deadline(None);
-        self.notices.push_back(Notice::Connected);
+        self.opened();
     }
 
     /// Server: refuse the pending upgrade request with a 403.
@@ -537,7 +587,11 @@ impl Connection {
         };
         match self.inbuf.read_from(socket, self.need) {
             Ok(0) => self.eof = Some(None),
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(k) = self.keepalive.as_mut() {
+                    k.last_heard = Instant::now();
+                }
+            }
             Err(e) if is_transient(&e) => return,
             Err(e) => self.eof = Some(Some(format!("read failed: {}", os_error::text(&e)))),
         }
@@ -586,20 +640,25 @@ impl Connection {
 
     pub fn on_timer(&mut self) {
         self.retired = None;
+        let now = Instant::now();
         match self.deadline {
-            Some(d) if Instant::now() >= d => {}
+            Some(d) if now >= d => {}
             // Early wake-up: have the binding re-arm for the time left.
             Some(_) => return self.deadline_gen = self.deadline_gen.wrapping_add(1),
             None => return,
         }
-        self.set_deadline(None);
         match self.phase {
             Phase::Resolving(..) | Phase::Connecting(_) | Phase::AwaitingResponse(_) => {
                 self.fail_early("connect timeout".into())
             }
+            Phase::Open => self.keepalive_due(now),
             Phase::Closing => self.finish_close(),
-            Phase::Open | Phase::Closed => {}
-            _ => self.phase = Phase::Closed,
+            Phase::Closed => {}
+            // A server handshake that took too long: drop it silently.
+            _ => {
+                self.set_deadline(None);
+                self.phase = Phase::Closed;
+            }
         }
     }
 
@@ -708,6 +767,9 @@ impl Connection {
                     return Some(Ready::Message { binary, payload });
                 }
                 Step::Frame(Inbound::Pong(range)) => {
+                    if let Some(k) = self.keepalive.as_mut() {
+                        k.ping_sent = None;
+                    }
                     self.consume_after = used;
                     return Some(Ready::Pong(range));
                 }
@@ -727,6 +789,40 @@ impl Connection {
         }
         self.finish_close();
         Some(Ready::Notice)
+    }
+
+    /// The handshake completed.
+    fn opened(&mut self) {
+        self.phase = Phase::Open;
+        self.notices.push_back(Notice::Connected);
+        match self.keepalive.as_mut() {
+            Some(k) => {
+                k.last_heard = Instant::now();
+                let due = k.due();
+                self.set_deadline_at(Some(due));
+            }
+            None => self.set_deadline(None),
+        }
+    }
+
+    /// The keepalive deadline passed: ping, or give up on a missing pong.
+    /// Traffic since the deadline was set only moves it (no timer churn
+    /// per message).
+    fn keepalive_due(&mut self, now: Instant) {
+        let Some(k) = self.keepalive.as_mut() else {
+            return self.set_deadline(None);
+        };
+        match k.ping_sent {
+            Some(sent) if now >= sent + k.timeout => return self.fail(1011, "ping timeout".into()),
+            None if now >= k.last_heard + k.interval => {
+                k.ping_sent = Some(now);
+                self.out
+                    .push_frame(OpCode::Control(Control::Ping), true, &[], false);
+            }
+            _ => {}
+        }
+        let due = self.keepalive.as_ref().map(Keepalive::due);
+        self.set_deadline_at(due);
     }
 
     fn close_frame_received(&mut self, code: u16, reason: Vec<u8>) {
@@ -815,7 +911,11 @@ impl Connection {
     }
 
     fn set_deadline(&mut self, after: Option<Duration>) {
-        self.deadline = after.map(|d| Instant::now() + d);
+        self.set_deadline_at(after.map(|d| Instant::now() + d));
+    }
+
+    fn set_deadline_at(&mut self, at: Option<Instant>) {
+        self.deadline = at;
         self.deadline_gen = self.deadline_gen.wrapping_add(1);
     }
 
@@ -873,9 +973,7 @@ impl Connection {
                 self.inbuf.consume(used);
                 self.headers = accepted.headers;
                 self.protocol = accepted.protocol;
-                self.phase = Phase::Open;
-                self.set_deadline(None);
-                self.notices.push_back(Notice::Connected);
+                self.opened();
             }
             Ok(Parsed::Incomplete) => {
                 if let Some(read_error) = self.eof.clone() {
@@ -1020,8 +1118,14 @@ mod tests {
 
     impl Pair {
         fn open(settings: ServerSettings, url_host: &str) -> Pair {
+            Pair::open_with(settings, url_host, SessionSettings::default())
+        }
+
+        fn open_with(settings: ServerSettings, url_host: &str, client: SessionSettings) -> Pair {
             let listener = Listener::bind(0, settings).unwrap();
-            let opts = ClientOptions::new(&format!("ws://{url_host}:{}/path?q=1", listener.port()));
+            let mut opts =
+                ClientOptions::new(&format!("ws://{url_host}:{}/path?q=1", listener.port()));
+            opts.session = client;
             let mut client = Connection::connect(&opts, &no_waker()).unwrap();
             let mut client_seen = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -1141,7 +1245,7 @@ mod tests {
     fn lost_connection_is_1006() {
         let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
         p.server.abandon();
-        p.server = Connection::new(Role::Server, 0, DEFAULT_CLOSE_TIMEOUT);
+        p.server = Connection::new(Role::Server, &SessionSettings::default());
         p.run_until(|p| p.client.state() == State::Closed);
         // abandon() sends a best-effort 1001 before dropping the socket.
         assert_eq!(
@@ -1152,10 +1256,8 @@ mod tests {
 
     #[test]
     fn ping_is_answered_and_size_limit_enforced() {
-        let settings = ServerSettings {
-            max_message: 10,
-            ..ServerSettings::default()
-        };
+        let mut settings = ServerSettings::default();
+        settings.session.max_message = 10;
         let mut p = Pair::open(settings, "localhost");
         p.client.send(SendKind::Ping, b"are you there").unwrap();
         p.run_until(|p| {
@@ -1173,6 +1275,49 @@ mod tests {
         assert_eq!(
             p.client_seen.last(),
             Some(&Seen::Closed(1009, Some(text.as_bytes().to_vec())))
+        );
+    }
+
+    fn keepalive(interval_ms: u64) -> SessionSettings {
+        SessionSettings {
+            ping_interval: Some(Duration::from_millis(interval_ms)),
+            ..SessionSettings::default()
+        }
+    }
+
+    #[test]
+    fn keepalive_pings_an_idle_peer() {
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(30));
+        let pongs = |p: &Pair| {
+            p.client_seen
+                .iter()
+                .filter(|s| **s == Seen::Pong(Vec::new()))
+                .count()
+        };
+        p.run_until(|p| pongs(p) >= 3);
+        assert_eq!(p.client.state(), State::Connected);
+        assert!(
+            p.server_seen
+                .iter()
+                .all(|s| !matches!(s, Seen::Message(..)))
+        );
+    }
+
+    #[test]
+    fn keepalive_gives_up_without_pong() {
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(30));
+        // The server stops being served: nobody answers the ping.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.client.state() != State::Closed {
+            assert!(Instant::now() < deadline);
+            turn(&mut p.client, &mut p.client_seen);
+        }
+        assert_eq!(
+            p.client_seen[1..],
+            [
+                Seen::Error("ping timeout".into()),
+                Seen::Closed(1011, Some(b"ping timeout".to_vec()))
+            ]
         );
     }
 

@@ -24,22 +24,28 @@ typedef struct {
     const char *value; size_t value_len;
 } ews_header;
 
+/* per-connection settings of both sides; seconds <= 0 mean "not set" */
+typedef struct {
+    uint64_t max_message;                       /* 0: unlimited             */
+    double close_timeout;                       /* default 5 s              */
+    double ping_interval;                       /* not set: no keepalive    */
+    double ping_timeout;                        /* not set: ping_interval   */
+} ews_session_opts;
+
 typedef struct {
     const char *url; size_t url_len;
     const char *protocol; size_t protocol_len;  /* protocol NULL: none      */
     const ews_header *headers; size_t n_headers;
-    uint64_t max_message;                       /* 0: unlimited             */
-    double connect_timeout;                     /* seconds; <= 0: default   */
-    double close_timeout;                       /* seconds; <= 0: default   */
+    double connect_timeout;                     /* default 30 s             */
+    ews_session_opts session;
 } ews_connect_opts;
 
 typedef struct {
     uint16_t port;
     const ews_header *protocols; size_t n_protocols;  /* names in name/len  */
     const ews_header *headers; size_t n_headers;      /* added to every 101 */
-    uint64_t max_message;
-    double handshake_timeout;                   /* seconds; <= 0: default   */
-    double close_timeout;                       /* seconds; <= 0: default   */
+    double handshake_timeout;                   /* default 10 s             */
+    ews_session_opts session;
 } ews_listen_opts;
 
 /* What the connection needs from the loop (see Connection::interest). */

@@ -11,7 +11,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::connection::{ClientOptions, Connection, Event, SendKind, ServerSettings, State};
+use crate::connection::{
+    ClientOptions, Connection, Event, SendKind, ServerSettings, SessionSettings, State,
+};
 use crate::listener::Listener;
 use crate::resolver::Waker;
 use crate::{handshake, os_error};
@@ -56,9 +58,28 @@ pub struct EwsConnectOpts {
     protocol_len: usize,
     headers: *const EwsHeader,
     n_headers: usize,
-    max_message: u64,
     connect_timeout: c_double,
+    session: EwsSessionOpts,
+}
+
+#[repr(C)]
+pub struct EwsSessionOpts {
+    max_message: u64,
     close_timeout: c_double,
+    ping_interval: c_double,
+    ping_timeout: c_double,
+}
+
+impl EwsSessionOpts {
+    fn settings(&self) -> SessionSettings {
+        let defaults = SessionSettings::default();
+        SessionSettings {
+            max_message: usize::try_from(self.max_message).unwrap_or(usize::MAX),
+            close_timeout: seconds(self.close_timeout).unwrap_or(defaults.close_timeout),
+            ping_interval: seconds(self.ping_interval),
+            ping_timeout: seconds(self.ping_timeout),
+        }
+    }
 }
 
 #[repr(C)]
@@ -68,9 +89,8 @@ pub struct EwsListenOpts {
     n_protocols: usize,
     headers: *const EwsHeader,
     n_headers: usize,
-    max_message: u64,
     handshake_timeout: c_double,
-    close_timeout: c_double,
+    session: EwsSessionOpts,
 }
 
 #[repr(C)]
@@ -158,12 +178,9 @@ unsafe fn header_list(list: *const EwsHeader, n: usize) -> Vec<(String, Vec<u8>)
         .collect()
 }
 
-fn seconds(s: c_double, default: Duration) -> Duration {
-    if s > 0.0 && s.is_finite() {
-        Duration::from_secs_f64(s)
-    } else {
-        default
-    }
+/// Seconds from C; zero, negative or absurd values mean "not set".
+fn seconds(s: c_double) -> Option<Duration> {
+    Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero())
 }
 
 /// # Safety
@@ -234,9 +251,8 @@ pub unsafe extern "C" fn ews_connect(
         }
         // SAFETY: as above.
         options.headers = unsafe { header_list(o.headers, o.n_headers) };
-        options.max_message = usize::try_from(o.max_message).unwrap_or(usize::MAX);
-        options.connect_timeout = seconds(o.connect_timeout, options.connect_timeout);
-        options.close_timeout = seconds(o.close_timeout, options.close_timeout);
+        options.connect_timeout = seconds(o.connect_timeout).unwrap_or(options.connect_timeout);
+        options.session = o.session.settings();
         match Connection::connect(&options, waker) {
             Ok(c) => Box::into_raw(Box::new(EwsConn(c))),
             Err(text) => {
@@ -626,9 +642,9 @@ pub unsafe extern "C" fn ews_listen(
             set_error(err, &text);
             return std::ptr::null_mut();
         }
-        settings.max_message = usize::try_from(o.max_message).unwrap_or(usize::MAX);
-        settings.handshake_timeout = seconds(o.handshake_timeout, settings.handshake_timeout);
-        settings.close_timeout = seconds(o.close_timeout, settings.close_timeout);
+        settings.handshake_timeout =
+            seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
+        settings.session = o.session.settings();
         match Listener::bind(o.port, settings) {
             Ok(l) => Box::into_raw(Box::new(EwsListener(l))),
             Err(e) => {

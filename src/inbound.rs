@@ -5,16 +5,19 @@ use std::io::{self, Cursor, Read};
 use std::ops::Range;
 
 use crate::frame::{self, Control, Data, FrameHeader, OpCode};
+use crate::pool;
 
-/// Smallest read offered to the kernel, and the size an idle buffer keeps.
+/// Smallest read offered to the kernel.
 const READ_CHUNK: usize = 4096;
 /// Bytes a buffer may grow by at once, so that a peer's declared frame
 /// length is never allocated before the bytes arrive.
 const MIN_GROWTH: usize = 64 * 1024;
 
-/// Bytes read from the socket and not yet consumed.
+/// Bytes read from the socket and not yet consumed.  The buffer is
+/// borrowed from [`pool::READ`] while it holds bytes.
 #[derive(Debug, Default)]
 pub struct InBuf {
+    /// Its length is the initialised, usable size.
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -39,9 +42,8 @@ impl InBuf {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > MIN_GROWTH {
-                self.buf = Vec::new();
-            }
+            let buf = std::mem::take(&mut self.buf);
+            pool::READ.with(|p| p.give(buf));
         }
     }
 
@@ -64,6 +66,9 @@ impl InBuf {
     }
 
     fn make_room(&mut self, want: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf = pool::READ.with(pool::Pool::take);
+        }
         let want = want.max(READ_CHUNK);
         if self.buf.len() - self.end >= want {
             return;

@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod listener;
 pub mod os_error;
 pub mod outbound;
+pub mod pool;
 pub mod resolver;
 pub mod utf8;
 

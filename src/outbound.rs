@@ -4,12 +4,14 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use crate::frame::{self, FrameHeader, OpCode};
+use crate::pool;
 
 /// Written bytes after which the buffer's sent prefix is dropped even
 /// though unsent bytes remain.
 const COMPACT_AFTER: usize = 1 << 20;
 
-/// Encoded frames waiting for the socket.
+/// Encoded frames waiting for the socket.  The buffer is borrowed from
+/// [`pool::WRITE`] while it holds bytes.
 #[derive(Debug)]
 pub struct Outbound {
     buf: Vec<u8>,
@@ -54,11 +56,15 @@ impl Outbound {
 
     /// Queue raw bytes (an HTTP head).
     pub fn push_raw(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.raw_buf().extend_from_slice(bytes);
     }
 
     /// The buffer to append raw bytes to directly.
     pub fn raw_buf(&mut self) -> &mut Vec<u8> {
+        if self.buf.capacity() == 0 {
+            self.buf = pool::WRITE.with(pool::Pool::take);
+            self.buf.clear();
+        }
         &mut self.buf
     }
 
@@ -72,9 +78,10 @@ impl Outbound {
             ..FrameHeader::default()
         };
         let length = payload.len() as u64;
-        self.buf.reserve(header.len(length) + payload.len());
+        let buf = self.raw_buf();
+        buf.reserve(header.len(length) + payload.len());
         header
-            .format(length, &mut self.buf)
+            .format(length, buf)
             .expect("writing to a Vec cannot fail");
         let start = self.buf.len();
         self.buf.extend_from_slice(payload);
@@ -135,11 +142,9 @@ impl Outbound {
             self.frames.pop_front();
         }
         if self.sent == self.buf.len() {
-            self.buf.clear();
             self.sent = 0;
-            if self.buf.capacity() > COMPACT_AFTER {
-                self.buf = Vec::new();
-            }
+            let buf = std::mem::take(&mut self.buf);
+            pool::WRITE.with(|p| p.give(buf));
         } else if self.sent >= COMPACT_AFTER {
             self.buf.drain(..self.sent);
             for frame in &mut self.frames {
