@@ -1,0 +1,75 @@
+#!/usr/bin/env perl
+# RSS per idle server connection: this process listens; a child process
+# opens N connections and keeps them idle; the server's resident memory is
+# read before and after.
+#
+#   perl -Mblib bench/memory.pl [--count 1000]
+#
+# Ends with one JSON line.
+
+use strict;
+use warnings;
+use EV;
+use EV::Websockets;
+use Getopt::Long;
+
+my $count = 1000;
+GetOptions('count=i' => \$count) or die "usage: $0 [--count N]\n";
+
+sub rss_kib {
+    open my $fh, '<', '/proc/self/status' or die "no /proc: $!";
+    while (<$fh>) { return $1 if /^VmRSS:\s+(\d+)/ }
+    die "no VmRSS\n";
+}
+
+my $guard = EV::timer(60, 0, sub { die "memory benchmark timed out\n" });
+
+my $ctx = EV::Websockets::Context->new(proxy => '');
+my $connected = 0;
+my $port = $ctx->listen(port => 0, on_connect => sub { $connected++ });
+
+# A warm-up connection, so that one-time allocations are not counted.
+my $warm = $ctx->connect(url => "ws://127.0.0.1:$port/", on_connect => sub { $_[0]->close });
+EV::run(EV::RUN_ONCE) until $connected;
+my $t = EV::timer(0.2, 0, sub { EV::break });
+EV::run;
+
+pipe(my $ready_r, my $ready_w) or die "pipe: $!";
+pipe(my $quit_r, my $quit_w) or die "pipe: $!";
+my $before = rss_kib();
+my $pid = fork // die "fork: $!";
+if (!$pid) {
+    # The client: N connections in a fresh context and loop of its own.
+    close $ready_r;
+    close $quit_w;
+    undef $ctx;
+    my $loop    = EV::Loop->new;
+    my $clients = EV::Websockets::Context->new(loop => $loop, proxy => '');
+    my ($open, @conns) = (0);
+    push @conns, $clients->connect(
+        url        => "ws://127.0.0.1:$port/",
+        on_connect => sub { syswrite $ready_w, "ready\n" if ++$open == $count },
+        on_error   => sub { die "client: $_[1]\n" },
+    ) for 1 .. $count;
+    my $quit = $loop->io($quit_r, EV::READ, sub { $loop->break });
+    $loop->run;
+    exit 0;
+}
+close $ready_w;
+close $quit_r;
+
+my $reader = EV::io($ready_r, EV::READ, sub { EV::break });
+EV::run;
+undef $reader;
+# let the server deliver every on_connect
+EV::run(EV::RUN_NOWAIT) for 1 .. 100;
+EV::run(EV::RUN_ONCE) while $connected < $count + 1;
+my $after = rss_kib();
+close $quit_w;
+waitpid $pid, 0;
+
+my $per_conn = ($after - $before) * 1024 / $count;
+printf "%d idle server connections: RSS %d KiB -> %d KiB, %.0f bytes per connection\n",
+    $count, $before, $after, $per_conn;
+printf qq({"bench":"memory","connections":%d,"rss_before_kib":%d,"rss_after_kib":%d,"bytes_per_connection":%.0f}\n),
+    $count, $before, $after, $per_conn;
