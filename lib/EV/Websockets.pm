@@ -119,9 +119,9 @@ their size, up to C<max_message_size>. Pings are answered automatically.
 =head2 Status
 
 This is an early release of the Rust core: it implements ws:// clients and
-servers. Planned for later releases: C<adopt>, TLS (C<wss://> and the
-C<ssl_*> options; today they croak), HTTP proxy support, permessage-deflate compression and keepalive
-pings (C<ping_interval>, C<ping_timeout>). This page documents them with the
+servers with keepalive pings. Planned for later releases: C<adopt>, TLS
+(C<wss://> and the C<ssl_*> options; today they croak), HTTP proxy support
+and permessage-deflate compression. This page documents them with the
 behaviour they will have.
 
 =head1 EV::Websockets::Context
@@ -217,7 +217,13 @@ Largest incoming message accepted, counted after reassembly (and
 decompression); 0, the default, means unlimited. A message of exactly this
 size is accepted. A larger one fires C<on_error> with
 C<"message exceeds max_message_size">, then the connection is closed with
-code 1009 and C<on_close> reports 1009.
+code 1009 and C<on_close> reports 1009. The check is made on each frame's
+declared length, so an oversized message is refused before its bytes are
+read or buffered.
+
+With 0 (unlimited) a peer can make the process buffer a message of any
+size, in one frame or in any number of fragments: set a limit on every
+connection that faces untrusted peers.
 
 =item ssl_verify => 0
 
@@ -236,9 +242,12 @@ How long C<close> waits for the peer's close frame (default 5).
 =item ping_interval => $seconds, ping_timeout => $seconds
 
 Keepalive (default off; no timer exists while it is off). After
-C<ping_interval> seconds without traffic a ping is sent; if no pong arrives
-within C<ping_timeout>, C<on_error> fires with C<"ping timeout">, the
-connection is closed with 1011 and C<on_close> follows.
+C<ping_interval> seconds without hearing from the peer a ping is sent; if
+no pong arrives within C<ping_timeout> (default: C<ping_interval>),
+C<on_error> fires with C<"ping timeout">, the connection is closed with
+1011 and C<on_close> follows. Any data received counts as hearing from the
+peer. The pongs are delivered to C<on_pong> like any other. C<ping_timeout>
+alone does nothing.
 
 =item on_connect, on_message, on_close, on_error, on_pong, on_drain
 

@@ -22,8 +22,9 @@ package RawPeer;
 #
 # Options of both constructors:
 #   auto_pong   => 1   answer each ping with a pong carrying its payload
-#   reply_close => 1   answer a close frame with one carrying the same code;
-#                      a server then shuts its side of TCP (RFC 6455 5.5.1)
+#   reply_close => 1   answer a close frame with one carrying the same code
+# In server mode, once close frames went both ways, the peer shuts down its
+# side of TCP (RFC 6455 7.1.1).
 #   on_open  => sub { my ($peer) = @_ }
 #   on_frame => sub { my ($peer, $frame) = @_ }    after recording it
 #   path     => '/'    client mode: request target
@@ -197,9 +198,8 @@ sub _react {
         $self->{close_reason} = length $p >= 2 ? substr($p, 2) : undef;
         if ($self->{reply_close} && !$self->{close_sent}) {
             $self->send_frame(opcode => 8, payload => substr($p, 0, 2));
-            $self->{shut_after_flush} = 1 if $self->{mode} eq 'server';
-            $self->_flush;
         }
+        $self->_shut_when_closed;
     }
 }
 
@@ -229,6 +229,15 @@ sub send_frame {
     my ($self, %a) = @_;
     $self->{close_sent} = 1 if ($a{opcode} // 1) == 8;
     $self->send_raw($self->frame(%a));
+    $self->_shut_when_closed;
+}
+
+# A server closes TCP once close frames went both ways (RFC 6455 7.1.1).
+sub _shut_when_closed {
+    my ($self) = @_;
+    return unless $self->{mode} eq 'server' && $self->{close_sent} && $self->{got_close};
+    $self->{shut_after_flush} = 1;
+    $self->_flush;
 }
 
 sub send_raw {

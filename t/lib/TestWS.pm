@@ -11,7 +11,7 @@ use EV::Websockets;
 use IO::Socket::INET;
 use Exporter 'import';
 
-our @EXPORT = qw(echo_server run_until run_for closed_port);
+our @EXPORT = qw(echo_server run_until run_for closed_port recording connect_raw listen_raw);
 
 # A proxy picked up from the environment would capture the tests'
 # connections to 127.0.0.1.
@@ -66,6 +66,59 @@ sub closed_port {
     my $port = $sock->sockport;
     close $sock;
     return $port;
+}
+
+# Callback options that record every event of a connection in %$ev:
+# $ev->{<what>} is a list of the argument lists (without $conn) of each call,
+# e.g. $ev->{close} = [ [ 1000, 'bye' ] ], and $ev->{order} the names in the
+# order they fired (connect message close error pong drain).  A user callback
+# of the same name in %opt runs after the recording; other options pass
+# through.  Returns the option list for connect or listen.
+sub recording {
+    my ($ev, %opt) = @_;
+    for my $what (qw(connect message close error pong drain)) {
+        my $user = $opt{"on_$what"};
+        $opt{"on_$what"} = sub {
+            push @{ $ev->{$what} }, [ @_[ 1 .. $#_ ] ];
+            push @{ $ev->{order} }, $what;
+            $user->(@_) if $user;
+        };
+    }
+    return %opt;
+}
+
+# A client connection, in its own context, to a fresh RawPeer server.
+# peer => { ... } passes options to RawPeer->server; the rest goes to
+# connect (through recording).  Returns ($conn, $peer, $ev); the context is
+# kept in $ev->{ctx}.
+sub connect_raw {
+    my (%opt) = @_;
+    require RawPeer;
+    my $peer = RawPeer->server(%{ delete $opt{peer} || {} });
+    my $ev   = { ctx => EV::Websockets::Context->new };
+    my $conn = $ev->{ctx}->connect(
+        url => 'ws://127.0.0.1:' . $peer->port . '/',
+        recording($ev, %opt),
+    );
+    return ($conn, $peer, $ev);
+}
+
+# The mirror image: a listener, in its own context, and a RawPeer client
+# connected to it.  peer => { ... } passes options to RawPeer->client; the
+# rest goes to listen (through recording).  Returns ($peer, $ev); the
+# context is in $ev->{ctx}, the server connection in $ev->{conn} once
+# connected.
+sub listen_raw {
+    my (%opt) = @_;
+    require RawPeer;
+    my $peer_opt = delete $opt{peer} || {};
+    my $ev       = { ctx => EV::Websockets::Context->new };
+    my $user     = $opt{on_connect};
+    my $port     = $ev->{ctx}->listen(
+        port => 0,
+        recording($ev, %opt, on_connect => sub { $ev->{conn} = $_[0]; $user->(@_) if $user }),
+    );
+    return (RawPeer->client(%$peer_opt, port => $port), $ev);
 }
 
 1;
