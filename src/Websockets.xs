@@ -1003,8 +1003,6 @@ void
 send(SV *self, SV *data)
 ALIAS:
     send_binary = EWS_BINARY
-    send_ping = EWS_PING
-    send_pong = EWS_PONG
 PREINIT:
     ws_conn *c;
     ews_conn *rs;
@@ -1017,6 +1015,25 @@ CODE:
     if (SvOK(data))
         p = SvPV(data, len);
     if (ews_conn_send(rs, ix, 0, 1, p, len, &err))
+        croak("%s", err.msg);
+    conn_mark_dirty(c);
+
+void
+send_ping(SV *self, SV *data = NULL)
+ALIAS:
+    send_pong = 1
+PREINIT:
+    ws_conn *c;
+    ews_conn *rs;
+    ews_error err;
+    const char *p = "";
+    STRLEN len = 0;
+CODE:
+    c = conn_from_sv(aTHX_ self);
+    rs = conn_open(aTHX_ c);
+    if (data && SvOK(data))
+        p = SvPV(data, len);
+    if (ews_conn_send(rs, ix ? EWS_PONG : EWS_PING, 0, 1, p, len, &err))
         croak("%s", err.msg);
     conn_mark_dirty(c);
 
@@ -1050,9 +1067,9 @@ CODE:
     if (code_sv && SvOK(code_sv))
         code = SvIV(code_sv);
     if (reason && SvOK(reason))
-        p = SvPVutf8(reason, len);
+        p = SvPV(reason, len);
     if (!c->rs || c->destroyed) {
-        if (ews_close_code_error(code, &err))
+        if (ews_close_args_error(code, p, len, &err))
             croak("%s", err.msg);
         XSRETURN_EMPTY;
     }

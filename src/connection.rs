@@ -520,7 +520,7 @@ impl Connection {
     /// Start the closing handshake.  The code is checked in every state;
     /// then it is a no-op unless the connection is open.
     pub fn close(&mut self, code: i64, reason: &[u8]) -> Result<(), String> {
-        let code = check_close_code(code)?;
+        let code = check_close_args(code, reason)?;
         if !matches!(self.phase, Phase::Open) {
             return Ok(());
         }
@@ -1016,16 +1016,20 @@ enum Ready {
     Notice,
 }
 
-/// A close code as `close()` takes it, or the croak text.
-pub fn check_close_code(code: i64) -> Result<u16, String> {
-    u16::try_from(code)
+/// The arguments of `close()` checked (in any state), or the croak text.
+pub fn check_close_args(code: i64, reason: &[u8]) -> Result<u16, String> {
+    let code = u16::try_from(code)
         .ok()
         .filter(|c| frame::is_valid_close_code(*c))
         .ok_or_else(|| {
             format!(
                 "close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"
             )
-        })
+        })?;
+    if std::str::from_utf8(reason).is_err() {
+        return Err("close: reason is not valid UTF-8".into());
+    }
+    Ok(code)
 }
 
 /// Idle socket errors that just mean "try again later".

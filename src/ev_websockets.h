@@ -101,7 +101,8 @@ int  ews_conn_send(ews_conn *c, int kind, int binary, int fin,
                    const char *data, size_t len, ews_error *err);
 int  ews_conn_close(ews_conn *c, int64_t code, const char *reason, size_t len,
                     ews_error *err);
-int  ews_close_code_error(int64_t code, ews_error *err);  /* -1: invalid */
+/* check close() arguments without a connection; -1: invalid */
+int  ews_close_args_error(int64_t code, const char *reason, size_t len, ews_error *err);
 void ews_conn_set_paused(ews_conn *c, int paused);
 void ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n);
 void ews_conn_reject_upgrade(ews_conn *c);

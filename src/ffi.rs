@@ -475,14 +475,27 @@ pub unsafe extern "C" fn ews_conn_close(
     })
 }
 
-/// Check a close code without a connection (for objects already closed).
+/// Check close() arguments without a connection (for objects already
+/// closed).
+///
+/// # Safety
+/// `reason` is valid for `len` bytes; `err` is valid.
 #[unsafe(no_mangle)]
-pub extern "C" fn ews_close_code_error(code: i64, err: *mut EwsError) -> c_int {
-    guard(-1, || match crate::connection::check_close_code(code) {
-        Ok(_) => 0,
-        Err(text) => {
-            set_error(err, &text);
-            -1
+pub unsafe extern "C" fn ews_close_args_error(
+    code: i64,
+    reason: *const c_char,
+    len: usize,
+    err: *mut EwsError,
+) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let reason = unsafe { bytes(reason, len) };
+    guard(-1, || {
+        match crate::connection::check_close_args(code, reason) {
+            Ok(_) => 0,
+            Err(text) => {
+                set_error(err, &text);
+                -1
+            }
         }
     })
 }

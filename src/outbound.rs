@@ -17,9 +17,12 @@ pub struct Outbound {
     buf: Vec<u8>,
     /// Bytes of `buf` the socket has taken.
     sent: usize,
-    /// For each queued frame carrying user payload: where it ends in `buf`
-    /// and how many payload bytes it carries.
-    frames: VecDeque<(usize, usize)>,
+    /// Stream position of `buf[0]`: bytes written before it, in all.
+    base: u64,
+    /// The user-payload frames not fully written: stream positions where
+    /// each one's payload starts and where the frame ends.
+    frames: VecDeque<(u64, u64)>,
+    /// Payload bytes of the frames in `frames`, written or not.
     queued_payload: usize,
     /// Clients mask every frame (RFC 6455 §5.3).
     masked: bool,
@@ -39,6 +42,7 @@ impl Outbound {
         Outbound {
             buf: Vec::new(),
             sent: 0,
+            base: 0,
             frames: VecDeque::new(),
             queued_payload: 0,
             masked,
@@ -51,7 +55,17 @@ impl Outbound {
 
     /// User payload bytes not yet handed to the socket.
     pub fn queued_payload(&self) -> usize {
-        self.queued_payload
+        // Of the first frame, the kernel may have taken a part already.
+        let written = self.frames.front().map_or(0, |&(payload_start, end)| {
+            let written = self.written_pos().saturating_sub(payload_start);
+            written.min(end - payload_start) as usize
+        });
+        self.queued_payload - written
+    }
+
+    /// Stream position of the first byte not yet written.
+    fn written_pos(&self) -> u64 {
+        self.base + self.sent as u64
     }
 
     /// Queue raw bytes (an HTTP head).
@@ -89,7 +103,8 @@ impl Outbound {
             frame::apply_mask(&mut self.buf[start..], mask);
         }
         if counted {
-            self.frames.push_back((self.buf.len(), payload.len()));
+            let pos = |offset: usize| self.base + offset as u64;
+            self.frames.push_back((pos(start), pos(self.buf.len())));
             self.queued_payload += payload.len();
         }
     }
@@ -134,21 +149,21 @@ impl Outbound {
 
     fn advance(&mut self, n: usize) {
         self.sent += n;
-        while let Some(&(end, payload)) = self.frames.front() {
-            if end > self.sent {
+        let written = self.written_pos();
+        while let Some(&(payload_start, end)) = self.frames.front() {
+            if end > written {
                 break;
             }
-            self.queued_payload -= payload;
+            self.queued_payload -= (end - payload_start) as usize;
             self.frames.pop_front();
         }
-        if self.sent == self.buf.len() {
-            self.sent = 0;
-            let buf = std::mem::take(&mut self.buf);
-            pool::WRITE.with(|p| p.give(buf));
-        } else if self.sent >= COMPACT_AFTER {
-            self.buf.drain(..self.sent);
-            for frame in &mut self.frames {
-                frame.0 -= self.sent;
+        if self.sent == self.buf.len() || self.sent >= COMPACT_AFTER {
+            self.base = written;
+            if self.sent == self.buf.len() {
+                let buf = std::mem::take(&mut self.buf);
+                pool::WRITE.with(|p| p.give(buf));
+            } else {
+                self.buf.drain(..self.sent);
             }
             self.sent = 0;
         }
@@ -200,7 +215,28 @@ mod tests {
         assert_eq!(out.queued_payload(), 0);
         assert_eq!(&sink.taken[..7], b"\x81\x05hello");
         assert_eq!(&sink.taken[7..11], &[0x82, 126, 0, 200]);
+        assert_eq!(sink.taken.len(), 7 + 4 + 200 + 3);
         assert_eq!(&sink.taken[211..], b"\x8a\x01p");
+    }
+
+    #[test]
+    fn counts_partly_written_frames_across_compaction() {
+        let mut out = Outbound::new(false);
+        let big = vec![7; 3 * COMPACT_AFTER];
+        out.push_frame(OpCode::Data(Data::Binary), true, &big, true);
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            limit: 10 + COMPACT_AFTER,
+        };
+        out.write_to(&mut sink).unwrap();
+        assert_eq!(out.queued_payload(), big.len() - COMPACT_AFTER);
+        out.write_to(&mut sink).unwrap();
+        assert_eq!(out.queued_payload(), big.len() - 2 * COMPACT_AFTER - 10);
+        out.push_frame(OpCode::Data(Data::Text), true, b"tail", true);
+        sink.limit = usize::MAX;
+        assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::All);
+        assert_eq!(out.queued_payload(), 0);
+        assert_eq!(sink.taken.len(), 10 + big.len() + 6);
     }
 
     #[test]

@@ -67,7 +67,7 @@ subtest 'send_fragment sequences arrive as one message' => sub {
         on_message => sub { push @got, [ @_[1 .. 3] ] },
         on_close   => sub { $server_closed++ },
     );
-    my (@croaks, $errors);
+    my $errors;
     $ctx->connect(
         url        => "ws://127.0.0.1:$port/",
         on_connect => sub {

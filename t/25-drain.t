@@ -71,8 +71,7 @@ subtest 'our server: three sends, one on_drain' => sub {
 subtest 'an 8 MiB send drains once, when everything was written' => sub {
     my $big = 'D' x (8 << 20);
     my (%seen, @samples);
-    my ($conn, $peer, $ev);
-    ($conn, $peer, $ev) = connect_raw(
+    my ($conn, $peer, $ev) = connect_raw(
         on_connect => sub {
             my ($c) = @_;
             $c->send_binary($big);

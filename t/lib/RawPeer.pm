@@ -23,11 +23,16 @@ package RawPeer;
 # Options of both constructors:
 #   auto_pong   => 1   answer each ping with a pong carrying its payload
 #   reply_close => 1   answer a close frame with one carrying the same code
-# In server mode, once close frames went both ways, the peer shuts down its
-# side of TCP (RFC 6455 7.1.1).
 #   on_open  => sub { my ($peer) = @_ }
 #   on_frame => sub { my ($peer, $frame) = @_ }    after recording it
 #   path     => '/'    client mode: request target
+# In server mode, once close frames went both ways, the peer shuts down its
+# side of TCP (RFC 6455 7.1.1).
+#
+# Sending: send_frame(%args) (see frame() for the arguments), send_raw($bytes),
+# frame(%args) for the bytes of one frame (to send several in one write),
+# close_tcp to drop the connection.  Reading: frames_of(@opcodes), opcodes,
+# messages (data frames reassembled).
 
 use strict;
 use warnings;

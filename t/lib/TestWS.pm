@@ -9,6 +9,7 @@ use warnings;
 use EV;
 use EV::Websockets;
 use IO::Socket::INET;
+use Scalar::Util qw(weaken);
 use Exporter 'import';
 
 our @EXPORT = qw(echo_server run_until run_for closed_port recording connect_raw listen_raw);
@@ -73,14 +74,19 @@ sub closed_port {
 # e.g. $ev->{close} = [ [ 1000, 'bye' ] ], and $ev->{order} the names in the
 # order they fired (connect message close error pong drain).  A user callback
 # of the same name in %opt runs after the recording; other options pass
-# through.  Returns the option list for connect or listen.
+# through.  Returns the option list for connect or listen.  The callbacks
+# hold $ev weakly: keep it alive for as long as events should be recorded.
 sub recording {
     my ($ev, %opt) = @_;
+    # Weak, so that %$ev may hold the context and connection without a cycle.
+    weaken(my $wev = $ev);
     for my $what (qw(connect message close error pong drain)) {
         my $user = $opt{"on_$what"};
         $opt{"on_$what"} = sub {
-            push @{ $ev->{$what} }, [ @_[ 1 .. $#_ ] ];
-            push @{ $ev->{order} }, $what;
+            if ($wev) {
+                push @{ $wev->{$what} }, [ @_[ 1 .. $#_ ] ];
+                push @{ $wev->{order} }, $what;
+            }
             $user->(@_) if $user;
         };
     }
@@ -89,14 +95,15 @@ sub recording {
 
 # A client connection, in its own context, to a fresh RawPeer server.
 # peer => { ... } passes options to RawPeer->server; the rest goes to
-# connect (through recording).  Returns ($conn, $peer, $ev); the context is
-# kept in $ev->{ctx}.
+# connect (through recording).  Returns ($conn, $peer, $ev); the context and
+# the connection are also kept in $ev->{ctx} and $ev->{conn}, so that they
+# live as long as $ev.
 sub connect_raw {
     my (%opt) = @_;
     require RawPeer;
     my $peer = RawPeer->server(%{ delete $opt{peer} || {} });
     my $ev   = { ctx => EV::Websockets::Context->new };
-    my $conn = $ev->{ctx}->connect(
+    my $conn = $ev->{conn} = $ev->{ctx}->connect(
         url => 'ws://127.0.0.1:' . $peer->port . '/',
         recording($ev, %opt),
     );
@@ -114,9 +121,10 @@ sub listen_raw {
     my $peer_opt = delete $opt{peer} || {};
     my $ev       = { ctx => EV::Websockets::Context->new };
     my $user     = $opt{on_connect};
-    my $port     = $ev->{ctx}->listen(
+    weaken(my $wev = $ev);
+    my $port = $ev->{ctx}->listen(
         port => 0,
-        recording($ev, %opt, on_connect => sub { $ev->{conn} = $_[0]; $user->(@_) if $user }),
+        recording($ev, %opt, on_connect => sub { $wev->{conn} = $_[0] if $wev; $user->(@_) if $user }),
     );
     return (RawPeer->client(%$peer_opt, port => $port), $ev);
 }
