@@ -26,6 +26,8 @@
 #include "ev_websockets.h"
 
 #include <stddef.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 
 #define CONN_CLASS "EV::Websockets::Connection"
 #define CTX_CLASS  "EV::Websockets::Context"
@@ -134,6 +136,7 @@ struct ws_conn {
     int destroyed;            /* DESTROY ran after the socket was gone */
     callbacks cbs;
     HV *stash;
+    SV *adopted_io;           /* adopt's Perl handle, kept while we serve */
     ws_conn *prev, *next;     /* ctx->conns */
     ws_conn *next_dirty;      /* ctx->dirty */
     int dirty;
@@ -240,6 +243,13 @@ static void conn_unlink(ws_conn *c)
     c->ctx = NULL;
 }
 
+static void conn_release_io(pTHX_ ws_conn *c)
+{
+    SV *io = c->adopted_io;
+    c->adopted_io = NULL;
+    SvREFCNT_dec(io);
+}
+
 /* The socket is gone: stop everything, free the Rust side, drop the
  * callbacks (breaking closure cycles) and our hold on the object.  This may
  * free c itself: callers must not touch c afterwards unless they pinned
@@ -254,6 +264,7 @@ static void conn_teardown(pTHX_ ws_conn *c)
     }
     conn_unlink(c);
     callbacks_free(aTHX_ &c->cbs);
+    conn_release_io(aTHX_ c);
     if (c->self_held) {
         c->self_held = 0;
         SvREFCNT_dec(c->self);
@@ -318,6 +329,7 @@ static int conn_magic_free(pTHX_ SV *sv, MAGIC *mg)
         ews_conn_free(c->rs);
     conn_unlink(c);
     callbacks_free(aTHX_ &c->cbs);
+    conn_release_io(aTHX_ c);
     SvREFCNT_dec((SV *)c->stash);
     Safefree(c);
     return 0;
@@ -489,7 +501,8 @@ static void conn_deliver(pTHX_ ws_conn *c)
         args[0] = newRV_inc(c->self);
         switch (ev.kind) {
         case EWS_EV_CONNECTED:
-            args[nargs++] = headers_hv(aTHX_ c->rs);
+            /* adopted connections get undef, as the original did */
+            args[nargs++] = c->adopted_io ? newSV(0) : headers_hv(aTHX_ c->rs);
             break;
         case EWS_EV_MESSAGE:
             args[nargs++] = newSVpvn(ev.data, ev.len);
@@ -743,12 +756,21 @@ static const opt_spec connect_spec[] = {
     COMMON_OPTS, { "url", OPT_VALUE }, { "connect_timeout", OPT_VALUE },
     { "ssl_verify", OPT_VALUE }, { NULL, 0 } };
 
-enum { OL_PORT = O_FIRST_OWN, OL_NAME, OL_SSL_CERT, OL_SSL_KEY, OL_SSL_CA,
-       OL_HANDSHAKE_TIMEOUT, OL_COUNT };
+/* listen and adopt: the server options first, so their indexes agree */
+enum { OS_HANDSHAKE_TIMEOUT = O_FIRST_OWN, OS_FIRST_OWN };
+#define SERVER_OPTS COMMON_OPTS, { "handshake_timeout", OPT_VALUE }
+
+enum { OL_PORT = OS_FIRST_OWN, OL_HOST, OL_REUSE_PORT, OL_NAME, OL_SSL_CERT,
+       OL_SSL_KEY, OL_SSL_CA, OL_COUNT };
 static const opt_spec listen_spec[] = {
-    COMMON_OPTS, { "port", OPT_VALUE }, { "name", OPT_VALUE },
+    SERVER_OPTS, { "port", OPT_VALUE }, { "host", OPT_VALUE },
+    { "reuse_port", OPT_VALUE }, { "name", OPT_VALUE },
     { "ssl_cert", OPT_VALUE }, { "ssl_key", OPT_VALUE }, { "ssl_ca", OPT_VALUE },
-    { "handshake_timeout", OPT_VALUE }, { NULL, 0 } };
+    { NULL, 0 } };
+
+enum { OA_FH = OS_FIRST_OWN, OA_INITIAL_DATA, OA_COUNT };
+static const opt_spec adopt_spec[] = {
+    SERVER_OPTS, { "fh", OPT_VALUE }, { "initial_data", OPT_VALUE }, { NULL, 0 } };
 
 enum { ON_LOOP, ON_PROXY, ON_PROXY_PORT, ON_SSL_CERT, ON_SSL_KEY, ON_SSL_CA,
        ON_SSL_INIT, ON_COUNT };
@@ -816,6 +838,47 @@ static void opts_session(pTHX_ SV **opts, ews_session_opts *session)
     session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
     session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL]);
     session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT]);
+}
+
+/* The options listen and adopt share.  `protocol` is a name or an array
+ * ref of names in the server's order of preference.  Strings are borrowed
+ * from the option values; arrays are freed at the end of the XS call. */
+static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
+{
+    SV *protocol = opts[O_PROTOCOL];
+    ews_header *list = NULL;
+    size_t n = 0;
+
+    if (OPT_SET(protocol)) {
+        if (SvROK(protocol) && SvTYPE(SvRV(protocol)) == SVt_PVAV) {
+            AV *av = (AV *)SvRV(protocol);
+            SSize_t i, top = av_top_index(av);
+            Newxz(list, top + 2, ews_header);
+            SAVEFREEPV(list);
+            for (i = 0; i <= top; i++) {
+                SV **name = av_fetch(av, i, 0);
+                STRLEN len;
+                if (!name || !SvOK(*name) || SvROK(*name))
+                    croak("protocol must be a name or an array reference of names");
+                list[n].name = SvPV(*name, len);
+                list[n++].name_len = len;
+            }
+        } else if (SvROK(protocol)) {
+            croak("protocol must be a name or an array reference of names");
+        } else {
+            STRLEN len;
+            Newxz(list, 1, ews_header);
+            SAVEFREEPV(list);
+            list[0].name = SvPV(protocol, len);
+            list[0].name_len = len;
+            n = 1;
+        }
+    }
+    so->protocols = list;
+    so->n_protocols = n;
+    so->headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &so->n_headers);
+    so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT]);
+    opts_session(aTHX_ opts, &so->session);
 }
 
 /* ---- XS ---------------------------------------------------------------- */
@@ -910,9 +973,9 @@ PREINIT:
     SV *opts[OL_COUNT] = { 0 };
     static const int string_opts[] = { OL_NAME, O_PROTOCOL, OL_SSL_CERT, OL_SSL_KEY, OL_SSL_CA };
     ews_listen_opts o = { 0 };
-    ews_header protocol = { 0 };
     ews_error err;
     ws_listener *l;
+    callbacks cbs;
     IV port = 0;
     size_t i;
     int cert, key;
@@ -924,8 +987,8 @@ CODE:
             croak("listen: option '%s' must be a defined string", listen_spec[string_opts[i]].name);
     if (opts[OL_NAME] && strEQ(SvPV_nolen(opts[OL_NAME]), "default"))
         croak("listen: vhost name 'default' is reserved");
-    cert = opts[OL_SSL_CERT] && SvCUR(opts[OL_SSL_CERT]) ? 1 : 0;
-    key = opts[OL_SSL_KEY] && SvCUR(opts[OL_SSL_KEY]) ? 1 : 0;
+    cert = opts[OL_SSL_CERT] && SvTRUE(opts[OL_SSL_CERT]) ? 1 : 0;
+    key = opts[OL_SSL_KEY] && SvTRUE(opts[OL_SSL_KEY]) ? 1 : 0;
     if (cert != key)
         croak("listen: ssl_cert and ssl_key must both be set for TLS (only %s was given)",
               cert ? "ssl_cert" : "ssl_key");
@@ -936,27 +999,21 @@ CODE:
     if (cert)
         croak("Failed to create vhost for listening: TLS is not supported by this build yet");
     o.port = (uint16_t)port;
-    if (opts[O_PROTOCOL]) {
+    if (OPT_SET(opts[OL_HOST])) {
         STRLEN len;
-        protocol.name = SvPV(opts[O_PROTOCOL], len);
-        protocol.name_len = len;
-        o.protocols = &protocol;
-        o.n_protocols = 1;
+        o.host = SvPV(opts[OL_HOST], len);
+        o.host_len = len;
     }
-    o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
-    o.handshake_timeout = opt_seconds(aTHX_ opts[OL_HANDSHAKE_TIMEOUT]);
-    opts_session(aTHX_ opts, &o.session);
+    o.reuse_port = OPT_SET(opts[OL_REUSE_PORT]) && SvTRUE(opts[OL_REUSE_PORT]);
+    opts_server(aTHX_ opts, &o.server);
+    opts_callbacks(opts, &cbs);
     Newxz(l, 1, ws_listener);
     l->rs = ews_listen(&o, &err);
     if (!l->rs) {
         Safefree(l);
         croak("Failed to create vhost for listening: %s", err.msg);
     }
-    {
-        callbacks cbs;
-        opts_callbacks(opts, &cbs);
-        callbacks_copy(&l->cbs, &cbs);
-    }
+    callbacks_copy(&l->cbs, &cbs);
     l->ctx = ctx;
     l->next = ctx->listeners;
     ctx->listeners = l;
@@ -965,6 +1022,54 @@ CODE:
     ev_io_start(ctx->loop, &l->io);
     RETVAL = ews_listener_port(l->rs);
     TRACE("listening on port %d", (int)RETVAL);
+OUTPUT:
+    RETVAL
+
+SV *
+adopt(EV::Websockets::Context ctx, ...)
+PREINIT:
+    SV *opts[OA_COUNT] = { 0 };
+    ews_server_opts so = { 0 };
+    ews_error err;
+    callbacks cbs;
+    ews_conn *rs;
+    ws_conn *c;
+    IO *io;
+    int fd, dup_fd, flag;
+    socklen_t flag_len = sizeof flag;
+    const char *data = NULL;
+    STRLEN data_len = 0;
+CODE:
+    ctx_alive(aTHX_ ctx);
+    parse_opts(aTHX_ &ST(1), items - 1, adopt_spec, opts);
+    if (!OPT_SET(opts[OA_FH]))
+        croak("fh parameter is required");
+    io = sv_2io(opts[OA_FH]);      /* croaks "Bad filehandle: ..." */
+    if (!io || !IoIFP(io) || (fd = PerlIO_fileno(IoIFP(io))) < 0)
+        croak("Invalid filehandle");
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &flag, &flag_len) < 0)
+        croak("adopt: file handle is not a socket");
+    flag_len = sizeof flag;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &flag, &flag_len) == 0 && flag)
+        croak("adopt: file handle is a listening socket");
+    opts_server(aTHX_ opts, &so);
+    opts_callbacks(opts, &cbs);
+    if (OPT_SET(opts[OA_INITIAL_DATA]))
+        data = SvPV(opts[OA_INITIAL_DATA], data_len);
+    /* The connection owns a duplicate; the Perl handle keeps its own fd
+     * (held below until the connection is done), so neither is closed
+     * twice. */
+    dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+        croak("adopt: cannot duplicate the file handle: %s", Strerror(errno));
+    rs = ews_adopt(dup_fd, data, data_len, &so, &err);
+    if (!rs)
+        croak("%s", err.msg);
+    c = conn_new(aTHX_ ctx, rs, &cbs, &RETVAL);
+    c->adopted_io = SvREFCNT_inc_simple_NN((SV *)io);
+    TRACE("adopted fd %d", fd);
+    /* A complete request in initial_data: on_connect may fire right here. */
+    conn_settle(aTHX_ c);
 OUTPUT:
     RETVAL
 

@@ -390,6 +390,21 @@ impl Connection {
         conn
     }
 
+    /// A server connection for a socket someone else accepted, with bytes
+    /// already read from it (typically the upgrade request).
+    pub fn adopt(
+        socket: TcpStream,
+        settings: Arc<ServerSettings>,
+        initial_data: &[u8],
+    ) -> Connection {
+        let mut conn = Connection::accept(socket, settings);
+        if !initial_data.is_empty() {
+            conn.inbuf.extend(initial_data);
+            conn.read_request();
+        }
+        conn
+    }
+
     // ---- what the binding asks -------------------------------------------
 
     pub fn state(&self) -> State {
@@ -573,7 +588,7 @@ impl Connection {
                 let _ = self.out.write_to(socket);
             }
         }
-        self.phase = Phase::Closed;
+        self.enter_closed();
         self.notices.clear();
         self.current = None;
     }
@@ -655,10 +670,7 @@ impl Connection {
             Phase::Closing => self.finish_close(),
             Phase::Closed => {}
             // A server handshake that took too long: drop it silently.
-            _ => {
-                self.set_deadline(None);
-                self.phase = Phase::Closed;
-            }
+            _ => self.enter_closed(),
         }
     }
 
@@ -688,7 +700,7 @@ impl Connection {
                 } else if matches!(self.phase, Phase::AwaitingResponse(_)) {
                     self.fail_early(text);
                 } else {
-                    self.phase = Phase::Closed;
+                    self.enter_closed();
                 }
             }
         }
@@ -861,14 +873,20 @@ impl Connection {
     }
 
     fn finish(&mut self, code: u16, reason: Option<Vec<u8>>) {
-        // FIN now; the descriptor itself closes when the binding drops us,
-        // after it has stopped its watchers.
+        self.enter_closed();
+        self.notices.push_back(Notice::Closed(code, reason));
+    }
+
+    /// The end of the socket's use.  It is shut down at once, so the peer
+    /// sees FIN even while another descriptor of it lives (an adopted
+    /// handle); the descriptor itself closes when the binding drops us,
+    /// after it has stopped its watchers.
+    fn enter_closed(&mut self) {
         if let Some(socket) = &self.socket {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
         self.phase = Phase::Closed;
         self.set_deadline(None);
-        self.notices.push_back(Notice::Closed(code, reason));
     }
 
     /// Fail an established connection: tell the user, send the close code,
@@ -888,8 +906,7 @@ impl Connection {
 
     /// Fail before the handshake completed: `on_error` only.
     fn fail_early(&mut self, text: String) {
-        self.phase = Phase::Closed;
-        self.set_deadline(None);
+        self.enter_closed();
         self.notices.push_back(Notice::Error(text));
     }
 
@@ -904,7 +921,7 @@ impl Connection {
                 self.drain_armed = false;
                 self.notices.push_back(Notice::Drain);
             }
-            Phase::Refusing => self.phase = Phase::Closed,
+            Phase::Refusing => self.enter_closed(),
             Phase::Closing => self.finish_server_close(),
             _ => {}
         }
@@ -999,7 +1016,7 @@ impl Connection {
                 self.inbuf.consume(used);
                 self.refuse(answer);
             }
-            Parsed::Incomplete if self.eof.is_some() => self.phase = Phase::Closed,
+            Parsed::Incomplete if self.eof.is_some() => self.enter_closed(),
             Parsed::Incomplete => {}
         }
     }
@@ -1126,7 +1143,7 @@ mod tests {
         }
 
         fn open_with(settings: ServerSettings, url_host: &str, client: SessionSettings) -> Pair {
-            let listener = Listener::bind(0, settings).unwrap();
+            let listener = Listener::bind(crate::listener::Bind::default(), settings).unwrap();
             let mut opts =
                 ClientOptions::new(&format!("ws://{url_host}:{}/path?q=1", listener.port()));
             opts.session = client;

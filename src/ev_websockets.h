@@ -40,12 +40,19 @@ typedef struct {
     ews_session_opts session;
 } ews_connect_opts;
 
+/* server side of listen and adopt */
 typedef struct {
-    uint16_t port;
     const ews_header *protocols; size_t n_protocols;  /* names in name/len  */
     const ews_header *headers; size_t n_headers;      /* added to every 101 */
     double handshake_timeout;                   /* default 10 s             */
     ews_session_opts session;
+} ews_server_opts;
+
+typedef struct {
+    const char *host; size_t host_len;          /* NULL: all, dual-stack    */
+    uint16_t port;
+    int reuse_port;
+    ews_server_opts server;
 } ews_listen_opts;
 
 /* What the connection needs from the loop (see Connection::interest). */
@@ -117,6 +124,9 @@ int    ews_conn_protocol(const ews_conn *c, const char **p, size_t *len);
 
 /* server */
 ews_listener *ews_listen(const ews_listen_opts *opts, ews_error *err);
+/* fd: a connected socket handed over (closed when the connection is freed) */
+ews_conn *ews_adopt(int fd, const char *data, size_t len,
+                    const ews_server_opts *opts, ews_error *err);
 int      ews_listener_fd(const ews_listener *l);
 uint16_t ews_listener_port(const ews_listener *l);
 ews_conn *ews_listener_accept(ews_listener *l, ews_error *err); /* NULL: none or error (err set) */

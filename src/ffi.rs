@@ -7,6 +7,7 @@
 //! pointers are valid for their lengths for the duration of the call.
 
 use std::ffi::{c_char, c_double, c_int, c_void};
+use std::os::fd::FromRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use crate::connection::{
     ClientOptions, Connection, Event, SendKind, ServerSettings, SessionSettings, State,
 };
-use crate::listener::Listener;
+use crate::listener::{Bind, Listener};
 use crate::resolver::Waker;
 use crate::{handshake, os_error};
 
@@ -83,14 +84,22 @@ impl EwsSessionOpts {
 }
 
 #[repr(C)]
-pub struct EwsListenOpts {
-    port: u16,
+pub struct EwsServerOpts {
     protocols: *const EwsHeader,
     n_protocols: usize,
     headers: *const EwsHeader,
     n_headers: usize,
     handshake_timeout: c_double,
     session: EwsSessionOpts,
+}
+
+#[repr(C)]
+pub struct EwsListenOpts {
+    host: *const c_char,
+    host_len: usize,
+    port: u16,
+    reuse_port: c_int,
+    server: EwsServerOpts,
 }
 
 #[repr(C)]
@@ -631,6 +640,27 @@ pub unsafe extern "C" fn ews_conn_protocol(
 
 // ---- server -----------------------------------------------------------------
 
+/// Server settings from listen/adopt options; the error text on failure.
+///
+/// # Safety
+/// The option lists in `o` are valid for their lengths.
+unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
+    let mut settings = ServerSettings::default();
+    // SAFETY: guaranteed by the caller.
+    let (protocols, headers) = unsafe {
+        (
+            header_list(o.protocols, o.n_protocols),
+            header_list(o.headers, o.n_headers),
+        )
+    };
+    settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
+    settings.policy.headers = headers;
+    handshake::client::validate_user_headers(&settings.policy.headers)?;
+    settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
+    settings.session = o.session.settings();
+    Ok(settings)
+}
+
 /// # Safety
 /// `opts` and its strings are valid; `err` is valid.
 #[unsafe(no_mangle)]
@@ -641,30 +671,64 @@ pub unsafe extern "C" fn ews_listen(
     guard(std::ptr::null_mut(), || {
         // SAFETY: guaranteed by the caller.
         let o = unsafe { &*opts };
-        let mut settings = ServerSettings::default();
-        // SAFETY: the option lists are valid for their lengths.
-        let (protocols, headers) = unsafe {
-            (
-                header_list(o.protocols, o.n_protocols),
-                header_list(o.headers, o.n_headers),
-            )
+        // SAFETY: the strings and lists in `o` are valid for their lengths.
+        let (host, settings) = unsafe { (bytes(o.host, o.host_len), server_settings(&o.server)) };
+        let bind = Bind {
+            host: match std::str::from_utf8(host).map(str::parse) {
+                _ if o.host.is_null() => None,
+                Ok(Ok(ip)) => Some(ip),
+                _ => {
+                    let host = String::from_utf8_lossy(host);
+                    set_error(err, &format!("host must be an IP address, not '{host}'"));
+                    return std::ptr::null_mut();
+                }
+            },
+            port: o.port,
+            reuse_port: o.reuse_port != 0,
         };
-        settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
-        settings.policy.headers = headers;
-        if let Err(text) = handshake::client::validate_user_headers(&settings.policy.headers) {
-            set_error(err, &text);
-            return std::ptr::null_mut();
-        }
-        settings.handshake_timeout =
-            seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
-        settings.session = o.session.settings();
-        match Listener::bind(o.port, settings) {
+        match settings.and_then(|s| Listener::bind(bind, s).map_err(|e| os_error::text(&e))) {
             Ok(l) => Box::into_raw(Box::new(EwsListener(l))),
-            Err(e) => {
-                set_error(err, &os_error::text(&e));
+            Err(text) => {
+                set_error(err, &text);
                 std::ptr::null_mut()
             }
         }
+    })
+}
+
+/// Take over a connected socket as the server side of a WebSocket.
+///
+/// # Safety
+/// `fd` is an open socket the caller hands over (it is closed when the
+/// connection is freed); `data` is valid for `len` bytes; `opts` and its
+/// strings are valid; `err` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_adopt(
+    fd: c_int,
+    data: *const c_char,
+    len: usize,
+    opts: *const EwsServerOpts,
+    err: *mut EwsError,
+) -> *mut EwsConn {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: the caller hands over ownership of the open socket `fd`.
+        let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        // SAFETY: guaranteed by the caller.
+        let (initial, settings) = unsafe { (bytes(data, len), server_settings(&*opts)) };
+        let settings = match (settings, socket.set_nonblocking(true)) {
+            (Ok(s), Ok(())) => s,
+            (Err(text), _) => {
+                set_error(err, &text);
+                return std::ptr::null_mut();
+            }
+            (_, Err(e)) => {
+                set_error(err, &format!("adopt: {}", os_error::text(&e)));
+                return std::ptr::null_mut();
+            }
+        };
+        let socket = mio::net::TcpStream::from_std(socket);
+        let conn = Connection::adopt(socket, Arc::new(settings), initial);
+        Box::into_raw(Box::new(EwsConn(conn)))
     })
 }
 

@@ -1,7 +1,7 @@
 //! A listening socket that hands out server connections.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
@@ -18,16 +18,31 @@ pub struct Listener {
     settings: Arc<ServerSettings>,
 }
 
+/// Where and how to listen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bind {
+    /// One address to bind; `None`: every interface, dual-stack.
+    pub host: Option<IpAddr>,
+    pub port: u16,
+    /// SO_REUSEPORT: several processes may listen on the port.
+    pub reuse_port: bool,
+}
+
 impl Listener {
-    /// Listen on every interface, IPv6 and IPv4 alike when the host has
-    /// IPv6 (a dual-stack socket), IPv4 only otherwise.
-    pub fn bind(port: u16, settings: ServerSettings) -> io::Result<Listener> {
-        let socket = match bind_socket(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), true) {
-            Ok(s) => s,
-            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                bind_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), false)?
-            }
-            Err(e) => return Err(e),
+    /// Listen as `bind` says.  Without a host: every interface, IPv6 and
+    /// IPv4 alike when the machine has IPv6 (a dual-stack socket), IPv4
+    /// only otherwise.
+    pub fn bind(bind: Bind, settings: ServerSettings) -> io::Result<Listener> {
+        let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, bind.port));
+        let socket = match bind.host {
+            Some(ip) => bind_socket(SocketAddr::new(ip, bind.port), &bind)?,
+            None => match bind_socket(any6, &bind) {
+                Ok(s) => s,
+                Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                    bind_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, bind.port)), &bind)?
+                }
+                Err(e) => return Err(e),
+            },
         };
         let socket = mio::net::TcpListener::from_std(socket.into());
         let port = socket.local_addr()?.port();
@@ -61,12 +76,16 @@ impl Listener {
     }
 }
 
-fn bind_socket(addr: SocketAddr, dual_stack: bool) -> io::Result<Socket> {
+fn bind_socket(addr: SocketAddr, bind: &Bind) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if dual_stack {
-        socket.set_only_v6(false)?;
+    if addr.is_ipv6() {
+        // The unspecified address serves IPv4 too; a specific one only itself.
+        socket.set_only_v6(!addr.ip().is_unspecified())?;
     }
     socket.set_reuse_address(true)?;
+    if bind.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
