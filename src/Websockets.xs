@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #define CONN_CLASS "EV::Websockets::Connection"
@@ -163,9 +164,11 @@ struct ws_ctx {
     ws_conn *conns;
     ws_conn *dirty;
     ws_listener *listeners;
+    ev_idle idle;             /* keeps the loop from blocking: work left */
     int resolving;            /* connections waiting for DNS */
     int refs;
     int destroyed;
+    pid_t pid;                /* the process that owns the sockets */
 };
 
 static HV *conn_stash_hv;
@@ -215,9 +218,11 @@ static void conn_set_resolving(ws_conn *c, int resolving)
         return;
     c->resolving = resolving;
     ctx->resolving += resolving ? 1 : -1;
-    if (ctx->resolving && !ev_is_active(&ctx->async))
+    if (ctx->resolving && !ev_is_active(&ctx->async)) {
         ev_async_start(ctx->loop, &ctx->async);
-    else if (!ctx->resolving && ev_is_active(&ctx->async))
+        /* an answer may have come before the watcher was started */
+        ev_async_send(ctx->loop, &ctx->async);
+    } else if (!ctx->resolving && ev_is_active(&ctx->async))
         ev_async_stop(ctx->loop, &ctx->async);
 }
 
@@ -282,6 +287,15 @@ static void conn_sync(pTHX_ ws_conn *c)
         return;
     ews_conn_interest(c->rs, &in);
     if (in.finished) {
+        if (in.prepare) {
+            /* events are still queued (e.g. a method was called inside a
+             * callback): deliver them on the next prepare, then tear down */
+            ev_io_stop(c->ctx->loop, &c->io);
+            ev_timer_stop(c->ctx->loop, &c->timer);
+            c->io_events = 0;
+            conn_mark_dirty(c);
+            return;
+        }
         conn_teardown(aTHX_ c);
         return;
     }
@@ -394,30 +408,37 @@ static SV *headers_hv(pTHX_ ews_conn *rs)
     return newRV_noinc((SV *)hv);
 }
 
-/* A hash ref of headers -> an array for Rust (strings borrowed from the
- * hash; valid while it is). */
+/* A hash ref of headers -> an array for Rust.  The strings are copied
+ * into mortals first (a tied hash yields temporaries), so they stay valid
+ * until the end of the XS call, as does the array. */
 static ews_header *header_array(pTHX_ SV *hash_ref, size_t *count)
 {
     HV *hv;
     HE *he;
-    ews_header *list;
-    size_t n = 0;
+    ews_header *list = NULL;
+    size_t n = 0, size = 0;
 
     *count = 0;
     if (!hash_ref)
         return NULL;
     hv = (HV *)SvRV(hash_ref);
-    Newx(list, HvUSEDKEYS(hv) + 1, ews_header);
-    SAVEFREEPV(list);
     hv_iterinit(hv);
     while ((he = hv_iternext(hv))) {
-        STRLEN klen, vlen;
-        list[n].name = HePV(he, klen);
-        list[n].name_len = klen;
-        list[n].value = SvPV(HeVAL(he), vlen);
-        list[n].value_len = vlen;
+        SV *name = sv_mortalcopy(hv_iterkeysv(he));
+        SV *value = sv_mortalcopy(hv_iterval(hv, he));
+        STRLEN len;
+        if (n == size) {
+            size = size ? 2 * size : 8;
+            Renew(list, size, ews_header);
+        }
+        list[n].name = SvPV(name, len);
+        list[n].name_len = len;
+        list[n].value = SvPV(value, len);
+        list[n].value_len = len;
         n++;
     }
+    if (list)
+        SAVEFREEPV(list);
     *count = n;
     return list;
 }
@@ -430,6 +451,7 @@ static void conn_handshake(pTHX_ ws_conn *c)
     SV *verdict;
     size_t n = 0;
     ews_header *extra = NULL;
+    int accepted;
 
     if (!cb) {
         ews_conn_accept_upgrade(c->rs, NULL, 0);
@@ -439,19 +461,21 @@ static void conn_handshake(pTHX_ ws_conn *c)
         SV *arg = headers_hv(aTHX_ c->rs);
         verdict = invoke(aTHX_ cb, CB_HANDSHAKE, &arg, 1, 1);
     }
-    if (!c->rs)
-        goto done;
-    if (!verdict || !SvTRUE(verdict)) {
+    /* Looking at the verdict may run Perl (overloading, ties): do it all
+     * before c->rs is trusted again. */
+    ENTER;
+    SAVETMPS;
+    accepted = verdict && SvTRUE(verdict);
+    if (accepted && SvROK(verdict) && SvTYPE(SvRV(verdict)) == SVt_PVHV)
+        extra = header_array(aTHX_ verdict, &n);
+    if (c->rs && accepted) {
+        ews_conn_accept_upgrade(c->rs, extra, n);
+    } else if (c->rs) {
         TRACE("handshake rejected");
         ews_conn_reject_upgrade(c->rs);
-        goto done;
     }
-    ENTER;
-    if (SvROK(verdict) && SvTYPE(SvRV(verdict)) == SVt_PVHV)
-        extra = header_array(aTHX_ verdict, &n);
-    ews_conn_accept_upgrade(c->rs, extra, n);
+    FREETMPS;
     LEAVE;
-done:
     SvREFCNT_dec(verdict);
 }
 
@@ -561,26 +585,57 @@ static int conn_state(ws_conn *c)
 
 /* ---- context ----------------------------------------------------------- */
 
-/* Flush every connection with pending output, deliver pending events. */
+/* Flush each connection with pending output once, then deliver its
+ * events.  A connection that becomes dirty again meanwhile (a send from
+ * on_drain) waits for the next loop iteration, which the idle watcher
+ * keeps from blocking: a busy producer cannot starve the loop. */
 static void ctx_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     ws_ctx *ctx = (ws_ctx *)((char *)w - offsetof(ws_ctx, prepare));
+    ws_conn *on_stack[16], **batch = on_stack;
+    ws_conn *c;
+    size_t n = 0, i;
     dTHX;
     PERL_UNUSED_ARG(revents);
 
     ctx->refs++;
-    while (!ctx->destroyed && ctx->dirty) {
-        ws_conn *c = ctx->dirty;
+    for (c = ctx->dirty; c; c = c->next_dirty)
+        n++;
+    if (n > sizeof on_stack / sizeof *on_stack)
+        Newx(batch, n, ws_conn *);
+    /* take the list; pin each connection, since callbacks may drop any */
+    for (i = 0; (c = ctx->dirty); i++) {
         ctx->dirty = c->next_dirty;
         c->next_dirty = NULL;
         c->dirty = 0;
-        if (c->rs)
-            ews_conn_flush(c->rs);
-        conn_settle(aTHX_ c);
+        SvREFCNT_inc_simple_void_NN(c->self);
+        batch[i] = c;
     }
-    if (!ctx->destroyed && !ctx->dirty)
-        ev_prepare_stop(loop, w);
+    for (i = 0; i < n; i++) {
+        c = batch[i];
+        if (!ctx->destroyed) {
+            if (c->rs)
+                ews_conn_flush(c->rs);
+            conn_settle(aTHX_ c);
+        }
+        SvREFCNT_dec(c->self);
+    }
+    if (batch != on_stack)
+        Safefree(batch);
+    if (!ctx->destroyed) {
+        if (ctx->dirty)
+            ev_idle_start(loop, &ctx->idle);
+        else
+            ev_prepare_stop(loop, w);
+    }
     ctx_release(ctx);
+}
+
+/* Its only job was to make the loop poll instead of block. */
+static void ctx_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    PERL_UNUSED_ARG(revents);
+    ev_idle_stop(loop, w);
 }
 
 /* A resolver thread answered: let each waiting connection look. */
@@ -665,6 +720,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     TRACE("context %p destroyed", (void *)ctx);
     if (LOOP_USABLE) {
         ev_prepare_stop(ctx->loop, &ctx->prepare);
+        ev_idle_stop(ctx->loop, &ctx->idle);
         ev_async_stop(ctx->loop, &ctx->async);
     }
     /* no more wake-ups from resolver threads */
@@ -683,7 +739,9 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     }
     while (ctx->conns) {
         ws_conn *c = ctx->conns;
-        if (c->rs)
+        /* A forked child only closes its copies of the descriptors: the
+         * connections still belong to the parent. */
+        if (c->rs && getpid() == ctx->pid)
             ews_conn_abandon(c->rs);
         conn_teardown(aTHX_ c);  /* unlinks c; may free it */
     }
@@ -789,7 +847,7 @@ static void parse_opts(pTHX_ SV **args, I32 n, const opt_spec *spec, SV **out)
         croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
     for (i = 0; i < n; i += 2) {
         const char *key = SvPV_nolen(args[i]);
-        SV *value = args[i + 1];
+        SV *value = sv_mortalcopy(args[i + 1]);   /* runs get magic once */
         int j;
         for (j = 0; spec[j].name; j++)
             if (strEQ(key, spec[j].name))
@@ -881,6 +939,42 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
     opts_session(aTHX_ opts, &so->session);
 }
 
+/* A string argument's bytes ("" for undef or absent), get magic run once. */
+static const char *string_arg(pTHX_ SV *sv, STRLEN *len)
+{
+    *len = 0;
+    if (!sv)
+        return "";
+    SvGETMAGIC(sv);
+    return SvOK(sv) ? SvPV_nomg(sv, *len) : "";
+}
+
+/* Queue a frame.  The data is read before the connection is looked at:
+ * its magic may run Perl that closes or frees the connection. */
+static void conn_send(pTHX_ SV *self, int kind, int binary, int fin, SV *data)
+{
+    ews_error err;
+    STRLEN len;
+    const char *p = string_arg(aTHX_ data, &len);
+    ws_conn *c = conn_from_sv(aTHX_ self);
+    if (ews_conn_send(conn_open(aTHX_ c), kind, binary, fin, p, len, &err))
+        croak("%s", err.msg);
+    conn_mark_dirty(c);
+}
+
+static void ctx_unpin(pTHX_ void *ctx)
+{
+    ctx_release((ws_ctx *)ctx);
+}
+
+/* Keep the context's memory until the XS call ends (even by croak):
+ * converting the options may run Perl that destroys the context. */
+static void ctx_pin(pTHX_ ws_ctx *ctx)
+{
+    ctx->refs++;
+    SAVEDESTRUCTOR_X(ctx_unpin, ctx);
+}
+
 /* ---- XS ---------------------------------------------------------------- */
 
 typedef ws_ctx *EV__Websockets__Context;
@@ -926,7 +1020,9 @@ CODE:
         ctx->loop = EV_DEFAULT;
     }
     ev_prepare_init(&ctx->prepare, ctx_prepare_cb);
+    ev_idle_init(&ctx->idle, ctx_idle_cb);
     ev_async_init(&ctx->async, ctx_async_cb);
+    ctx->pid = getpid();
     ctx->waker = ews_waker_new(ctx_wake, ctx);
     obj = newSV_type(SVt_PVMG);
     sv_magicext(obj, NULL, PERL_MAGIC_ext, &ctx_vtbl, (const char *)ctx, 0);
@@ -945,6 +1041,7 @@ PREINIT:
     ews_conn *rs;
     STRLEN len;
 CODE:
+    ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
     parse_opts(aTHX_ &ST(1), items - 1, connect_spec, opts);
     if (!OPT_SET(opts[OC_URL]))
@@ -958,6 +1055,7 @@ CODE:
     o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
     o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT]);
     opts_session(aTHX_ opts, &o.session);
+    ctx_alive(aTHX_ ctx);   /* the options' magic may have destroyed it */
     rs = ews_connect(&o, ctx->waker, &err);
     if (!rs)
         croak("%s", err.msg);
@@ -980,6 +1078,7 @@ PREINIT:
     size_t i;
     int cert, key;
 CODE:
+    ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
     parse_opts(aTHX_ &ST(1), items - 1, listen_spec, opts);
     for (i = 0; i < sizeof string_opts / sizeof *string_opts; i++)
@@ -1007,6 +1106,7 @@ CODE:
     o.reuse_port = OPT_SET(opts[OL_REUSE_PORT]) && SvTRUE(opts[OL_REUSE_PORT]);
     opts_server(aTHX_ opts, &o.server);
     opts_callbacks(opts, &cbs);
+    ctx_alive(aTHX_ ctx);
     Newxz(l, 1, ws_listener);
     l->rs = ews_listen(&o, &err);
     if (!l->rs) {
@@ -1040,6 +1140,7 @@ PREINIT:
     const char *data = NULL;
     STRLEN data_len = 0;
 CODE:
+    ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
     parse_opts(aTHX_ &ST(1), items - 1, adopt_spec, opts);
     if (!OPT_SET(opts[OA_FH]))
@@ -1056,6 +1157,7 @@ CODE:
     opts_callbacks(opts, &cbs);
     if (OPT_SET(opts[OA_INITIAL_DATA]))
         data = SvPV(opts[OA_INITIAL_DATA], data_len);
+    ctx_alive(aTHX_ ctx);
     /* The connection owns a duplicate; the Perl handle keeps its own fd
      * (held below until the connection is done), so neither is closed
      * twice. */
@@ -1091,9 +1193,14 @@ PPCODE:
         mXPUSHi(count);
 
 void
-DESTROY(EV::Websockets::Context ctx)
+DESTROY(SV *self)
 CODE:
-    ctx_destroy(aTHX_ ctx);
+    {
+        /* quietly nothing for an object that never was a context */
+        MAGIC *mg = SvROK(self) ? mg_findext(SvRV(self), PERL_MAGIC_ext, &ctx_vtbl) : NULL;
+        if (mg && mg->mg_ptr)
+            ctx_destroy(aTHX_ (ws_ctx *)mg->mg_ptr);
+    }
 
 int
 CLONE_SKIP(...)
@@ -1108,56 +1215,20 @@ void
 send(SV *self, SV *data)
 ALIAS:
     send_binary = EWS_BINARY
-PREINIT:
-    ws_conn *c;
-    ews_conn *rs;
-    ews_error err;
-    const char *p = "";
-    STRLEN len = 0;
 CODE:
-    c = conn_from_sv(aTHX_ self);
-    rs = conn_open(aTHX_ c);
-    if (SvOK(data))
-        p = SvPV(data, len);
-    if (ews_conn_send(rs, ix, 0, 1, p, len, &err))
-        croak("%s", err.msg);
-    conn_mark_dirty(c);
+    conn_send(aTHX_ self, ix, 0, 1, data);
 
 void
 send_ping(SV *self, SV *data = NULL)
 ALIAS:
     send_pong = 1
-PREINIT:
-    ws_conn *c;
-    ews_conn *rs;
-    ews_error err;
-    const char *p = "";
-    STRLEN len = 0;
 CODE:
-    c = conn_from_sv(aTHX_ self);
-    rs = conn_open(aTHX_ c);
-    if (data && SvOK(data))
-        p = SvPV(data, len);
-    if (ews_conn_send(rs, ix ? EWS_PONG : EWS_PING, 0, 1, p, len, &err))
-        croak("%s", err.msg);
-    conn_mark_dirty(c);
+    conn_send(aTHX_ self, ix ? EWS_PONG : EWS_PING, 0, 1, data);
 
 void
 send_fragment(SV *self, SV *data, int is_binary = 0, int is_final = 1)
-PREINIT:
-    ws_conn *c;
-    ews_conn *rs;
-    ews_error err;
-    const char *p = "";
-    STRLEN len = 0;
 CODE:
-    c = conn_from_sv(aTHX_ self);
-    rs = conn_open(aTHX_ c);
-    if (SvOK(data))
-        p = SvPV(data, len);
-    if (ews_conn_send(rs, EWS_FRAGMENT, is_binary, is_final, p, len, &err))
-        croak("%s", err.msg);
-    conn_mark_dirty(c);
+    conn_send(aTHX_ self, EWS_FRAGMENT, is_binary, is_final, data);
 
 void
 close(SV *self, SV *code_sv = NULL, SV *reason = NULL)
@@ -1168,11 +1239,14 @@ PREINIT:
     const char *p = "";
     STRLEN len = 0;
 CODE:
+    /* arguments first: their magic may run Perl that frees the connection */
+    if (code_sv) {
+        SvGETMAGIC(code_sv);
+        if (SvOK(code_sv))
+            code = SvIV_nomg(code_sv);
+    }
+    p = string_arg(aTHX_ reason, &len);
     c = conn_from_sv(aTHX_ self);
-    if (code_sv && SvOK(code_sv))
-        code = SvIV(code_sv);
-    if (reason && SvOK(reason))
-        p = SvPV(reason, len);
     if (!c->rs || c->destroyed) {
         if (ews_close_args_error(code, p, len, &err))
             croak("%s", err.msg);
@@ -1265,6 +1339,13 @@ CODE:
         int want = ix ? EWS_CONNECTING : EWS_CONNECTED;
         RETVAL = !c->destroyed && conn_state(c) == want;
     }
+OUTPUT:
+    RETVAL
+
+int
+CLONE_SKIP(...)
+CODE:
+    RETVAL = 1;   /* a new thread gets no copy of a connection */
 OUTPUT:
     RETVAL
 

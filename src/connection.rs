@@ -558,6 +558,15 @@ impl Connection {
         self.paused = paused;
         // Messages already buffered are delivered on the next prepare.
         self.recheck = !paused;
+        // A paused connection cannot read the pong: keepalive waits too.
+        if matches!(self.phase, Phase::Open)
+            && let Some(k) = self.keepalive.as_mut()
+        {
+            k.last_heard = Instant::now();
+            k.ping_sent = None;
+            let due = (!paused).then(|| k.due());
+            self.set_deadline_at(due);
+        }
     }
 
     /// Server: answer the pending upgrade request with a 101.
@@ -694,7 +703,10 @@ impl Connection {
             Ok(Flushed::Partial) => self.write_blocked = true,
             Err(e) => {
                 let text = format!("write failed: {}", os_error::text(&e));
-                if matches!(self.phase, Phase::Open | Phase::Closing) {
+                if self.close_received.is_some() {
+                    // The peer said goodbye and reset: that is its close.
+                    self.finish_close();
+                } else if matches!(self.phase, Phase::Open | Phase::Closing) {
                     self.notices.push_back(Notice::Error(text));
                     self.finish(1006, None);
                 } else if matches!(self.phase, Phase::AwaitingResponse(_)) {
@@ -796,7 +808,8 @@ impl Connection {
         if !matches!(self.phase, Phase::Open | Phase::Closing) {
             return None;
         }
-        if let Some(text) = read_error {
+        // After the peer's close frame a reset is no error: it said goodbye.
+        if let Some(text) = read_error.filter(|_| self.close_received.is_none()) {
             self.notices.push_back(Notice::Error(text));
         }
         self.finish_close();
@@ -1340,6 +1353,19 @@ mod tests {
                 Seen::Closed(1011, Some(b"ping timeout".to_vec()))
             ]
         );
+    }
+
+    #[test]
+    fn keepalive_waits_while_paused() {
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(20));
+        p.client.set_paused(true);
+        assert_eq!(p.client.deadline_in(), None);
+        let until = Instant::now() + Duration::from_millis(100);
+        p.run_until(|_| Instant::now() >= until);
+        assert_eq!(p.client.state(), State::Connected);
+        p.client.set_paused(false);
+        assert!(p.client.deadline_in().is_some());
+        p.run_until(|p| p.client_seen.contains(&Seen::Pong(Vec::new())));
     }
 
     #[test]
