@@ -119,7 +119,7 @@ their size, up to C<max_message_size>. Pings are answered automatically.
 =head2 Status
 
 This is an early release of the Rust core: it implements ws:// clients and
-servers with keepalive pings. Planned for later releases: C<adopt>, TLS
+servers with keepalive pings, and C<adopt>. Planned for later releases: TLS
 (C<wss://> and the C<ssl_*> options; today they croak), HTTP proxy support
 and permessage-deflate compression. This page documents them with the
 behaviour they will have.
@@ -284,8 +284,9 @@ A context may have several listeners.
 
 =item host => $address
 
-Bind one address only (C<'127.0.0.1'>, C<'::1'>). By default the listener
-binds all interfaces, IPv4 and IPv6.
+Bind one address only, given as an IP address (C<'127.0.0.1'>, C<'::1'>).
+By default the listener binds all interfaces, IPv4 and IPv6 (one
+dual-stack socket).
 
 =item reuse_port => 1
 
@@ -359,17 +360,20 @@ Requests that are not WebSocket upgrades are answered C<426 Upgrade Required>
 Takes over an accepted socket whose client is about to upgrade (or already
 sent the request), and serves the WebSocket handshake on it. C<initial_data>
 holds bytes already read from the socket, typically the HTTP upgrade
-request; they are processed as if read first. The module keeps a reference
-to the handle until the connection is freed and closes the descriptor when
-done.
+request; they are processed as if read first. The connection works on a
+duplicate of the handle's descriptor, which it closes when done, and keeps a
+reference to the handle until then; the handle's own descriptor is closed
+by Perl as usual, so nothing is closed twice. When the connection ends the
+socket is shut down, so the peer sees the end even while the handle lives.
 
 If C<initial_data> holds a complete request, C<on_connect> may fire inside
 C<adopt>, which then returns the connection already C<connected>. The second
 argument of C<on_connect> is always C<undef> for adopted connections.
 
 Options: C<fh> (required), C<initial_data>, C<max_message_size>,
-C<protocol>, C<headers>, C<on_handshake>, C<close_timeout>,
-C<ping_interval>, C<ping_timeout>, and the callbacks, all as for C<listen>.
+C<protocol>, C<headers>, C<on_handshake>, C<handshake_timeout>,
+C<close_timeout>, C<ping_interval>, C<ping_timeout>, and the callbacks, all
+as for C<listen>.
 An adopted connection does not borrow settings from any listener.
 
 For example, with L<Feersum> (whose PSGI handler offers the socket as
