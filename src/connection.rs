@@ -1212,6 +1212,14 @@ mod tests {
         }
     }
 
+    /// The messages among what a side has seen.
+    fn messages(seen: &[Seen]) -> Vec<Seen> {
+        seen.iter()
+            .filter(|s| matches!(s, Seen::Message(..)))
+            .cloned()
+            .collect()
+    }
+
     fn no_waker() -> Waker {
         Arc::new(|| {})
     }
@@ -1231,29 +1239,11 @@ mod tests {
             Seen::Message(true, big.clone()),
             Seen::Message(false, Vec::new()),
         ];
-        p.run_until(|p| {
-            p.server_seen
-                .iter()
-                .filter(|s| matches!(s, Seen::Message(..)))
-                .count()
-                == 3
-        });
+        p.run_until(|p| messages(&p.server_seen).len() == 3);
         assert_eq!(p.client.queued(), 0);
         p.echo();
-        p.run_until(|p| {
-            p.client_seen
-                .iter()
-                .filter(|s| matches!(s, Seen::Message(..)))
-                .count()
-                == 3
-        });
-        let messages: Vec<_> = p
-            .client_seen
-            .iter()
-            .filter(|s| matches!(s, Seen::Message(..)))
-            .cloned()
-            .collect();
-        assert_eq!(messages, expected);
+        p.run_until(|p| messages(&p.client_seen).len() == 3);
+        assert_eq!(messages(&p.client_seen), expected);
         assert!(p.client_seen.contains(&Seen::Drain));
     }
 
