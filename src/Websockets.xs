@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 
 #define CONN_CLASS "EV::Websockets::Connection"
@@ -138,6 +139,8 @@ struct ws_conn {
     callbacks cbs;
     HV *stash;
     SV *adopted_io;           /* adopt's Perl handle, kept while we serve */
+    dev_t adopted_dev;        /* ... and the socket it held then */
+    ino_t adopted_ino;
     ws_conn *prev, *next;     /* ctx->conns */
     ws_conn *next_dirty;      /* ctx->dirty */
     int dirty;
@@ -248,11 +251,33 @@ static void conn_unlink(ws_conn *c)
     c->ctx = NULL;
 }
 
+/* Whether an adopted handle's descriptor is still the socket it was.  Some
+ * servers (Feersum 1.41 with psgix.io) close that descriptor themselves
+ * once the request is done; its number may then belong to another socket,
+ * which the handle would close when freed. */
+static int adopted_fd_intact(pTHX_ ws_conn *c, IO *io)
+{
+    struct stat st;
+    int fd = IoIFP(io) ? PerlIO_fileno(IoIFP(io)) : -1;
+    if (fd < 0)
+        return 1;   /* Perl closed it already: nothing left to close */
+    return fstat(fd, &st) == 0 && st.st_dev == c->adopted_dev && st.st_ino == c->adopted_ino;
+}
+
+/* Let go of adopt's Perl handle.  One whose descriptor was closed behind
+ * Perl's back is kept (a small, bounded leak) rather than freed, since
+ * freeing it would close a descriptor that is not its own. */
 static void conn_release_io(pTHX_ ws_conn *c)
 {
-    SV *io = c->adopted_io;
+    IO *io = (IO *)c->adopted_io;
     c->adopted_io = NULL;
-    SvREFCNT_dec(io);
+    if (!io)
+        return;
+    if (!adopted_fd_intact(aTHX_ c, io)) {
+        TRACE("adopted handle's descriptor was closed elsewhere: keeping the handle");
+        return;
+    }
+    SvREFCNT_dec((SV *)io);
 }
 
 /* The socket is gone: stop everything, free the Rust side, drop the
@@ -1137,6 +1162,7 @@ PREINIT:
     IO *io;
     int fd, dup_fd, flag;
     socklen_t flag_len = sizeof flag;
+    struct stat st;
     const char *data = NULL;
     STRLEN data_len = 0;
 CODE:
@@ -1148,7 +1174,7 @@ CODE:
     io = sv_2io(opts[OA_FH]);      /* croaks "Bad filehandle: ..." */
     if (!io || !IoIFP(io) || (fd = PerlIO_fileno(IoIFP(io))) < 0)
         croak("Invalid filehandle");
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &flag, &flag_len) < 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &flag, &flag_len) < 0 || fstat(fd, &st) < 0)
         croak("adopt: file handle is not a socket");
     flag_len = sizeof flag;
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &flag, &flag_len) == 0 && flag)
@@ -1169,6 +1195,8 @@ CODE:
         croak("%s", err.msg);
     c = conn_new(aTHX_ ctx, rs, &cbs, &RETVAL);
     c->adopted_io = SvREFCNT_inc_simple_NN((SV *)io);
+    c->adopted_dev = st.st_dev;
+    c->adopted_ino = st.st_ino;
     TRACE("adopted fd %d", fd);
     /* A complete request in initial_data: on_connect may fire right here. */
     conn_settle(aTHX_ c);

@@ -393,8 +393,16 @@ C<psgix.io>):
             initial_data => "$hdr\r\n",
             on_message   => sub { $_[0]->send($_[1]) },    # echo
         );
-        return;
+        return sub { };    # a response that never starts: the socket is ours
     });
+
+A plain C<return;> would make Feersum 1.41 answer a 500 into the upgraded
+socket. Feersum 1.41 closes the descriptor behind C<psgix.io> itself when
+the request is done; the connection runs on its own duplicate, and a
+handle whose descriptor was closed behind its back is never closed again
+by this module. F<eg/feersum_psgi.pl> and F<eg/feersum_native.pl> are
+complete examples; the native one duplicates C<< $req->fileno >> on
+Feersum versions without C<< $req->io >>.
 
 =head2 connections
 

@@ -26,13 +26,20 @@ package RawPeer;
 #   on_open  => sub { my ($peer) = @_ }
 #   on_frame => sub { my ($peer, $frame) = @_ }    after recording it
 #   path     => '/'    client mode: request target
+#   extra_headers => [ Name => "value", ... ]   client mode: added to the
+#                       upgrade request
+#   request  => $bytes  client mode: send these bytes instead of the upgrade
+#                       request (for malformed or plain HTTP requests)
+# In client mode a response other than 101 leaves the peer not open, with
+# status, status_line (the first line), head and headers set; any body stays
+# in rbuf.
 # In server mode, once close frames went both ways, the peer shuts down its
 # side of TCP (RFC 6455 7.1.1).
 #
 # Sending: send_frame(%args) (see frame() for the arguments), send_raw($bytes),
 # frame(%args) for the bytes of one frame (to send several in one write),
-# close_tcp to drop the connection.  Reading: frames_of(@opcodes), opcodes,
-# messages (data frames reassembled).
+# close_tcp to drop the connection, reset_tcp to drop it with a reset (RST).
+# Reading: frames_of(@opcodes), opcodes, messages (data frames reassembled).
 
 use strict;
 use warnings;
@@ -41,7 +48,7 @@ no warnings 'experimental::bitwise';
 
 use EV;
 use IO::Socket::INET;
-use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_ERROR SHUT_WR);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_ERROR SO_LINGER SHUT_WR);
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use Digest::SHA qw(sha1_base64);
 use MIME::Base64 qw(encode_base64);
@@ -75,9 +82,13 @@ sub client {
     ) or die "RawPeer: cannot connect to port $self->{port}: $@";
     $self->{key} = pack('N4', map { int rand 2**32 } 1 .. 4);
     $self->{key} = encode_base64($self->{key}, '');
-    $self->{wbuf} = "GET $self->{path} HTTP/1.1\r\nHost: 127.0.0.1:$self->{port}\r\n"
+    $self->{key} = $1 if ($self->{request} // '') =~ /^Sec-WebSocket-Key:[ \t]*(\S+)/mi;
+    my @extra = @{ $self->{extra_headers} || [] };
+    my $extra = '';
+    $extra .= sprintf "%s: %s\r\n", splice(@extra, 0, 2) while @extra;
+    $self->{wbuf} = $self->{request} // "GET $self->{path} HTTP/1.1\r\nHost: 127.0.0.1:$self->{port}\r\n"
         . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        . "Sec-WebSocket-Key: $self->{key}\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        . "Sec-WebSocket-Key: $self->{key}\r\nSec-WebSocket-Version: 13\r\n$extra\r\n";
     $self->{connecting} = 1;
     $self->_attach($sock);
     my $weak = $self;
@@ -143,6 +154,7 @@ sub _on_read {
 sub _parse {
     my ($self) = @_;
     if (!$self->{open}) {
+        return if defined $self->{head};    # refused: the rest is a body
         my $end = index($self->{rbuf}, "\r\n\r\n");
         return if $end < 0;
         my $head = $self->{head} = substr($self->{rbuf}, 0, $end + 4, '');
@@ -156,6 +168,7 @@ sub _parse {
                 . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n\r\n");
         }
         else {
+            $self->{status_line} = $first;
             ($self->{status}) = $first =~ m{^HTTP/1\.1 (\d{3})};
             return unless ($self->{status} // 0) == 101;
             $self->{accept_ok} =
@@ -304,6 +317,13 @@ sub close_tcp {
     my ($self) = @_;
     delete @$self{qw(rw ww lw)};
     close delete $self->{sock} if $self->{sock};
+}
+
+# Drop the TCP connection with a reset (RST) instead of a FIN.
+sub reset_tcp {
+    my ($self) = @_;
+    setsockopt($self->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) if $self->{sock};
+    $self->close_tcp;
 }
 
 sub DESTROY { $_[0]->close_tcp }

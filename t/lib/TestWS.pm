@@ -12,7 +12,7 @@ use IO::Socket::INET;
 use Scalar::Util qw(weaken);
 use Exporter 'import';
 
-our @EXPORT = qw(echo_server run_until run_for closed_port recording connect_raw listen_raw);
+our @EXPORT = qw(echo_server run_until run_for closed_port recording connect_raw listen_raw ws_roundtrip);
 
 # A proxy picked up from the environment would capture the tests'
 # connections to 127.0.0.1.
@@ -127,6 +127,40 @@ sub listen_raw {
         recording($ev, %opt, on_connect => sub { $wev->{conn} = $_[0] if $wev; $user->(@_) if $user }),
     );
     return (RawPeer->client(%$peer_opt, port => $port), $ev);
+}
+
+# One client round trip on the default loop: connect to $url from a fresh
+# context, send $opt{message} (default "hello") once connected, wait (at most
+# $opt{timeout} seconds, default 5) for the first message back or a failure,
+# then close and wait for on_close.  Other options go to connect.  Returns a
+# hash ref: connected (1), headers (on_connect's hash), protocol
+# (get_protocol inside on_connect), reply, elapsed (seconds from connect to
+# the reply), error, close ([code, reason]).
+sub ws_roundtrip {
+    my ($url, %opt) = @_;
+    my $message = delete $opt{message} // 'hello';
+    my $secs    = delete $opt{timeout} // 5;
+    my %r;
+    my $ctx = EV::Websockets::Context->new;
+    my $t0  = EV::time;
+    my $conn = $ctx->connect(
+        url        => $url,
+        %opt,
+        on_connect => sub {
+            my ($conn, $h) = @_;
+            @r{qw(connected headers protocol)} = (1, $h, $conn->get_protocol);
+            $conn->send($message);
+        },
+        on_message => sub { $r{elapsed} //= EV::time - $t0; $r{reply} //= $_[1] },
+        on_error   => sub { $r{error} //= $_[1] },
+        on_close   => sub { $r{close} //= [ $_[1], $_[2] ] },
+    );
+    run_until(sub { defined $r{reply} || defined $r{error} || $r{close} }, $secs);
+    if ($r{connected} && !$r{close}) {
+        $conn->close;
+        run_until(sub { $r{close} }, 2);
+    }
+    return \%r;
 }
 
 1;
