@@ -20,7 +20,7 @@ use mio::net::TcpStream;
 use crate::endpoint::{self, Endpoint};
 use crate::frame::{self, Control, Data, OpCode};
 use crate::handshake::Parsed;
-use crate::handshake::client::ClientHandshake;
+use crate::handshake::client::{Answer, ClientHandshake};
 use crate::handshake::server::{self, ServerPolicy, UpgradeRequest, Verdict};
 use crate::headers::HeaderList;
 use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
@@ -102,6 +102,18 @@ impl Default for ServerSettings {
             session: SessionSettings::default(),
         }
     }
+}
+
+/// Redirects a server may send a client through before it gives up.
+const MAX_REDIRECTS: u8 = 5;
+
+/// What a client needs to follow a redirect: its request, again.
+struct Redirects {
+    url: String,
+    protocol: Option<String>,
+    headers: Vec<(String, Vec<u8>)>,
+    waker: Waker,
+    left: u8,
 }
 
 /// Keepalive state of an open connection.
@@ -301,6 +313,8 @@ pub struct Connection {
     deadline_gen: u32,
     close_timeout: Duration,
     keepalive: Option<Keepalive>,
+    /// Client only (boxed: servers do not pay for it).
+    redirects: Option<Box<Redirects>>,
     server: Option<Arc<ServerSettings>>,
 }
 
@@ -335,6 +349,7 @@ impl Connection {
             deadline_gen: 0,
             close_timeout: session.close_timeout,
             keepalive: Keepalive::new(session),
+            redirects: None,
             server: None,
         }
     }
@@ -356,8 +371,58 @@ impl Connection {
         );
         conn.set_deadline(Some(opts.connect_timeout));
         conn.host = target.host.clone();
+        conn.redirects = Some(Box::new(Redirects {
+            url: opts.url.clone(),
+            protocol: opts.protocol.clone(),
+            headers: opts.headers.clone(),
+            waker: Arc::clone(waker),
+            left: MAX_REDIRECTS,
+        }));
         conn.start(&target, handshake, waker);
         Ok(conn)
+    }
+
+    /// Start over at the location a redirect named, on a new socket, with
+    /// the same request.  The connect deadline keeps running.
+    fn follow_redirect(&mut self, location: &str) {
+        let Some(r) = self.redirects.as_mut() else {
+            return self.fail_early("handshake failed: unexpected redirect".into());
+        };
+        if r.left == 0 {
+            return self.fail_early("handshake failed: too many redirects".into());
+        }
+        r.left -= 1;
+        let target = match endpoint::redirect_target(&r.url, location)
+            .map(|u| (endpoint::parse(&u), u))
+        {
+            Some((Ok(target), url)) if !target.tls => {
+                r.url = url;
+                target
+            }
+            Some((Ok(_), _)) => {
+                return self.fail_early(
+                    "handshake failed: redirect to wss:// is not supported by this build yet"
+                        .into(),
+                );
+            }
+            _ => return self.fail_early(format!("handshake failed: bad redirect to '{location}'")),
+        };
+        let (protocol, headers, waker) =
+            (r.protocol.clone(), r.headers.clone(), Arc::clone(&r.waker));
+        self.retired = self.socket.take();
+        self.inbuf.consume(self.inbuf.data().len());
+        self.out = Outbound::new(true);
+        self.write_blocked = false;
+        self.eof = None;
+        self.peer = None;
+        let handshake = ClientHandshake::write_request(
+            &target,
+            protocol.as_deref(),
+            &headers,
+            self.out.raw_buf(),
+        );
+        self.host = target.host.clone();
+        self.start(&target, handshake, &waker);
     }
 
     fn start(&mut self, target: &Endpoint, handshake: ClientHandshake, waker: &Waker) {
@@ -999,12 +1064,14 @@ impl Connection {
             return;
         };
         match handshake.read_response(self.inbuf.data()) {
-            Ok(Parsed::Complete(used, accepted)) => {
+            Ok(Parsed::Complete(used, Answer::Accepted(accepted))) => {
                 self.inbuf.consume(used);
                 self.headers = accepted.headers;
                 self.protocol = accepted.protocol;
+                self.redirects = None;
                 self.opened();
             }
+            Ok(Parsed::Complete(_, Answer::Redirect(location))) => self.follow_redirect(&location),
             Ok(Parsed::Incomplete) => {
                 if let Some(read_error) = self.eof.clone() {
                     let text = read_error

@@ -105,6 +105,20 @@ pub fn parse(input: &str) -> Result<Endpoint, UrlError> {
     })
 }
 
+/// The URL a redirect's `Location` points to, relative to `current`, with
+/// http(s) mapped to ws(s).
+pub fn redirect_target(current: &str, location: &str) -> Option<String> {
+    let joined = url::Url::parse(current).ok()?.join(location).ok()?;
+    let text = joined.as_str();
+    let (scheme, rest) = text.split_once("://")?;
+    let scheme = match scheme {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        _ => return None,
+    };
+    Some(format!("{scheme}://{rest}"))
+}
+
 fn split_scheme(input: &str) -> Option<(bool, &str)> {
     let colon = input.find("://")?;
     let scheme = &input[..colon];
@@ -153,6 +167,22 @@ mod tests {
         assert_eq!((e.port, e.resource.as_str()), (8443, "/"));
         assert_eq!(e.host_header, "h:8443");
         assert_eq!(parse("ws://h?q").unwrap().resource, "/?q");
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let here = "ws://h:1/a/b?x";
+        assert_eq!(redirect_target(here, "/c").as_deref(), Some("ws://h:1/c"));
+        assert_eq!(redirect_target(here, "c").as_deref(), Some("ws://h:1/a/c"));
+        assert_eq!(
+            redirect_target(here, "https://o/p").as_deref(),
+            Some("wss://o/p")
+        );
+        assert_eq!(
+            redirect_target(here, "http://o:8/").as_deref(),
+            Some("ws://o:8/")
+        );
+        assert_eq!(redirect_target(here, "ftp://o/"), None);
     }
 
     #[test]

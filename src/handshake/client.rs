@@ -100,7 +100,7 @@ impl ClientHandshake {
 
     /// Check the server's answer.  On success: the response headers and the
     /// negotiated subprotocol.  Errors are the `on_error` texts.
-    pub fn read_response(&self, buf: &[u8]) -> Result<Parsed<Accepted>, String> {
+    pub fn read_response(&self, buf: &[u8]) -> Result<Parsed<Answer>, String> {
         let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut raw);
         let head_len = match response.parse(buf) {
@@ -112,6 +112,11 @@ impl ClientHandshake {
             Err(e) => return Err(format!("handshake failed: malformed response ({e})")),
         };
         let code = response.code.unwrap_or(0);
+        let location = headers::find(response.headers, "Location").filter(|l| !l.is_empty());
+        if let (301 | 302 | 303 | 307 | 308, Some(location)) = (code, location) {
+            let location = String::from_utf8_lossy(location).into_owned();
+            return Ok(Parsed::Complete(head_len, Answer::Redirect(location)));
+        }
         if code != 101 {
             let reason = response.reason.unwrap_or("");
             return Err(format!("handshake failed: HTTP {code} {reason}")
@@ -148,12 +153,20 @@ impl ClientHandshake {
         }
         Ok(Parsed::Complete(
             head_len,
-            Accepted {
+            Answer::Accepted(Accepted {
                 headers: headers::collect(raw),
                 protocol,
-            },
+            }),
         ))
     }
+}
+
+/// What the server answered.
+#[derive(Debug)]
+pub enum Answer {
+    Accepted(Accepted),
+    /// A redirect (301, 302, 303, 307, 308) to this location.
+    Redirect(String),
 }
 
 /// A successful upgrade, seen from the client.
@@ -222,7 +235,8 @@ mod tests {
             answer(&hs, "Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=1\r\n").into_bytes();
         text.extend_from_slice(&[0x81, 0x00]);
         match hs.read_response(&text).unwrap() {
-            Parsed::Complete(n, acc) => {
+            Parsed::Complete(n, Answer::Redirect(_)) => panic!("not a redirect: {n}"),
+            Parsed::Complete(n, Answer::Accepted(acc)) => {
                 assert_eq!(n, text.len() - 2);
                 assert_eq!(acc.protocol.as_deref(), Some("chat"));
                 assert!(
@@ -258,6 +272,12 @@ mod tests {
                 .unwrap_err()
                 .contains("not offered")
         );
+        let moved = hs
+            .read_response(b"HTTP/1.1 301 Moved\r\nLocation: /next\r\n\r\n")
+            .unwrap();
+        assert!(matches!(moved, Parsed::Complete(_, Answer::Redirect(l)) if l == "/next"));
+        let nowhere = hs.read_response(b"HTTP/1.1 302 Found\r\n\r\n").unwrap_err();
+        assert_eq!(nowhere, "handshake failed: HTTP 302 Found");
         let huge = vec![b'a'; MAX_HEAD + 1];
         assert!(hs.read_response(&huge).is_err());
     }
