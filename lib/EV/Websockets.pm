@@ -769,44 +769,75 @@ Wrap sends in C<eval> if they may race the teardown of a connection.
 
 =head2 on_error messages
 
-These texts are stable:
+The texts are stable. Before the handshake completes, C<on_error> is the
+only callback; afterwards it is followed by C<on_close>.
 
 =over 4
 
 =item C<connect timeout>
 
-C<connect_timeout> (or the default 30 second deadline) passed.
+C<connect_timeout> (or the default 30 second deadline) passed; the socket
+is closed at once.
+
+=item C<< DNS lookup failed for '<host>': <reason> >>
+
+The name did not resolve (the lookup runs off the event loop).
 
 =item C<< connect failed: <os error> >>
 
-The TCP connection failed, for example C<connect failed: Connection refused>.
+No address of the host took the TCP connection, for example
+C<connect failed: Connection refused>.
 
 =item C<< handshake failed: HTTP <code> <reason> >>
 
 The server answered the upgrade with another status, for example
-C<handshake failed: HTTP 404 Not Found>.
+C<handshake failed: HTTP 404 Not Found>. Redirects (301, 302, 303, 307,
+308 with C<Location>) are followed instead, to ws://, wss://, http:// or
+https:// locations (http means ws here), at most 5.
+
+=item C<handshake failed: too many redirects>
+
+=item C<< handshake failed: bad redirect to '<location>' >>
+
+=item C<handshake failed: connection closed by peer>
+
+The server closed before answering the upgrade.
+
+=item C<handshake failed: bad Sec-WebSocket-Accept>
+
+=item C<handshake failed: missing 'Upgrade: websocket'>, C<handshake failed: missing 'Connection: Upgrade'>
+
+=item C<< handshake failed: server chose subprotocol '<name>' that was not offered >>
+
+=item C<handshake failed: server accepted an extension that was not offered>
+
+=item C<handshake failed: response head too large>, C<< handshake failed: malformed response (<detail>) >>
 
 =item C<message exceeds max_message_size>
 
 Followed by a close with 1009.
 
-=item C<< write failed: <os error> >>
+=item C<< protocol error: <detail> >>
+
+The peer broke RFC 6455 (an unmasked client frame, RSV bits, an unknown
+opcode, a bad continuation, an oversized or fragmented control frame, an
+invalid close code...); followed by a close with 1002.
+
+=item C<invalid UTF-8 in text message>, C<invalid UTF-8 in close reason>
+
+Followed by a close with 1007.
 
 =item C<ping timeout>
 
-Followed by a close with 1011.
+No pong within C<ping_timeout>; followed by a close with 1011.
+
+=item C<< read failed: <os error> >>, C<< write failed: <os error> >>
+
+The connection broke (for example C<Connection reset by peer>); followed by
+C<on_close> with 1006. A reset after the peer's close frame is no error:
+C<on_close> then reports the peer's code.
 
 =back
-
-Other failures give a one-line description of the cause: a DNS failure names
-the host, a TLS failure gives the reason (such as an unknown issuer or a name
-mismatch), a proxy failure the proxy's status; there are messages for too
-many redirects, a peer that closed before answering, a bad
-C<Sec-WebSocket-Accept> and a subprotocol that was not offered (handshake
-problems start with C<handshake failed:>). A protocol violation by the peer
-is reported as C<< protocol error: <detail> >>, and invalid UTF-8 as
-C<< invalid UTF-8 in <text message|close reason> >>, before the connection
-closes with 1002 or 1007.
 
 =head1 DIFFERENCES FROM THE ORIGINAL
 
