@@ -164,6 +164,7 @@ struct ws_ctx {
     ev_prepare prepare;       /* flush + deliver before the loop blocks */
     ev_async async;           /* resolver threads wake us */
     ews_waker *waker;
+    ews_tls *tls;             /* what wss:// clients trust and show */
     ws_conn *conns;
     ws_conn *dirty;
     ws_listener *listeners;
@@ -751,6 +752,8 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     /* no more wake-ups from resolver threads */
     ews_waker_free(ctx->waker);
     ctx->waker = NULL;
+    ews_tls_free(ctx->tls);   /* connections keep what they use */
+    ctx->tls = NULL;
     while (ctx->dirty) {
         ws_conn *c = ctx->dirty;
         ctx->dirty = c->next_dirty;
@@ -964,6 +967,12 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
     opts_session(aTHX_ opts, &so->session);
 }
 
+/* A file name option as a C string; NULL when absent, undef or empty. */
+static const char *file_opt(pTHX_ SV *sv)
+{
+    return OPT_SET(sv) && SvTRUE(sv) ? SvPV_nolen(sv) : NULL;
+}
+
 /* A string argument's bytes ("" for undef or absent), get magic run once. */
 static const char *string_arg(pTHX_ SV *sv, STRLEN *len)
 {
@@ -1025,17 +1034,23 @@ SV *
 new(const char *class, ...)
 PREINIT:
     SV *opts[ON_COUNT] = { 0 };
+    ews_error err;
+    ews_tls *tls;
     ws_ctx *ctx;
     SV *obj;
 CODE:
     parse_opts(aTHX_ &ST(1), items - 1, new_spec, opts);
-    if (OPT_SET(opts[ON_SSL_CERT]) || OPT_SET(opts[ON_SSL_KEY]) || OPT_SET(opts[ON_SSL_CA]))
-        croak("Failed to create context: TLS is not supported by this build yet");
+    tls = ews_tls_new(file_opt(aTHX_ opts[ON_SSL_CERT]), file_opt(aTHX_ opts[ON_SSL_KEY]),
+                      file_opt(aTHX_ opts[ON_SSL_CA]), &err);
+    if (!tls)
+        croak("Failed to create context: %s", err.msg);
     Newxz(ctx, 1, ws_ctx);
     ctx->refs = 1;
+    ctx->tls = tls;
     if (OPT_SET(opts[ON_LOOP])) {
         SV *loop = opts[ON_LOOP];
         if (!(SvROK(loop) && sv_derived_from(loop, "EV::Loop"))) {
+            ews_tls_free(ctx->tls);
             Safefree(ctx);
             croak("loop must be an EV::Loop object");
         }
@@ -1081,7 +1096,8 @@ CODE:
     o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT]);
     opts_session(aTHX_ opts, &o.session);
     ctx_alive(aTHX_ ctx);   /* the options' magic may have destroyed it */
-    rs = ews_connect(&o, ctx->waker, &err);
+    o.ssl_verify = !OPT_SET(opts[OC_SSL_VERIFY]) || SvTRUE(opts[OC_SSL_VERIFY]);
+    rs = ews_connect(&o, ctx->waker, ctx->tls, &err);
     if (!rs)
         croak("%s", err.msg);
     opts_callbacks(opts, &cbs);
@@ -1120,8 +1136,11 @@ CODE:
         port = SvIV(opts[OL_PORT]);
     if (port < 0 || port > 65535)
         croak("listen: port must be 0-65535");
-    if (cert)
-        croak("Failed to create vhost for listening: TLS is not supported by this build yet");
+    if (cert) {
+        o.ssl_cert = file_opt(aTHX_ opts[OL_SSL_CERT]);
+        o.ssl_key = file_opt(aTHX_ opts[OL_SSL_KEY]);
+        o.ssl_ca = file_opt(aTHX_ opts[OL_SSL_CA]);
+    }
     o.port = (uint16_t)port;
     if (OPT_SET(opts[OL_HOST])) {
         STRLEN len;

@@ -27,6 +27,8 @@ use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
 use crate::os_error;
 use crate::outbound::{Flushed, Outbound};
 use crate::resolver::{Lookup, Waker};
+use crate::tls::{self, ClientTls};
+use crate::transport::{self, Received};
 use crate::utf8::Utf8Stream;
 
 /// Handshake deadline of a client that did not set `connect_timeout`.
@@ -69,6 +71,9 @@ pub struct ClientOptions {
     pub headers: Vec<(String, Vec<u8>)>,
     pub connect_timeout: Duration,
     pub session: SessionSettings,
+    /// For wss://: the context's TLS settings, and whether to verify.
+    pub tls: Option<Arc<ClientTls>>,
+    pub verify: bool,
 }
 
 impl ClientOptions {
@@ -79,6 +84,8 @@ impl ClientOptions {
             headers: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             session: SessionSettings::default(),
+            tls: None,
+            verify: true,
         }
     }
 }
@@ -89,6 +96,8 @@ pub struct ServerSettings {
     pub policy: ServerPolicy,
     pub handshake_timeout: Duration,
     pub session: SessionSettings,
+    /// Serve wss:// with this config.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerSettings {
@@ -100,6 +109,7 @@ impl Default for ServerSettings {
             },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             session: SessionSettings::default(),
+            tls: None,
         }
     }
 }
@@ -107,13 +117,18 @@ impl Default for ServerSettings {
 /// Redirects a server may send a client through before it gives up.
 const MAX_REDIRECTS: u8 = 5;
 
-/// What a client needs to follow a redirect: its request, again.
-struct Redirects {
+/// What a client asked for, kept to open TLS once TCP is up and to make
+/// the same request again after a redirect.
+struct ClientRequest {
     url: String,
     protocol: Option<String>,
     headers: Vec<(String, Vec<u8>)>,
     waker: Waker,
-    left: u8,
+    tls: Option<Arc<ClientTls>>,
+    verify: bool,
+    /// The current target is wss://.
+    secure: bool,
+    redirects_left: u8,
 }
 
 /// Keepalive state of an open connection.
@@ -314,7 +329,9 @@ pub struct Connection {
     close_timeout: Duration,
     keepalive: Option<Keepalive>,
     /// Client only (boxed: servers do not pay for it).
-    redirects: Option<Box<Redirects>>,
+    request: Option<Box<ClientRequest>>,
+    /// The TLS session, when the connection is wss://.
+    tls: Option<Box<rustls::Connection>>,
     server: Option<Arc<ServerSettings>>,
 }
 
@@ -349,7 +366,8 @@ impl Connection {
             deadline_gen: 0,
             close_timeout: session.close_timeout,
             keepalive: Keepalive::new(session),
-            redirects: None,
+            request: None,
+            tls: None,
             server: None,
         }
     }
@@ -360,7 +378,12 @@ impl Connection {
         let target = endpoint::parse(&opts.url).map_err(|e| e.to_string())?;
         crate::handshake::client::validate_user_headers(&opts.headers)?;
         if target.tls {
-            return Err("connect: wss:// is not supported by this build yet".into());
+            let tls = opts
+                .tls
+                .as_ref()
+                .ok_or("connect: no TLS settings for wss://")?;
+            tls.config(opts.verify)
+                .map_err(|e| format!("connect: {e}"))?;
         }
         let mut conn = Connection::new(Role::Client, &opts.session);
         let handshake = ClientHandshake::write_request(
@@ -371,12 +394,15 @@ impl Connection {
         );
         conn.set_deadline(Some(opts.connect_timeout));
         conn.host = target.host.clone();
-        conn.redirects = Some(Box::new(Redirects {
+        conn.request = Some(Box::new(ClientRequest {
             url: opts.url.clone(),
             protocol: opts.protocol.clone(),
             headers: opts.headers.clone(),
             waker: Arc::clone(waker),
-            left: MAX_REDIRECTS,
+            tls: opts.tls.clone(),
+            verify: opts.verify,
+            secure: target.tls,
+            redirects_left: MAX_REDIRECTS,
         }));
         conn.start(&target, handshake, waker);
         Ok(conn)
@@ -385,31 +411,27 @@ impl Connection {
     /// Start over at the location a redirect named, on a new socket, with
     /// the same request.  The connect deadline keeps running.
     fn follow_redirect(&mut self, location: &str) {
-        let Some(r) = self.redirects.as_mut() else {
+        let Some(r) = self.request.as_mut() else {
             return self.fail_early("handshake failed: unexpected redirect".into());
         };
-        if r.left == 0 {
+        if r.redirects_left == 0 {
             return self.fail_early("handshake failed: too many redirects".into());
         }
-        r.left -= 1;
+        r.redirects_left -= 1;
         let target = match endpoint::redirect_target(&r.url, location)
             .map(|u| (endpoint::parse(&u), u))
         {
-            Some((Ok(target), url)) if !target.tls => {
+            Some((Ok(target), url)) if !target.tls || r.tls.is_some() => {
                 r.url = url;
+                r.secure = target.tls;
                 target
-            }
-            Some((Ok(_), _)) => {
-                return self.fail_early(
-                    "handshake failed: redirect to wss:// is not supported by this build yet"
-                        .into(),
-                );
             }
             _ => return self.fail_early(format!("handshake failed: bad redirect to '{location}'")),
         };
         let (protocol, headers, waker) =
             (r.protocol.clone(), r.headers.clone(), Arc::clone(&r.waker));
         self.retired = self.socket.take();
+        self.tls = None;
         self.inbuf.consume(self.inbuf.data().len());
         self.out = Outbound::new(true);
         self.write_blocked = false;
@@ -451,6 +473,12 @@ impl Connection {
         conn.socket = Some(socket);
         conn.phase = Phase::AwaitingRequest;
         conn.set_deadline(Some(settings.handshake_timeout));
+        if let Some(config) = &settings.tls {
+            match tls::server_session(config) {
+                Ok(session) => conn.tls = Some(Box::new(session)),
+                Err(_) => conn.enter_closed(),
+            }
+        }
         conn.server = Some(settings);
         conn
     }
@@ -500,7 +528,8 @@ impl Connection {
                 && (handshaking || (streaming && !self.paused)),
             write: socket.is_some()
                 && (matches!(self.phase, Phase::Connecting(_))
-                    || (flushable && self.write_blocked)),
+                    || (flushable && self.write_blocked)
+                    || self.tls.as_ref().is_some_and(|t| t.wants_write())),
             prepare: !self.notices.is_empty()
                 || self.recheck
                 || (flushable && !self.write_blocked && !self.out.is_empty()),
@@ -659,7 +688,7 @@ impl Connection {
         if matches!(self.phase, Phase::Open) {
             self.out.push_close(Some(1001), b"");
             if let Some(socket) = self.socket.as_mut() {
-                let _ = self.out.write_to(socket);
+                let _ = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
             }
         }
         self.enter_closed();
@@ -674,15 +703,22 @@ impl Connection {
         let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        match self.inbuf.read_from(socket, self.need) {
-            Ok(0) => self.eof = Some(None),
-            Ok(_) => {
+        let opening = !matches!(self.phase, Phase::Open | Phase::Closing);
+        match transport::receive(
+            socket,
+            self.tls.as_deref_mut(),
+            &mut self.inbuf,
+            self.need,
+            opening,
+        ) {
+            Ok(Received::Data) => {
                 if let Some(k) = self.keepalive.as_mut() {
                     k.last_heard = Instant::now();
                 }
             }
-            Err(e) if is_transient(&e) => return,
-            Err(e) => self.eof = Some(Some(format!("read failed: {}", os_error::text(&e)))),
+            Ok(Received::Nothing) => return,
+            Ok(Received::Closed) => self.eof = Some(None),
+            Err(text) => self.eof = Some(Some(text)),
         }
         match self.phase {
             Phase::AwaitingResponse(_) => self.read_response(),
@@ -760,7 +796,7 @@ impl Connection {
         let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        match self.out.write_to(socket) {
+        match transport::send(socket, self.tls.as_deref_mut(), &mut self.out) {
             Ok(Flushed::All) => {
                 self.write_blocked = false;
                 self.flushed_all();
@@ -849,7 +885,11 @@ impl Connection {
                     let reason = self.inbuf.data()[reason].to_vec();
                     self.inbuf.consume(used);
                     self.close_frame_received(code, reason);
-                    return (!self.notices.is_empty()).then_some(Ready::Notice);
+                    if !self.notices.is_empty() {
+                        return Some(Ready::Notice);
+                    }
+                    // The end of the stream may have come in the same read.
+                    return self.handle_eof();
                 }
                 Step::Frame(Inbound::Message { binary, payload }) => {
                     self.consume_after = used;
@@ -960,7 +1000,10 @@ impl Connection {
     /// handle); the descriptor itself closes when the binding drops us,
     /// after it has stopped its watchers.
     fn enter_closed(&mut self) {
-        if let Some(socket) = &self.socket {
+        if let Some(socket) = self.socket.as_mut() {
+            if let Some(tls) = self.tls.as_deref_mut() {
+                transport::close_notify(socket, tls);
+            }
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
         self.phase = Phase::Closed;
@@ -974,7 +1017,7 @@ impl Connection {
             self.out.push_close(Some(code), cut_reason(text.as_bytes()));
             self.close_sent = true;
             if let Some(socket) = self.socket.as_mut() {
-                let _ = self.out.write_to(socket);
+                let _ = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
             }
         }
         let reason = text.as_bytes().to_vec();
@@ -1056,6 +1099,18 @@ impl Connection {
         self.peer = Some(peer);
         self.candidates.clear();
         self.phase = Phase::AwaitingResponse(handshake);
+        if let Some(r) = self.request.as_ref().filter(|r| r.secure) {
+            let session = r
+                .tls
+                .as_ref()
+                .ok_or_else(|| "no TLS settings for wss://".to_string())
+                .and_then(|t| t.config(r.verify))
+                .and_then(|config| tls::client_session(config, &self.host));
+            match session {
+                Ok(session) => self.tls = Some(Box::new(session)),
+                Err(e) => return self.fail_early(format!("TLS handshake failed: {e}")),
+            }
+        }
         self.flush();
     }
 
@@ -1068,7 +1123,7 @@ impl Connection {
                 self.inbuf.consume(used);
                 self.headers = accepted.headers;
                 self.protocol = accepted.protocol;
-                self.redirects = None;
+                self.request = None;
                 self.opened();
             }
             Ok(Parsed::Complete(_, Answer::Redirect(location))) => self.follow_redirect(&location),
@@ -1127,14 +1182,6 @@ pub fn check_close_args(code: i64, reason: &[u8]) -> Result<u16, String> {
         return Err("close: reason is not valid UTF-8".into());
     }
     Ok(code)
-}
-
-/// Idle socket errors that just mean "try again later".
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
 }
 
 /// A close reason cut to the 123 bytes a close frame holds, on a character

@@ -15,6 +15,7 @@
 typedef struct ews_conn ews_conn;         /* a connection (Rust Connection)  */
 typedef struct ews_listener ews_listener; /* a listening socket              */
 typedef struct ews_waker ews_waker;       /* wakes the loop from a thread    */
+typedef struct ews_tls ews_tls;           /* a context's TLS client settings */
 
 #define EWS_ERROR_MAX 512
 typedef struct { char msg[EWS_ERROR_MAX]; } ews_error;
@@ -37,6 +38,7 @@ typedef struct {
     const char *protocol; size_t protocol_len;  /* protocol NULL: none      */
     const ews_header *headers; size_t n_headers;
     double connect_timeout;                     /* default 30 s             */
+    int ssl_verify;                             /* 0: accept any server     */
     ews_session_opts session;
 } ews_connect_opts;
 
@@ -52,6 +54,8 @@ typedef struct {
     const char *host; size_t host_len;          /* NULL: all, dual-stack    */
     uint16_t port;
     int reuse_port;
+    /* TLS: PEM file names, NUL-terminated; NULL: not given */
+    const char *ssl_cert, *ssl_key, *ssl_ca;
     ews_server_opts server;
 } ews_listen_opts;
 
@@ -90,8 +94,13 @@ enum ews_send_kind { EWS_TEXT, EWS_BINARY, EWS_PING, EWS_PONG, EWS_FRAGMENT };
 ews_waker *ews_waker_new(void (*wake)(void *), void *data);
 void ews_waker_free(ews_waker *w);   /* disables it first: no call after */
 
+/* TLS settings of a context (file names NUL-terminated, NULL: not given) */
+ews_tls *ews_tls_new(const char *cert, const char *key, const char *ca, ews_error *err);
+void ews_tls_free(ews_tls *t);
+
 /* client */
-ews_conn *ews_connect(const ews_connect_opts *opts, const ews_waker *w, ews_error *err);
+ews_conn *ews_connect(const ews_connect_opts *opts, const ews_waker *w,
+                      const ews_tls *tls, ews_error *err);
 
 /* loop entry points */
 void ews_conn_on_io(ews_conn *c, int readable, int writable);

@@ -17,9 +17,11 @@ use crate::connection::{
 };
 use crate::listener::{Bind, Listener};
 use crate::resolver::Waker;
+use crate::tls::{self, ClientTls};
 use crate::{handshake, os_error};
 
 pub struct EwsConn(Connection);
+pub struct EwsTls(Arc<ClientTls>);
 pub struct EwsListener(Listener);
 /// The loop's wake-up call, shared with resolver threads; `None` once the
 /// context is gone.
@@ -60,6 +62,7 @@ pub struct EwsConnectOpts {
     headers: *const EwsHeader,
     n_headers: usize,
     connect_timeout: c_double,
+    ssl_verify: c_int,
     session: EwsSessionOpts,
 }
 
@@ -99,6 +102,9 @@ pub struct EwsListenOpts {
     host_len: usize,
     port: u16,
     reuse_port: c_int,
+    ssl_cert: *const c_char,
+    ssl_key: *const c_char,
+    ssl_ca: *const c_char,
     server: EwsServerOpts,
 }
 
@@ -237,6 +243,51 @@ pub unsafe extern "C" fn ews_waker_free(w: *mut EwsWaker) {
     })
 }
 
+/// A NUL-terminated file name, or None for NULL.
+///
+/// # Safety
+/// `name` is null or a valid NUL-terminated string.
+unsafe fn file_name(name: *const c_char) -> Option<String> {
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+// ---- TLS --------------------------------------------------------------------
+
+/// # Safety
+/// Each name is null or a valid NUL-terminated string; `err` is valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_tls_new(
+    cert: *const c_char,
+    key: *const c_char,
+    ca: *const c_char,
+    err: *mut EwsError,
+) -> *mut EwsTls {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: guaranteed by the caller.
+        let (cert, key, ca) = unsafe { (file_name(cert), file_name(key), file_name(ca)) };
+        match ClientTls::new(cert.as_deref(), key.as_deref(), ca.as_deref()) {
+            Ok(t) => Box::into_raw(Box::new(EwsTls(Arc::new(t)))),
+            Err(text) => {
+                set_error(err, &text);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+/// # Safety
+/// `t` came from `ews_tls_new` and is not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_tls_free(t: *mut EwsTls) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || drop(unsafe { Box::from_raw(t) }))
+}
+
 // ---- client -----------------------------------------------------------------
 
 /// # Safety
@@ -245,6 +296,7 @@ pub unsafe extern "C" fn ews_waker_free(w: *mut EwsWaker) {
 pub unsafe extern "C" fn ews_connect(
     opts: *const EwsConnectOpts,
     w: *const EwsWaker,
+    tls: *const EwsTls,
     err: *mut EwsError,
 ) -> *mut EwsConn {
     guard(std::ptr::null_mut(), || {
@@ -262,6 +314,9 @@ pub unsafe extern "C" fn ews_connect(
         options.headers = unsafe { header_list(o.headers, o.n_headers) };
         options.connect_timeout = seconds(o.connect_timeout).unwrap_or(options.connect_timeout);
         options.session = o.session.settings();
+        options.verify = o.ssl_verify != 0;
+        // SAFETY: `tls` is null or a live TLS handle, per the caller.
+        options.tls = unsafe { tls.as_ref() }.map(|t| Arc::clone(&t.0));
         match Connection::connect(&options, waker) {
             Ok(c) => Box::into_raw(Box::new(EwsConn(c))),
             Err(text) => {
@@ -673,6 +728,20 @@ pub unsafe extern "C" fn ews_listen(
         let o = unsafe { &*opts };
         // SAFETY: the strings and lists in `o` are valid for their lengths.
         let (host, settings) = unsafe { (bytes(o.host, o.host_len), server_settings(&o.server)) };
+        // SAFETY: the file names are null or NUL-terminated, per the caller.
+        let (cert, key, ca) = unsafe {
+            (
+                file_name(o.ssl_cert),
+                file_name(o.ssl_key),
+                file_name(o.ssl_ca),
+            )
+        };
+        let settings = settings.and_then(|mut s| {
+            if let (Some(cert), Some(key)) = (&cert, &key) {
+                s.tls = Some(tls::server_config(cert, key, ca.as_deref())?);
+            }
+            Ok(s)
+        });
         let bind = Bind {
             host: match std::str::from_utf8(host).map(str::parse) {
                 _ if o.host.is_null() => None,

@@ -18,6 +18,8 @@ pub mod os_error;
 pub mod outbound;
 pub mod pool;
 pub mod resolver;
+pub mod tls;
+pub mod transport;
 pub mod utf8;
 
 #[allow(unsafe_code)]

@@ -162,9 +162,10 @@ subtest 'on_handshake returns headers whose stringification destroys the context
 subtest 'options whose stringification destroys the context' => sub {
     # $_[0] is the test's own variable (aliased), so that dropping it frees
     # the context.
+    my $url   = 'ws://127.0.0.1:' . closed_port() . '/';
     my %cases = (
-        'connect url'          => sub { $_[0]->connect(url => $_[1]->('ws://127.0.0.1:1/')) },
-        'connect header value' => sub { $_[0]->connect(url => 'ws://127.0.0.1:1/', headers => { 'X-A' => $_[1]->('a') }) },
+        'connect url'          => sub { $_[0]->connect(url => $_[1]->($url)) },
+        'connect header value' => sub { $_[0]->connect(url => $url, headers => { 'X-A' => $_[1]->('a') }) },
         'listen host'          => sub { $_[0]->listen(port => 0, host => $_[1]->('127.0.0.1')) },
     );
     for my $case (sort keys %cases) {
@@ -275,10 +276,11 @@ subtest 'forged objects' => sub {
         bless(\(my $x = 42), 'EV::Websockets::Connection'),
         bless({}, 'EV::Websockets::Connection'),
         bless([], 'EV::Websockets::Connection'),
+        'EV::Websockets::Connection',
     );
     my %args = (map({ $_ => ['x'] } qw(send send_binary send_ping send_pong send_fragment)), close => [1000]);
     for my $obj (@forged) {
-        my $kind = reftype($obj);
+        my $kind = reftype($obj) // 'class name';
         for my $method (qw(send send_binary send_ping send_pong send_fragment close pause_recv resume_recv
                            send_queue_size stash get_protocol peer_address state is_connected is_connecting)) {
             my $ok = eval { $obj->$method(@{ $args{$method} || [] }); 1 };
@@ -288,6 +290,7 @@ subtest 'forged objects' => sub {
     }
 
     my $before = @warnings;
+    ok(eval { $forged[0]->DESTROY; 1 }, 'DESTROY on a forged connection returns') or diag($@);
     my $ctx = bless \(my $y), 'EV::Websockets::Context';
     ok(eval { $ctx->DESTROY; 1 }, 'DESTROY on a forged context returns') or diag($@);
     for my $method (qw(connect listen connections)) {

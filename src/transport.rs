@@ -1,0 +1,121 @@
+//! Moving bytes between a socket and the connection's buffers, in the clear
+//! or through a TLS session.
+
+use std::io::{self, Write};
+
+use mio::net::TcpStream;
+
+use crate::inbound::InBuf;
+use crate::os_error;
+use crate::outbound::{Flushed, Outbound};
+
+/// What one readiness brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Plaintext was added to the buffer.
+    Data,
+    /// Nothing for the application (no bytes yet, or TLS records only).
+    Nothing,
+    /// The peer closed its side.
+    Closed,
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// One read from the socket into `inbuf` (through `tls` when there is
+/// one).  Errors come as the `on_error` text; a TLS failure while the
+/// connection is `opening` is a failed handshake (with TLS 1.3 a server
+/// may refuse a client certificate after the client's part is done).
+pub fn receive(
+    socket: &mut TcpStream,
+    tls: Option<&mut rustls::Connection>,
+    inbuf: &mut InBuf,
+    want: usize,
+    opening: bool,
+) -> Result<Received, String> {
+    let Some(tls) = tls else {
+        return match inbuf.read_from(socket, want) {
+            Ok(0) => Ok(Received::Closed),
+            Ok(_) => Ok(Received::Data),
+            Err(e) if transient(&e) => Ok(Received::Nothing),
+            Err(e) => Err(format!("read failed: {}", os_error::text(&e))),
+        };
+    };
+    let at_eof = match tls.read_tls(socket) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) if transient(&e) => return Ok(Received::Nothing),
+        Err(e) => return Err(format!("read failed: {}", os_error::text(&e))),
+    };
+    let handshaking = opening || tls.is_handshaking();
+    if let Err(e) = tls.process_new_packets() {
+        // Tell the peer (an alert) before giving up.
+        let _ = flush_records(socket, tls);
+        let what = if handshaking {
+            "TLS handshake failed"
+        } else {
+            "TLS error"
+        };
+        return Err(format!("{what}: {e}"));
+    }
+    // The handshake may have something to say back.
+    flush_records(socket, tls).map_err(|e| format!("write failed: {}", os_error::text(&e)))?;
+    let mut got = false;
+    loop {
+        match inbuf.read_from(&mut tls.reader(), want) {
+            Ok(0) => return Ok(Received::Closed), // close_notify
+            Ok(_) => got = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Received::Closed),
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+    }
+    Ok(match (got, at_eof) {
+        (true, _) => Received::Data,
+        (false, true) => Received::Closed,
+        (false, false) => Received::Nothing,
+    })
+}
+
+/// Hand what `out` holds to the socket: one `write` in the clear; through
+/// TLS, as much plaintext as the session buffers, then its records.
+pub fn send(
+    socket: &mut TcpStream,
+    tls: Option<&mut rustls::Connection>,
+    out: &mut Outbound,
+) -> io::Result<Flushed> {
+    let Some(tls) = tls else {
+        return out.write_to(socket);
+    };
+    out.write_to(&mut tls.writer())?;
+    let records_out = flush_records(socket, tls)?;
+    Ok(if records_out && out.is_empty() {
+        Flushed::All
+    } else {
+        Flushed::Partial
+    })
+}
+
+/// Write the TLS records waiting to go; false when the socket is full.
+fn flush_records(socket: &mut TcpStream, tls: &mut rustls::Connection) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(socket) {
+            Ok(_) => {}
+            Err(e) if transient(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    socket.flush()?;
+    Ok(true)
+}
+
+/// Say goodbye at the TLS level (close_notify), best effort.
+pub fn close_notify(socket: &mut TcpStream, tls: &mut rustls::Connection) {
+    tls.send_close_notify();
+    let _ = flush_records(socket, tls);
+}
