@@ -119,9 +119,10 @@ their size, up to C<max_message_size>. Pings are answered automatically.
 =head2 Status
 
 This is an early release of the Rust core: it implements ws:// clients and
-servers with keepalive pings, and C<adopt>. Planned for later releases: TLS
-(C<wss://> and the C<ssl_*> options; today they croak), HTTP proxy support
-and permessage-deflate compression. This page documents them with the
+servers, TLS (wss:// with rustls, TLS listeners, mutual TLS), keepalive
+pings, redirects and C<adopt>. Planned for later releases: HTTP and SOCKS5
+proxies (the C<proxy> options are accepted and not used yet) and
+permessage-deflate compression. This page documents them with the
 behaviour they will have.
 
 =head1 EV::Websockets::Context
@@ -154,6 +155,8 @@ proxy that does not answer 2xx fails the connection through C<on_error>.
 =item ssl_cert => $file, ssl_key => $file
 
 Client certificate and key (PEM) for mutual TLS. Both are needed together.
+Keys may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC); the key must match the
+certificate.
 
 =item ssl_ca => $file
 
@@ -227,7 +230,12 @@ connection that faces untrusted peers.
 
 =item ssl_verify => 0
 
-Turns off all certificate checks for wss:// (default: on).
+Turns off all certificate checks for wss:// (default: on): any issuer, any
+name, expired or not. The server's signature over the handshake is still
+checked. By default the certificate must chain to the context's C<ssl_ca>
+(or the system roots) and name the host of the URL (a DNS name, or an IP
+address for IP literals); SNI is sent for names. TLS failures before the
+connection opens come as C<< on_error("TLS handshake failed: <reason>") >>.
 
 =item compression => 0
 
@@ -332,7 +340,10 @@ Negotiate permessage-deflate with clients that offer it (default off).
 
 =item ssl_cert => $file, ssl_key => $file, ssl_ca => $file
 
-Serve wss:// with this certificate and key (PEM), and optionally a CA chain.
+Serve wss:// with this certificate chain and key (PEM). With C<ssl_ca>,
+clients must present a certificate signed by one of its CAs (mutual TLS);
+a client without one is refused during the TLS handshake. Unreadable or
+mismatched files croak C<< "Failed to create vhost for listening: <reason>" >>.
 
 =item on_connect, on_message, on_close, on_error, on_pong, on_drain (server side)
 
@@ -812,6 +823,15 @@ The server closed before answering the upgrade.
 =item C<handshake failed: server accepted an extension that was not offered>
 
 =item C<handshake failed: response head too large>, C<< handshake failed: malformed response (<detail>) >>
+
+=item C<< TLS handshake failed: <reason> >>
+
+For example C<TLS handshake failed: invalid peer certificate: UnknownIssuer>,
+a name mismatch, or a server that refused the client certificate.
+
+=item C<< TLS error: <reason> >>
+
+A TLS failure on an open connection; followed by C<on_close> with 1006.
 
 =item C<message exceeds max_message_size>
 
