@@ -165,6 +165,7 @@ struct ws_ctx {
     ev_async async;           /* resolver threads wake us */
     ews_waker *waker;
     ews_tls *tls;             /* what wss:// clients trust and show */
+    ews_proxies *proxies;     /* how clients reach servers */
     ws_conn *conns;
     ws_conn *dirty;
     ws_listener *listeners;
@@ -754,6 +755,8 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     ctx->waker = NULL;
     ews_tls_free(ctx->tls);   /* connections keep what they use */
     ctx->tls = NULL;
+    ews_proxies_free(ctx->proxies);
+    ctx->proxies = NULL;
     while (ctx->dirty) {
         ws_conn *c = ctx->dirty;
         ctx->dirty = c->next_dirty;
@@ -1047,10 +1050,19 @@ CODE:
     Newxz(ctx, 1, ws_ctx);
     ctx->refs = 1;
     ctx->tls = tls;
+    {
+        /* proxy: absent or undef -> the environment; "" -> none */
+        SV *proxy = opts[ON_PROXY];
+        STRLEN len = 0;
+        const char *host = OPT_SET(proxy) ? SvPV(proxy, len) : NULL;
+        IV port = OPT_SET(opts[ON_PROXY_PORT]) ? SvIV(opts[ON_PROXY_PORT]) : 1080;
+        ctx->proxies = ews_proxies_new(len ? host : NULL, len, (uint16_t)port, !OPT_SET(proxy));
+    }
     if (OPT_SET(opts[ON_LOOP])) {
         SV *loop = opts[ON_LOOP];
         if (!(SvROK(loop) && sv_derived_from(loop, "EV::Loop"))) {
             ews_tls_free(ctx->tls);
+            ews_proxies_free(ctx->proxies);
             Safefree(ctx);
             croak("loop must be an EV::Loop object");
         }
@@ -1097,7 +1109,7 @@ CODE:
     opts_session(aTHX_ opts, &o.session);
     ctx_alive(aTHX_ ctx);   /* the options' magic may have destroyed it */
     o.ssl_verify = !OPT_SET(opts[OC_SSL_VERIFY]) || SvTRUE(opts[OC_SSL_VERIFY]);
-    rs = ews_connect(&o, ctx->waker, ctx->tls, &err);
+    rs = ews_connect(&o, ctx->waker, ctx->tls, ctx->proxies, &err);
     if (!rs)
         croak("%s", err.msg);
     opts_callbacks(opts, &cbs);

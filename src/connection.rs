@@ -26,6 +26,7 @@ use crate::headers::HeaderList;
 use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
 use crate::os_error;
 use crate::outbound::{Flushed, Outbound};
+use crate::proxy::{ProxySettings, Tunnel, TunnelStep};
 use crate::resolver::{Lookup, Waker};
 use crate::tls::{self, ClientTls};
 use crate::transport::{self, Received};
@@ -74,6 +75,8 @@ pub struct ClientOptions {
     /// For wss://: the context's TLS settings, and whether to verify.
     pub tls: Option<Arc<ClientTls>>,
     pub verify: bool,
+    /// The context's proxies.
+    pub proxies: Arc<ProxySettings>,
 }
 
 impl ClientOptions {
@@ -86,6 +89,7 @@ impl ClientOptions {
             session: SessionSettings::default(),
             tls: None,
             verify: true,
+            proxies: Arc::default(),
         }
     }
 }
@@ -126,9 +130,15 @@ struct ClientRequest {
     waker: Waker,
     tls: Option<Arc<ClientTls>>,
     verify: bool,
-    /// The current target is wss://.
+    proxies: Arc<ProxySettings>,
+    /// The current target is wss://, on this host (the TLS server name).
     secure: bool,
+    target_host: String,
     redirects_left: u8,
+    /// The upgrade request, until it is sent.
+    upgrade: Vec<u8>,
+    /// The proxy conversation, while the tunnel opens.
+    tunnel: Option<Tunnel>,
 }
 
 /// Keepalive state of an open connection.
@@ -224,6 +234,8 @@ enum Phase {
     Resolving(Lookup, ClientHandshake),
     /// Client: TCP connect under way on `socket`.
     Connecting(ClientHandshake),
+    /// Client: asking the proxy for a tunnel.
+    Tunneling(ClientHandshake),
     /// Client: request sent, waiting for the 101.
     AwaitingResponse(ClientHandshake),
     /// Server: reading the upgrade request.
@@ -386,14 +398,7 @@ impl Connection {
                 .map_err(|e| format!("connect: {e}"))?;
         }
         let mut conn = Connection::new(Role::Client, &opts.session);
-        let handshake = ClientHandshake::write_request(
-            &target,
-            opts.protocol.as_deref(),
-            &opts.headers,
-            conn.out.raw_buf(),
-        );
         conn.set_deadline(Some(opts.connect_timeout));
-        conn.host = target.host.clone();
         conn.request = Some(Box::new(ClientRequest {
             url: opts.url.clone(),
             protocol: opts.protocol.clone(),
@@ -401,11 +406,40 @@ impl Connection {
             waker: Arc::clone(waker),
             tls: opts.tls.clone(),
             verify: opts.verify,
+            proxies: Arc::clone(&opts.proxies),
             secure: target.tls,
+            target_host: target.host.clone(),
             redirects_left: MAX_REDIRECTS,
+            upgrade: Vec::new(),
+            tunnel: None,
         }));
-        conn.start(&target, handshake, waker);
+        conn.open_client(&target);
         Ok(conn)
+    }
+
+    /// Prepare the request for `target` and start reaching it, directly or
+    /// through the context's proxy.
+    fn open_client(&mut self, target: &Endpoint) {
+        let r = self.request.as_mut().expect("client connection");
+        r.upgrade.clear();
+        let handshake = ClientHandshake::write_request(
+            target,
+            r.protocol.as_deref(),
+            &r.headers,
+            &mut r.upgrade,
+        );
+        let (host, port) = match r.proxies.for_host(&target.host) {
+            Some(proxy) => {
+                let (tunnel, first) = Tunnel::start(proxy, &target.host, target.port);
+                r.tunnel = Some(tunnel);
+                self.out.push_raw(&first);
+                (proxy.host.clone(), proxy.port)
+            }
+            None => (target.host.clone(), target.port),
+        };
+        let waker = Arc::clone(&r.waker);
+        self.host = host;
+        self.start(port, handshake, &waker);
     }
 
     /// Start over at the location a redirect named, on a new socket, with
@@ -424,12 +458,12 @@ impl Connection {
             Some((Ok(target), url)) if !target.tls || r.tls.is_some() => {
                 r.url = url;
                 r.secure = target.tls;
+                r.target_host = target.host.clone();
                 target
             }
             _ => return self.fail_early(format!("handshake failed: bad redirect to '{location}'")),
         };
-        let (protocol, headers, waker) =
-            (r.protocol.clone(), r.headers.clone(), Arc::clone(&r.waker));
+        r.tunnel = None;
         self.retired = self.socket.take();
         self.tls = None;
         self.inbuf.consume(self.inbuf.data().len());
@@ -437,28 +471,22 @@ impl Connection {
         self.write_blocked = false;
         self.eof = None;
         self.peer = None;
-        let handshake = ClientHandshake::write_request(
-            &target,
-            protocol.as_deref(),
-            &headers,
-            self.out.raw_buf(),
-        );
-        self.host = target.host.clone();
-        self.start(&target, handshake, &waker);
+        self.open_client(&target);
     }
 
-    fn start(&mut self, target: &Endpoint, handshake: ClientHandshake, waker: &Waker) {
-        if let Some(ip) = target.ip_literal() {
+    /// Resolve `self.host` (unless it is an IP literal) and connect.
+    fn start(&mut self, port: u16, handshake: ClientHandshake, waker: &Waker) {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
             self.phase = Phase::Connecting(handshake);
-            self.candidates.push_back(SocketAddr::new(ip, target.port));
+            self.candidates.push_back(SocketAddr::new(ip, port));
             self.try_next_address(None);
             return;
         }
-        match Lookup::start(&target.host, target.port, Arc::clone(waker)) {
+        match Lookup::start(&self.host, port, Arc::clone(waker)) {
             Ok(lookup) => self.phase = Phase::Resolving(lookup, handshake),
             Err(e) => self.fail_early(format!(
                 "DNS lookup failed for '{}': {}",
-                target.host,
+                self.host,
                 os_error::text(&e)
             )),
         }
@@ -513,7 +541,7 @@ impl Connection {
         let socket = self.socket.as_ref();
         let handshaking = matches!(
             self.phase,
-            Phase::AwaitingResponse(_) | Phase::AwaitingRequest
+            Phase::Tunneling(_) | Phase::AwaitingResponse(_) | Phase::AwaitingRequest
         );
         let streaming = matches!(self.phase, Phase::Open | Phase::Closing);
         let flushable = !matches!(
@@ -721,6 +749,7 @@ impl Connection {
             Err(text) => self.eof = Some(Some(text)),
         }
         match self.phase {
+            Phase::Tunneling(_) => self.read_tunnel(),
             Phase::AwaitingResponse(_) => self.read_response(),
             Phase::AwaitingRequest => self.read_request(),
             _ => {}
@@ -773,9 +802,10 @@ impl Connection {
             None => return,
         }
         match self.phase {
-            Phase::Resolving(..) | Phase::Connecting(_) | Phase::AwaitingResponse(_) => {
-                self.fail_early("connect timeout".into())
-            }
+            Phase::Resolving(..)
+            | Phase::Connecting(_)
+            | Phase::Tunneling(_)
+            | Phase::AwaitingResponse(_) => self.fail_early("connect timeout".into()),
             Phase::Open => self.keepalive_due(now),
             Phase::Closing => self.finish_close(),
             Phase::Closed => {}
@@ -810,7 +840,7 @@ impl Connection {
                 } else if matches!(self.phase, Phase::Open | Phase::Closing) {
                     self.notices.push_back(Notice::Error(text));
                     self.finish(1006, None);
-                } else if matches!(self.phase, Phase::AwaitingResponse(_)) {
+                } else if matches!(self.phase, Phase::Tunneling(_) | Phase::AwaitingResponse(_)) {
                     self.fail_early(text);
                 } else {
                     self.enter_closed();
@@ -1098,20 +1128,66 @@ impl Connection {
         };
         self.peer = Some(peer);
         self.candidates.clear();
-        self.phase = Phase::AwaitingResponse(handshake);
-        if let Some(r) = self.request.as_ref().filter(|r| r.secure) {
+        if self.request.as_ref().is_some_and(|r| r.tunnel.is_some()) {
+            self.phase = Phase::Tunneling(handshake);
+            self.flush();
+        } else {
+            self.begin_upgrade(handshake);
+        }
+    }
+
+    /// The path to the server is open (TCP, or a proxy's tunnel): start
+    /// TLS for wss://, then send the upgrade request.
+    fn begin_upgrade(&mut self, handshake: ClientHandshake) {
+        let Some(r) = self.request.as_mut() else {
+            return;
+        };
+        if r.secure {
             let session = r
                 .tls
                 .as_ref()
                 .ok_or_else(|| "no TLS settings for wss://".to_string())
                 .and_then(|t| t.config(r.verify))
-                .and_then(|config| tls::client_session(config, &self.host));
+                .and_then(|config| tls::client_session(config, &r.target_host));
             match session {
                 Ok(session) => self.tls = Some(Box::new(session)),
                 Err(e) => return self.fail_early(format!("TLS handshake failed: {e}")),
             }
         }
+        let upgrade = std::mem::take(&mut r.upgrade);
+        self.out.push_raw(&upgrade);
+        self.phase = Phase::AwaitingResponse(handshake);
         self.flush();
+    }
+
+    /// The proxy answered: go on with the tunnel's conversation.
+    fn read_tunnel(&mut self) {
+        let Some(tunnel) = self.request.as_mut().and_then(|r| r.tunnel.as_mut()) else {
+            return;
+        };
+        match tunnel.advance(self.inbuf.data()) {
+            TunnelStep::NeedMore if self.eof.is_some() => {
+                self.fail_early("proxy failed: connection closed by the proxy".into())
+            }
+            TunnelStep::NeedMore => {}
+            TunnelStep::Send { used, bytes } => {
+                self.inbuf.consume(used);
+                self.out.push_raw(&bytes);
+                self.flush();
+            }
+            TunnelStep::Open(used) => {
+                self.inbuf.consume(used);
+                if let Some(r) = self.request.as_mut() {
+                    r.tunnel = None;
+                }
+                let Phase::Tunneling(handshake) = std::mem::replace(&mut self.phase, Phase::Closed)
+                else {
+                    unreachable!("only called while tunneling");
+                };
+                self.begin_upgrade(handshake);
+            }
+            TunnelStep::Failed(text) => self.fail_early(text),
+        }
     }
 
     fn read_response(&mut self) {

@@ -16,6 +16,7 @@ typedef struct ews_conn ews_conn;         /* a connection (Rust Connection)  */
 typedef struct ews_listener ews_listener; /* a listening socket              */
 typedef struct ews_waker ews_waker;       /* wakes the loop from a thread    */
 typedef struct ews_tls ews_tls;           /* a context's TLS client settings */
+typedef struct ews_proxies ews_proxies;   /* a context's proxy settings      */
 
 #define EWS_ERROR_MAX 512
 typedef struct { char msg[EWS_ERROR_MAX]; } ews_error;
@@ -98,9 +99,14 @@ void ews_waker_free(ews_waker *w);   /* disables it first: no call after */
 ews_tls *ews_tls_new(const char *cert, const char *key, const char *ca, ews_error *err);
 void ews_tls_free(ews_tls *t);
 
+/* proxies of a context: from the environment (host NULL, use_env 1), none
+ * (host NULL, use_env 0), or an HTTP CONNECT proxy at host:port */
+ews_proxies *ews_proxies_new(const char *host, size_t host_len, uint16_t port, int use_env);
+void ews_proxies_free(ews_proxies *p);
+
 /* client */
 ews_conn *ews_connect(const ews_connect_opts *opts, const ews_waker *w,
-                      const ews_tls *tls, ews_error *err);
+                      const ews_tls *tls, const ews_proxies *proxies, ews_error *err);
 
 /* loop entry points */
 void ews_conn_on_io(ews_conn *c, int readable, int writable);

@@ -16,12 +16,14 @@ use crate::connection::{
     ClientOptions, Connection, Event, SendKind, ServerSettings, SessionSettings, State,
 };
 use crate::listener::{Bind, Listener};
+use crate::proxy::{Proxy, ProxyKind, ProxySettings};
 use crate::resolver::Waker;
 use crate::tls::{self, ClientTls};
 use crate::{handshake, os_error};
 
 pub struct EwsConn(Connection);
 pub struct EwsTls(Arc<ClientTls>);
+pub struct EwsProxies(Arc<ProxySettings>);
 pub struct EwsListener(Listener);
 /// The loop's wake-up call, shared with resolver threads; `None` once the
 /// context is gone.
@@ -288,6 +290,48 @@ pub unsafe extern "C" fn ews_tls_free(t: *mut EwsTls) {
     guard((), || drop(unsafe { Box::from_raw(t) }))
 }
 
+// ---- proxies ----------------------------------------------------------------
+
+/// # Safety
+/// `host` is null or valid for `host_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_proxies_new(
+    host: *const c_char,
+    host_len: usize,
+    port: u16,
+    use_env: c_int,
+) -> *mut EwsProxies {
+    guard(std::ptr::null_mut(), || {
+        let from_env = ProxySettings::from_env();
+        let settings = if !host.is_null() {
+            // SAFETY: guaranteed by the caller.
+            let host = String::from_utf8_lossy(unsafe { bytes(host, host_len) }).into_owned();
+            ProxySettings {
+                proxy: Some(Proxy {
+                    kind: ProxyKind::Http,
+                    host,
+                    port,
+                    auth: None,
+                }),
+                bypass: from_env.bypass,
+            }
+        } else if use_env != 0 {
+            from_env
+        } else {
+            ProxySettings::default()
+        };
+        Box::into_raw(Box::new(EwsProxies(Arc::new(settings))))
+    })
+}
+
+/// # Safety
+/// `p` came from `ews_proxies_new` and is not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_proxies_free(p: *mut EwsProxies) {
+    // SAFETY: guaranteed by the caller.
+    guard((), || drop(unsafe { Box::from_raw(p) }))
+}
+
 // ---- client -----------------------------------------------------------------
 
 /// # Safety
@@ -297,6 +341,7 @@ pub unsafe extern "C" fn ews_connect(
     opts: *const EwsConnectOpts,
     w: *const EwsWaker,
     tls: *const EwsTls,
+    proxies: *const EwsProxies,
     err: *mut EwsError,
 ) -> *mut EwsConn {
     guard(std::ptr::null_mut(), || {
@@ -317,6 +362,10 @@ pub unsafe extern "C" fn ews_connect(
         options.verify = o.ssl_verify != 0;
         // SAFETY: `tls` is null or a live TLS handle, per the caller.
         options.tls = unsafe { tls.as_ref() }.map(|t| Arc::clone(&t.0));
+        // SAFETY: `proxies` is null or a live proxies handle, per the caller.
+        if let Some(p) = unsafe { proxies.as_ref() } {
+            options.proxies = Arc::clone(&p.0);
+        }
         match Connection::connect(&options, waker) {
             Ok(c) => Box::into_raw(Box::new(EwsConn(c))),
             Err(text) => {

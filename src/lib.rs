@@ -17,6 +17,7 @@ pub mod listener;
 pub mod os_error;
 pub mod outbound;
 pub mod pool;
+pub mod proxy;
 pub mod resolver;
 pub mod tls;
 pub mod transport;

@@ -163,4 +163,123 @@ sub ws_roundtrip {
     return \%r;
 }
 
+# ---- Helpers for the proxy tests (t/60-proxy.t) ----
+
+push @EXPORT, qw(with_proxy_env ctx_roundtrip find_program spawn_daemon wait_for_port stop_daemon);
+
+# Every environment variable that chooses a proxy or exempts hosts from it.
+my @PROXY_ENV = qw(https_proxy http_proxy all_proxy HTTPS_PROXY HTTP_PROXY ALL_PROXY no_proxy NO_PROXY);
+
+# Run $code with exactly the variables of %$vars set among @PROXY_ENV (the
+# others removed; an undef value removes the variable too), then restore
+# the previous environment, also when $code dies.  Returns what $code
+# returned.
+sub with_proxy_env {
+    my ($vars, $code) = @_;
+    my @names = (@PROXY_ENV, keys %$vars);
+    my %saved = map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @names;
+    delete @ENV{@names};
+    $ENV{$_} = $vars->{$_} for grep { defined $vars->{$_} } keys %$vars;
+    my @r;
+    my $ok  = eval { @r = $code->(); 1 };
+    my $err = $@;
+    delete @ENV{@names};
+    @ENV{ keys %saved } = values %saved;
+    die $err unless $ok;
+    return wantarray ? @r : $r[-1];
+}
+
+# Like ws_roundtrip, but from the given context: connect to $url, send
+# $opt{message} (default "hello") on connect, wait (at most $opt{timeout}
+# seconds, default 5) for the first message back or a failure, close, and
+# give late callbacks a moment to fire.  Other options go to connect.
+# Returns a hash ref: connected (count), reply, errors (every on_error
+# text), closes (every on_close's [code, reason]), state (the connection's
+# state at the end).
+sub ctx_roundtrip {
+    my ($ctx, $url, %opt) = @_;
+    my $message = delete $opt{message} // 'hello';
+    my $secs    = delete $opt{timeout} // 5;
+    my %r = (connected => 0, errors => [], closes => []);
+    my $conn = $ctx->connect(
+        url        => $url,
+        %opt,
+        on_connect => sub { $r{connected}++; $_[0]->send($message) },
+        on_message => sub { $r{reply} //= $_[1] },
+        on_error   => sub { push @{ $r{errors} }, $_[1] },
+        on_close   => sub { push @{ $r{closes} }, [ $_[1], $_[2] ] },
+    );
+    run_until(sub { defined $r{reply} || @{ $r{errors} } || @{ $r{closes} } }, $secs);
+    if ($r{connected} && !@{ $r{closes} } && !@{ $r{errors} }) {
+        $conn->close;
+        run_until(sub { @{ $r{closes} } || @{ $r{errors} } }, 2);
+    }
+    run_for(0.1);    # a late or duplicate callback would show up here
+    $r{state} = $conn->state;
+    return \%r;
+}
+
+# The path of an executable named $name in $PATH, /usr/sbin or /usr/bin,
+# or undef.
+sub find_program {
+    my ($name) = @_;
+    for my $dir (split(/:/, $ENV{PATH} // ''), '/usr/sbin', '/usr/bin', '/usr/local/bin') {
+        next if $dir eq '';
+        return "$dir/$name" if -f "$dir/$name" && -x _;
+    }
+    return undef;
+}
+
+# Start @$cmd in the background, stdin from /dev/null, stdout and stderr
+# appended to $log.  Returns a hash ref: pid, log, and status (the wait
+# status, set by an EV::child watcher once the process has exited while the
+# default loop runs).
+sub spawn_daemon {
+    my ($cmd, $log) = @_;
+    require POSIX;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open(STDIN, '<', '/dev/null');
+        open(STDOUT, '>>', $log) or POSIX::_exit(126);
+        open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
+        exec { $cmd->[0] } @$cmd;
+        POSIX::_exit(127);
+    }
+    my $d = { pid => $pid, log => $log, cmd => "@$cmd" };
+    weaken(my $wd = $d);
+    $d->{watcher} = EV::child($pid, 0, sub { $wd->{status} = $_[0]->rstatus if $wd; $_[0]->stop });
+    return $d;
+}
+
+# Wait, polling with an EV timer, until something accepts TCP connections on
+# 127.0.0.1:$port, at most $secs seconds (default 5), giving up early if
+# daemon $d (optional) exits.  Returns true once the port accepted.
+sub wait_for_port {
+    my ($port, $secs, $d) = @_;
+    my $up;
+    my $probe = sub {
+        my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp');
+        $up = 1 if $sock;
+    };
+    $probe->();
+    return 1 if $up;
+    my $poll = EV::timer(0.02, 0.02, $probe);
+    run_until(sub { $up || ($d && defined $d->{status}) }, $secs // 5);
+    return $up ? 1 : 0;
+}
+
+# Stop daemon $d: SIGTERM, wait (bounded) for it to exit, then SIGKILL if it
+# is still there.  Returns its wait status (undef if it could not be seen).
+sub stop_daemon {
+    my ($d) = @_;
+    return $d->{status} if defined $d->{status};
+    kill 'TERM', $d->{pid};
+    run_until(sub { defined $d->{status} }, 3);
+    if (!defined $d->{status}) {
+        kill 'KILL', $d->{pid};
+        run_until(sub { defined $d->{status} }, 2);
+    }
+    return $d->{status};
+}
+
 1;
