@@ -119,10 +119,9 @@ their size, up to C<max_message_size>. Pings are answered automatically.
 =head2 Status
 
 This is an early release of the Rust core: it implements ws:// clients and
-servers, TLS (wss:// with rustls, TLS listeners, mutual TLS), keepalive
-pings, redirects and C<adopt>. Planned for later releases: HTTP and SOCKS5
-proxies (the C<proxy> options are accepted and not used yet) and
-permessage-deflate compression. This page documents them with the
+servers, TLS (wss:// with rustls, TLS listeners, mutual TLS), HTTP and
+SOCKS5 proxies, keepalive pings, redirects and C<adopt>. Planned for a
+later release: permessage-deflate compression. This page documents them with the
 behaviour they will have.
 
 =head1 EV::Websockets::Context
@@ -145,12 +144,17 @@ with a message that names C<EV::Loop>.
 HTTP proxy for outgoing connections (C<CONNECT host:port>, used for ws://
 and wss://; TLS runs inside the tunnel). C<proxy_port> defaults to 1080.
 Without C<proxy> (or with C<< proxy => undef >>), the first defined of
-C<$ENV{https_proxy}>, C<$ENV{http_proxy}> and C<$ENV{all_proxy}> is used; a
-scheme and C<user:pass@> in it are accepted, and the credentials are sent as
-C<Proxy-Authorization: Basic>. Hosts listed in C<no_proxy> / C<NO_PROXY>
-(comma-separated names, domain suffixes, or C<*>) are reached directly.
-C<< proxy => "" >> turns off every proxy, including the environment's. A
-proxy that does not answer 2xx fails the connection through C<on_error>.
+C<$ENV{https_proxy}>, C<$ENV{http_proxy}> and C<$ENV{all_proxy}> is used,
+read when the context is created. C<http://> (or no scheme) means HTTP
+CONNECT, with C<user:pass@> sent as C<Proxy-Authorization: Basic>;
+C<socks5://> and C<socks5h://> mean SOCKS5 (with username/password
+authentication when given); with both, the proxy resolves the server's
+name. Hosts listed in C<no_proxy> / C<NO_PROXY> (comma-separated names,
+domain suffixes, IP addresses, or C<*>) are reached directly, also with an
+explicit C<proxy>. C<< proxy => "" >> turns off every proxy, including the
+environment's. A proxy that refuses fails the connection through
+C<on_error> (C<< "proxy failed: HTTP <code> <reason>" >>, C<< "proxy failed:
+SOCKS5 ..." >>).
 
 =item ssl_cert => $file, ssl_key => $file
 
@@ -823,6 +827,11 @@ The server closed before answering the upgrade.
 =item C<handshake failed: server accepted an extension that was not offered>
 
 =item C<handshake failed: response head too large>, C<< handshake failed: malformed response (<detail>) >>
+
+=item C<< proxy failed: HTTP <code> <reason> >>, C<< proxy failed: SOCKS5 <detail> >>
+
+The proxy refused the tunnel (a proxy that cannot be reached gives
+C<< connect failed: <os error> >>).
 
 =item C<< TLS handshake failed: <reason> >>
 
