@@ -47,12 +47,7 @@ subtest 'die in connect, message and close handlers' => sub {
         on_close   => sub { $client_closed++; EV::break if $server_closed },
     );
 
-    my $after;
-    {
-        local $@ = 'keep';
-        EV::run;
-        $after = $@;
-    }
+    my $after = run_keeping_errsv();
 
     is($after, 'keep', '$@ is not clobbered by callbacks that died');
     is(scalar warnings_about('connect handler'), 1, 'die in on_connect warns "exception in connect handler"');
@@ -75,12 +70,7 @@ subtest 'die in the error handler' => sub {
         on_error => sub { $errors++; EV::break; die 'boom' },
     );
 
-    my $after;
-    {
-        local $@ = 'keep';
-        EV::run;
-        $after = $@;
-    }
+    my $after = run_keeping_errsv();
     run_for(0.2);    # a recursive or repeated on_error would show up here
 
     is($after, 'keep', '$@ is not clobbered by on_error dying');

@@ -75,12 +75,7 @@ subtest 'a die in each handler is warned and the connection carries on' => sub {
         },
     );
 
-    my $after;
-    {
-        local $@ = 'keep';
-        EV::run;
-        $after = $@;
-    }
+    my $after = run_keeping_errsv();
     run_for(0.2);    # a late or repeated callback would show up here
 
     is($after, 'keep', 'the user\'s $@ survived the handlers that died');

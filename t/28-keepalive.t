@@ -14,21 +14,13 @@ my $guard = EV::timer(10, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) }
 my @warnings;
 $SIG{__WARN__} = sub { push @warnings, $_[0] };
 
-# Our client (connect_raw) or our server (listen_raw) with %opt; the raw peer
-# at the other end gets %peer_opt.  Returns ($peer, $ev).
-sub pair {
-    my ($side, $peer_opt, %opt) = @_;
-    my @r = ($side eq 'client' ? \&connect_raw : \&listen_raw)->(%opt, peer => $peer_opt);
-    return @r[-2, -1];
-}
-
 for my $side (qw(client server)) {
     my $who = "our $side";
 
     subtest "$who: pings every ping_interval of idleness, answered" => sub {
         @warnings = ();
         my ($t_open, $stop);
-        my ($peer, $ev) = pair($side, { on_open => sub { $t_open = EV::now } }, ping_interval => 0.2);
+        my ($peer, $ev) = raw_pair($side, { on_open => sub { $t_open = EV::now } }, ping_interval => 0.2);
         is_deeply(\@warnings, [], 'ping_interval is a known option (no warning)')
             or diag(explain(\@warnings));
         ok(run_until(sub { $ev->{connect} && $t_open }), 'connected');
@@ -51,7 +43,7 @@ for my $side (qw(client server)) {
     subtest "$who: traffic in both directions postpones the ping" => sub {
         @warnings = ();
         my ($sender, $count);
-        my ($peer, $ev) = pair($side,
+        my ($peer, $ev) = raw_pair($side,
             { on_open => sub {
                 my ($p) = @_;
                 $sender = EV::timer(0, 0.08, sub { $p->send_frame(payload => 'tick') if ++$count <= 9 });
@@ -71,7 +63,7 @@ for my $side (qw(client server)) {
     subtest "$who: no pong within ping_timeout: \"ping timeout\", close 1011" => sub {
         @warnings = ();
         my ($t_open, $t_error);
-        my ($peer, $ev) = pair($side,
+        my ($peer, $ev) = raw_pair($side,
             { auto_pong => 0, on_open => sub { $t_open = EV::now } },
             ping_interval => 0.2,
             ping_timeout  => 0.2,
@@ -91,7 +83,7 @@ for my $side (qw(client server)) {
 
     subtest "$who: no pings while the feature is off" => sub {
         @warnings = ();
-        my ($peer, $ev) = pair($side, {});
+        my ($peer, $ev) = raw_pair($side, {});
         ok(run_until(sub { $ev->{connect} }), 'connected');
         run_for(0.5);
         is(scalar $peer->frames_of(9), 0, 'no ping in 0.5 s');

@@ -15,21 +15,13 @@ my $guard = EV::timer(15, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) }
 my @warnings;
 $SIG{__WARN__} = sub { push @warnings, $_[0] };
 
-# Our client (connect_raw) or our server (listen_raw) with %opt; the raw peer
-# at the other end gets %peer_opt.  Returns ($peer, $ev).
-sub pair {
-    my ($side, $peer_opt, %opt) = @_;
-    my @r = ($side eq 'client' ? \&connect_raw : \&listen_raw)->(%opt, peer => $peer_opt);
-    return @r[-2, -1];
-}
-
 for my $side (qw(client server)) {
     my $who = "our $side";
 
     for my $method (qw(pause_recv resume_recv)) {
         subtest "$who: $method inside on_error, on_close still follows" => sub {
             # A message over max_message_size: on_error, then on_close(1009).
-            my ($peer, $ev) = pair($side,
+            my ($peer, $ev) = raw_pair($side,
                 { on_open => sub { $_[0]->send_frame(payload => 'x' x 11) } },
                 max_message_size => 10,
                 on_error         => sub { $_[0]->$method },
@@ -46,7 +38,7 @@ for my $side (qw(client server)) {
     }
 
     subtest "$who: the peer's close frame followed by a reset is a clean close" => sub {
-        my ($peer, $ev) = pair($side, { reply_close => 0 });
+        my ($peer, $ev) = raw_pair($side, { reply_close => 0 });
         ok(run_until(sub { $ev->{connect} && $peer->{open} }), 'connected');
         $peer->send_frame(opcode => 8, payload => RawPeer::close_payload(4001, 'bye'));
         $peer->reset_tcp;
@@ -58,7 +50,7 @@ for my $side (qw(client server)) {
     };
 
     subtest "$who: keepalive waits while paused" => sub {
-        my ($peer, $ev) = pair($side, {}, ping_interval => 0.2, ping_timeout => 0.2);
+        my ($peer, $ev) = raw_pair($side, {}, ping_interval => 0.2, ping_timeout => 0.2);
         ok(run_until(sub { $ev->{connect} && $peer->{open} }), 'connected');
         run_for(0.5);
         ok($ev->{pong} && @{ $ev->{pong} } >= 1, 'pongs arrive while receiving');

@@ -12,7 +12,7 @@ use IO::Socket::INET;
 use Scalar::Util qw(weaken);
 use Exporter 'import';
 
-our @EXPORT = qw(echo_server run_until run_for closed_port recording connect_raw listen_raw ws_roundtrip);
+our @EXPORT = qw(echo_server run_until run_for run_keeping_errsv closed_port recording connect_raw listen_raw raw_pair ws_roundtrip);
 
 # A proxy picked up from the environment would capture the tests'
 # connections to 127.0.0.1.
@@ -44,6 +44,23 @@ sub run_until {
     my $timeout = EV::timer($secs, 0, sub { EV::break });
     EV::run;
     return $cond->() ? 1 : 0;
+}
+
+# Our client (connect_raw) or our server (listen_raw), for $side 'client'
+# or 'server', with %opt; the raw peer at the other end gets %$peer_opt.
+# Returns ($peer, $ev).
+sub raw_pair {
+    my ($side, $peer_opt, %opt) = @_;
+    my @r = ($side eq 'client' ? \&connect_raw : \&listen_raw)->(%opt, peer => $peer_opt);
+    return @r[-2, -1];
+}
+
+# EV::run with $@ set to 'keep' around it; returns $@ afterwards, to show
+# whether callbacks run by the loop clobbered it.
+sub run_keeping_errsv {
+    local $@ = 'keep';
+    EV::run;
+    return $@;
 }
 
 # Run the default loop for $secs seconds, e.g. to give callbacks that must
@@ -194,19 +211,19 @@ sub with_proxy_env {
 # seconds, default 5) for the first message back or a failure, close, and
 # give late callbacks a moment to fire.  Other options go to connect.
 # Returns a hash ref: connected (count), reply, errors (every on_error
-# text), closes (every on_close's [code, reason]), state (the connection's
-# state at the end).
+# text), error_states (the state inside each on_error), closes (every
+# on_close's [code, reason]), state (the connection's state at the end).
 sub ctx_roundtrip {
     my ($ctx, $url, %opt) = @_;
     my $message = delete $opt{message} // 'hello';
     my $secs    = delete $opt{timeout} // 5;
-    my %r = (connected => 0, errors => [], closes => []);
+    my %r = (connected => 0, errors => [], error_states => [], closes => []);
     my $conn = $ctx->connect(
         url        => $url,
         %opt,
         on_connect => sub { $r{connected}++; $_[0]->send($message) },
         on_message => sub { $r{reply} //= $_[1] },
-        on_error   => sub { push @{ $r{errors} }, $_[1] },
+        on_error   => sub { push @{ $r{errors} }, $_[1]; push @{ $r{error_states} }, $_[0]->state },
         on_close   => sub { push @{ $r{closes} }, [ $_[1], $_[2] ] },
     );
     run_until(sub { defined $r{reply} || @{ $r{errors} } || @{ $r{closes} } }, $secs);
