@@ -5,6 +5,7 @@
 use strict;
 use warnings;
 use Test::More;
+use POSIX ();
 use EV;
 use EV::Websockets;
 use Socket qw(getaddrinfo getnameinfo SOCK_STREAM NI_NUMERICHOST NIx_NOSERV);
@@ -274,6 +275,38 @@ subtest 'contexts with TLS options, created and destroyed repeatedly' => sub {
     }
     is($failed, 0, '50 contexts, each with a TLS listener, created and destroyed');
     echo_ok(exchange(trusting_ctx(), "wss://$NAME:$port/"), 'TLS still works afterwards');
+};
+
+subtest 'forked children create and destroy TLS contexts and connect' => sub {
+    # Each child builds TLS contexts, connects to the parent's TLS listener
+    # with a loop of its own, and exits; the parent serves meanwhile and
+    # keeps working afterwards.
+    my @kids;
+    for my $n (1 .. 3) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $loop = EV::Loop->new;
+            my $ok   = 0;
+            for (1 .. 10) {
+                my $ctx = EV::Websockets::Context->new(loop => $loop, ssl_ca => cert('ca.pem'));
+                $ctx->connect(
+                    url        => "wss://$NAME:$port/",
+                    on_connect => sub { $_[0]->send("child $n") },
+                    on_message => sub { $ok++; $_[0]->close; $loop->break },
+                    on_error   => sub { $loop->break },
+                );
+                my $limit = $loop->timer(5, 0, sub { $loop->break });
+                $loop->run;
+            }
+            POSIX::_exit($ok == 10 ? 0 : 1);
+        }
+        push @kids, $pid;
+    }
+    my %status;
+    my @watchers = map { my $pid = $_; EV::child($pid, 0, sub { $status{$pid} = $_[0]->rstatus }) } @kids;
+    ok(run_until(sub { keys %status == @kids }, 8), 'the children finished');
+    is_deeply([ map { $status{$_} } @kids ], [ 0, 0, 0 ], 'each made 10 TLS connections and exited cleanly');
+    echo_ok(exchange(trusting_ctx(), "wss://$NAME:$port/"), 'the parent still serves TLS');
 };
 
 subtest 'Context->new: bad certificate and key files croak' => sub {
