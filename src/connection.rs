@@ -26,7 +26,7 @@ use crate::headers::HeaderList;
 use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
 use crate::os_error;
 use crate::outbound::{Flushed, Outbound};
-use crate::proxy::{ProxySettings, Tunnel, TunnelStep};
+use crate::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
 use crate::resolver::{Lookup, Waker};
 use crate::tls::{self, ClientTls};
 use crate::transport::{self, Received};
@@ -139,6 +139,8 @@ struct ClientRequest {
     upgrade: Vec<u8>,
     /// The proxy conversation, while the tunnel opens.
     tunnel: Option<Tunnel>,
+    /// socks5://: the proxy to use once the server's name is resolved here.
+    resolving_for: Option<(Proxy, u16)>,
 }
 
 /// Keepalive state of an open connection.
@@ -412,6 +414,7 @@ impl Connection {
             redirects_left: MAX_REDIRECTS,
             upgrade: Vec::new(),
             tunnel: None,
+            resolving_for: None,
         }));
         conn.open_client(&target);
         Ok(conn)
@@ -422,13 +425,21 @@ impl Connection {
     fn open_client(&mut self, target: &Endpoint) {
         let r = self.request.as_mut().expect("client connection");
         r.upgrade.clear();
+        r.tunnel = None;
+        r.resolving_for = None;
         let handshake = ClientHandshake::write_request(
             target,
             r.protocol.as_deref(),
             &r.headers,
             &mut r.upgrade,
         );
-        let (host, port) = match r.proxies.for_host(&target.host) {
+        let proxy = r.proxies.for_host(&target.host);
+        let (host, port) = match proxy {
+            // socks5:// sends an address: resolve the server's name first.
+            Some(proxy) if proxy.resolves_locally() && target.ip_literal().is_none() => {
+                r.resolving_for = Some((proxy.clone(), target.port));
+                (target.host.clone(), target.port)
+            }
             Some(proxy) => {
                 let (tunnel, first) = Tunnel::start(proxy, &target.host, target.port);
                 r.tunnel = Some(tunnel);
@@ -463,7 +474,6 @@ impl Connection {
             }
             _ => return self.fail_early(format!("handshake failed: bad redirect to '{location}'")),
         };
-        r.tunnel = None;
         self.retired = self.socket.take();
         self.tls = None;
         self.inbuf.consume(self.inbuf.data().len());
@@ -777,7 +787,19 @@ impl Connection {
         else {
             unreachable!("phase checked above");
         };
+        let socks = self.request.as_mut().and_then(|r| r.resolving_for.take());
         match answer {
+            Ok(addrs) if !addrs.is_empty() && socks.is_some() => {
+                // The server's address is known: now to the SOCKS5 proxy.
+                let (proxy, port) = socks.expect("checked in the guard");
+                let (tunnel, first) = Tunnel::start(&proxy, &addrs[0].ip().to_string(), port);
+                self.out.push_raw(&first);
+                let r = self.request.as_mut().expect("a client resolves");
+                r.tunnel = Some(tunnel);
+                let waker = Arc::clone(&r.waker);
+                self.host = proxy.host.clone();
+                self.start(proxy.port, handshake, &waker);
+            }
             Ok(addrs) if !addrs.is_empty() => {
                 self.phase = Phase::Connecting(handshake);
                 self.candidates.extend(addrs);

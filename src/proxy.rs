@@ -9,9 +9,9 @@ use crate::headers;
 pub enum ProxyKind {
     /// HTTP CONNECT.
     Http,
-    /// SOCKS5; the target's name is always sent to the proxy, which
-    /// resolves it (socks5:// and socks5h:// alike).
-    Socks5,
+    /// SOCKS5: socks5:// resolves the server's name here and sends the
+    /// address; socks5h:// (`remote_dns`) lets the proxy resolve it.
+    Socks5 { remote_dns: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Whether the server's name must be resolved here first.
+    pub fn resolves_locally(&self) -> bool {
+        self.kind == ProxyKind::Socks5 { remote_dns: false }
+    }
+
     /// `[scheme://][user[:pass]@]host[:port][/...]`, host possibly `[v6]`;
     /// the port defaults to 1080.  `None` for an empty or unusable value.
     pub fn parse(url: &str) -> Option<Proxy> {
@@ -32,7 +37,8 @@ impl Proxy {
             None => (String::new(), url),
         };
         let kind = match scheme.as_str() {
-            "socks5" | "socks5h" => ProxyKind::Socks5,
+            "socks5" => ProxyKind::Socks5 { remote_dns: false },
+            "socks5h" => ProxyKind::Socks5 { remote_dns: true },
             "" | "http" | "https" => ProxyKind::Http,
             _ => return None,
         };
@@ -186,7 +192,7 @@ impl Tunnel {
                 request.push_str("\r\n");
                 (tunnel(Stage::HttpAnswer), request.into_bytes())
             }
-            ProxyKind::Socks5 => {
+            ProxyKind::Socks5 { .. } => {
                 // Methods offered: none, and user/password when we have one.
                 let greeting = if proxy.auth.is_some() {
                     vec![5, 2, 0, 2]
@@ -346,7 +352,11 @@ mod tests {
             (ProxyKind::Http, "proxy.example", 8080, None)
         );
         let p = Proxy::parse("socks5h://us%40er:p:w@[::1]").unwrap();
-        assert_eq!(p.kind, ProxyKind::Socks5);
+        assert_eq!(p.kind, ProxyKind::Socks5 { remote_dns: true });
+        assert_eq!(
+            Proxy::parse("socks5://s").unwrap().kind,
+            ProxyKind::Socks5 { remote_dns: false }
+        );
         assert_eq!((p.host.as_str(), p.port), ("::1", 1080));
         assert_eq!(p.auth, Some(("us@er".into(), "p:w".into())));
         assert_eq!(Proxy::parse("proxy.example").unwrap().port, 1080);

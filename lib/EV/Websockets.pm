@@ -148,8 +148,9 @@ C<$ENV{https_proxy}>, C<$ENV{http_proxy}> and C<$ENV{all_proxy}> is used,
 read when the context is created. C<http://> (or no scheme) means HTTP
 CONNECT, with C<user:pass@> sent as C<Proxy-Authorization: Basic>;
 C<socks5://> and C<socks5h://> mean SOCKS5 (with username/password
-authentication when given); with both, the proxy resolves the server's
-name. Hosts listed in C<no_proxy> / C<NO_PROXY> (comma-separated names,
+authentication when given): with C<socks5://> the server's name is
+resolved here (off the loop) and its address sent, with C<socks5h://> the
+proxy resolves the name. Hosts listed in C<no_proxy> / C<NO_PROXY> (comma-separated names,
 domain suffixes, IP addresses, or C<*>) are reached directly, also with an
 explicit C<proxy>. C<< proxy => "" >> turns off every proxy, including the
 environment's. A proxy that refuses fails the connection through
