@@ -4,7 +4,6 @@ use warnings;
 use Test::More;
 use EV;
 use EV::Websockets;
-use IO::Socket::INET;
 use lib 't/lib';
 use TestWS;
 
@@ -13,28 +12,6 @@ my $guard = EV::timer(10, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) }
 my $ctx  = EV::Websockets::Context->new;
 my @paths;
 my $echo = echo_server($ctx, on_connect => sub { push @paths, $_[1]{Path} });
-
-# An HTTP server that answers every request with $answer->($path), then
-# closes.  Returns its port.
-my @redirectors;
-sub redirector {
-    my ($answer) = @_;
-    my $listen = IO::Socket::INET->new(
-        Listen => 16, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1,
-    ) or die "listen: $!";
-    my %clients;
-    push @redirectors, [ $listen, \%clients, EV::io($listen, EV::READ, sub {
-        my $sock = $listen->accept or return;
-        my $head = '';
-        $clients{$sock} = EV::io($sock, EV::READ, sub {
-            sysread($sock, $head, 4096, length $head) or return delete $clients{$sock};
-            return unless $head =~ m{\A\w+ (\S+) HTTP/1\.1\r\n.*?\r\n\r\n}s;
-            syswrite($sock, $answer->($1));
-            delete $clients{$sock};
-        });
-    }) ];
-    return $listen->sockport;
-}
 
 sub redirect { my ($status, $location) = @_; "HTTP/1.1 $status\r\nLocation: $location\r\nContent-Length: 0\r\n\r\n" }
 
@@ -54,7 +31,7 @@ sub attempt {
 }
 
 for my $status ('301 Moved Permanently', '302 Found', '303 See Other', '307 Temporary Redirect', '308 Permanent Redirect') {
-    my $port = redirector(sub { redirect($status, "ws://127.0.0.1:$echo/landed?via=$_[0]") });
+    my $port = http_answerer(sub { redirect($status, "ws://127.0.0.1:$echo/landed?via=$_[0]") });
     @paths = ();
     my $got = attempt("ws://127.0.0.1:$port/start");
     is($got->{reply}, 'ping', "$status: followed, echo works");
@@ -63,7 +40,7 @@ for my $status ('301 Moved Permanently', '302 Found', '303 See Other', '307 Temp
 }
 
 {
-    my $port = redirector(sub { $_[0] eq '/start' ? redirect('302 Found', '/next') : redirect('302 Found', "http://127.0.0.1:$echo/web") });
+    my $port = http_answerer(sub { $_[0] eq '/start' ? redirect('302 Found', '/next') : redirect('302 Found', "http://127.0.0.1:$echo/web") });
     @paths = ();
     my $got = attempt("ws://127.0.0.1:$port/start");
     is($got->{reply}, 'ping', 'relative Location, then an http:// one, are followed');
@@ -76,7 +53,7 @@ sub chain {
     my $next = "ws://127.0.0.1:$echo/end";
     for (1 .. $length) {
         my $to = $next;
-        $next = 'ws://127.0.0.1:' . redirector(sub { redirect('307 Temporary Redirect', $to) }) . '/hop';
+        $next = 'ws://127.0.0.1:' . http_answerer(sub { redirect('307 Temporary Redirect', $to) }) . '/hop';
     }
     return $next;
 }
@@ -87,13 +64,13 @@ is_deeply($six->{errors}, ['handshake failed: too many redirects'], 'a sixth is 
 ok(!exists $six->{close}, '... with on_error only');
 
 {
-    my $port = redirector(sub { "HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n" });
+    my $port = http_answerer(sub { "HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n" });
     my $got = attempt("ws://127.0.0.1:$port/");
     is_deeply($got->{errors}, ['handshake failed: HTTP 302 Found'], 'a redirect without Location is an error');
 }
 
 {
-    my $port = redirector(sub { redirect('302 Found', 'ftp://127.0.0.1/') });
+    my $port = http_answerer(sub { redirect('302 Found', 'ftp://127.0.0.1/') });
     my $got = attempt("ws://127.0.0.1:$port/");
     is_deeply($got->{errors}, ["handshake failed: bad redirect to 'ftp://127.0.0.1/'"], 'a redirect to another scheme is an error');
 }

@@ -108,6 +108,9 @@ impl ClientHandshake {
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
                 return Err("handshake failed: response head too large".into());
             }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err("handshake failed: response head too large".into());
+            }
             Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
             Err(e) => return Err(format!("handshake failed: malformed response ({e})")),
         };

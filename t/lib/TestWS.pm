@@ -12,7 +12,7 @@ use IO::Socket::INET;
 use Scalar::Util qw(weaken);
 use Exporter 'import';
 
-our @EXPORT = qw(echo_server run_until run_for run_keeping_errsv closed_port recording connect_raw listen_raw raw_pair ws_roundtrip);
+our @EXPORT = qw(echo_server http_answerer run_until run_for run_keeping_errsv closed_port recording connect_raw listen_raw raw_pair ws_roundtrip);
 
 # A proxy picked up from the environment would capture the tests'
 # connections to 127.0.0.1.
@@ -44,6 +44,29 @@ sub run_until {
     my $timeout = EV::timer($secs, 0, sub { EV::break });
     EV::run;
     return $cond->() ? 1 : 0;
+}
+
+# A server on 127.0.0.1 that answers every HTTP request with the bytes
+# $answer->($request_target, $request_head), then closes.  Returns its port; it lives as
+# long as the process.
+my @answerers;
+sub http_answerer {
+    my ($answer) = @_;
+    my $listen = IO::Socket::INET->new(
+        Listen => 16, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1,
+    ) or die "listen: $!";
+    my %clients;
+    push @answerers, [ $listen, \%clients, EV::io($listen, EV::READ, sub {
+        my $sock = $listen->accept or return;
+        my $head = '';
+        $clients{$sock} = EV::io($sock, EV::READ, sub {
+            sysread($sock, $head, 4096, length $head) or return delete $clients{$sock};
+            return unless $head =~ m{\A\w+ (\S+) HTTP/1\.1\r\n.*?\r\n\r\n}s;
+            syswrite($sock, $answer->($1, $head));
+            delete $clients{$sock};
+        });
+    }) ];
+    return $listen->sockport;
 }
 
 # Our client (connect_raw) or our server (listen_raw), for $side 'client'
@@ -209,7 +232,8 @@ sub with_proxy_env {
 # Like ws_roundtrip, but from the given context: connect to $url, send
 # $opt{message} (default "hello") on connect, wait (at most $opt{timeout}
 # seconds, default 5) for the first message back or a failure, close, and
-# give late callbacks a moment to fire.  Other options go to connect.
+# after a failure give late callbacks a moment to fire.  Other options go
+# to connect.
 # Returns a hash ref: connected (count), reply, errors (every on_error
 # text), error_states (the state inside each on_error), closes (every
 # on_close's [code, reason]), state (the connection's state at the end).
@@ -231,7 +255,8 @@ sub ctx_roundtrip {
         $conn->close;
         run_until(sub { @{ $r{closes} } || @{ $r{errors} } }, 2);
     }
-    run_for(0.1);    # a late or duplicate callback would show up here
+    # After a failure, a late or duplicate callback would show up here.
+    run_for(0.1) if @{ $r{errors} } || !@{ $r{closes} };
     $r{state} = $conn->state;
     return \%r;
 }
@@ -259,8 +284,7 @@ sub spawn_daemon {
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>>', $log) or POSIX::_exit(126);
         open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
-        exec { $cmd->[0] } @$cmd;
-        POSIX::_exit(127);
+        exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
     }
     my $d = { pid => $pid, log => $log, cmd => "@$cmd" };
     weaken(my $wd = $d);
