@@ -30,41 +30,22 @@ keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 EXT
 
-cat > "$TMP/server-rsa.ext" <<'EXT'
+# leaf_ext FILE KEY_USAGE EXTENDED_KEY_USAGE SUBJECT_ALT_NAME
+leaf_ext() {
+    cat > "$TMP/$1" <<EXT
 basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+keyUsage = critical, $2
+extendedKeyUsage = $3
+subjectAltName = $4
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EXT
+}
 
-cat > "$TMP/server-ec.ext" <<'EXT'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EXT
-
-cat > "$TMP/client-ec.ext" <<'EXT'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = clientAuth
-subjectAltName = DNS:client.test
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EXT
-
-cat > "$TMP/wrong-name.ext" <<'EXT'
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:wrong.example
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EXT
+leaf_ext server-rsa.ext "digitalSignature, keyEncipherment" serverAuth "DNS:localhost, IP:127.0.0.1, IP:::1"
+leaf_ext server-ec.ext digitalSignature serverAuth "DNS:localhost, IP:127.0.0.1, IP:::1"
+leaf_ext client-ec.ext digitalSignature clientAuth "DNS:client.test"
+leaf_ext wrong-name.ext "digitalSignature, keyEncipherment" serverAuth "DNS:wrong.example"
 
 # make_ca NAME SUBJECT KEYCMD...: a self-signed CA
 make_ca() {
