@@ -833,12 +833,13 @@ typedef struct {
     { "on_handshake", OPT_CODE }
 
 enum { O_HEADERS = CB_COUNT, O_PROTOCOL, O_MAX_MESSAGE, O_CLOSE_TIMEOUT,
-       O_PING_INTERVAL, O_PING_TIMEOUT, O_FIRST_OWN };
+       O_PING_INTERVAL, O_PING_TIMEOUT, O_COMPRESSION, O_FIRST_OWN };
 
 #define COMMON_OPTS                                                     \
     CALLBACK_OPTS, { "headers", OPT_HASH }, { "protocol", OPT_VALUE },  \
     { "max_message_size", OPT_VALUE }, { "close_timeout", OPT_VALUE },  \
-    { "ping_interval", OPT_VALUE }, { "ping_timeout", OPT_VALUE }
+    { "ping_interval", OPT_VALUE }, { "ping_timeout", OPT_VALUE },      \
+    { "compression", OPT_VALUE }
 
 enum { OC_URL = O_FIRST_OWN, OC_CONNECT_TIMEOUT, OC_SSL_VERIFY, OC_COUNT };
 static const opt_spec connect_spec[] = {
@@ -967,6 +968,7 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
     so->n_protocols = n;
     so->headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &so->n_headers);
     so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT]);
+    so->compression = OPT_SET(opts[O_COMPRESSION]) && SvTRUE(opts[O_COMPRESSION]);
     opts_session(aTHX_ opts, &so->session);
 }
 
@@ -1109,6 +1111,7 @@ CODE:
     opts_session(aTHX_ opts, &o.session);
     ctx_alive(aTHX_ ctx);   /* the options' magic may have destroyed it */
     o.ssl_verify = !OPT_SET(opts[OC_SSL_VERIFY]) || SvTRUE(opts[OC_SSL_VERIFY]);
+    o.compression = !OPT_SET(opts[O_COMPRESSION]) || SvTRUE(opts[O_COMPRESSION]);
     rs = ews_connect(&o, ctx->waker, ctx->tls, ctx->proxies, &err);
     if (!rs)
         croak("%s", err.msg);

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use crate::deflate::{self, Compressor, DeflateParams};
 use crate::endpoint::{self, Endpoint};
-use crate::frame::{self, Control, Data, OpCode};
+use crate::frame::{self, Control, Data, FrameHeader, OpCode};
 use crate::handshake::Parsed;
 use crate::handshake::client::{Answer, ClientHandshake};
 use crate::handshake::server::{self, ServerPolicy, UpgradeRequest, Verdict};
@@ -26,6 +27,7 @@ use crate::headers::HeaderList;
 use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
 use crate::os_error;
 use crate::outbound::{Flushed, Outbound};
+use crate::pool;
 use crate::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
 use crate::resolver::{Lookup, Waker};
 use crate::tls::{self, ClientTls};
@@ -70,6 +72,8 @@ pub struct ClientOptions {
     pub url: String,
     pub protocol: Option<String>,
     pub headers: Vec<(String, Vec<u8>)>,
+    /// Offer permessage-deflate.
+    pub compression: bool,
     pub connect_timeout: Duration,
     pub session: SessionSettings,
     /// For wss://: the context's TLS settings, and whether to verify.
@@ -85,6 +89,7 @@ impl ClientOptions {
             url: url.to_string(),
             protocol: None,
             headers: Vec::new(),
+            compression: true,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             session: SessionSettings::default(),
             tls: None,
@@ -127,6 +132,7 @@ struct ClientRequest {
     url: String,
     protocol: Option<String>,
     headers: Vec<(String, Vec<u8>)>,
+    compression: bool,
     waker: Waker,
     tls: Option<Arc<ClientTls>>,
     verify: bool,
@@ -303,6 +309,8 @@ pub enum SendKind {
 #[derive(Debug, Clone, Copy)]
 struct OutgoingFragments {
     binary: bool,
+    /// Its fragments are parts of one deflate stream.
+    compressed: bool,
     utf8: Utf8Stream,
 }
 
@@ -336,6 +344,8 @@ pub struct Connection {
     close_received: Option<(u16, Vec<u8>)>,
     drain_armed: bool,
     sending_fragments: Option<OutgoingFragments>,
+    /// permessage-deflate is in force: what we send is compressed.
+    deflater: Option<Compressor>,
     headers: HeaderList,
     protocol: Option<String>,
     deadline: Option<Instant>,
@@ -374,6 +384,7 @@ impl Connection {
             close_received: None,
             drain_armed: false,
             sending_fragments: None,
+            deflater: None,
             headers: Vec::new(),
             protocol: None,
             deadline: None,
@@ -405,6 +416,7 @@ impl Connection {
             url: opts.url.clone(),
             protocol: opts.protocol.clone(),
             headers: opts.headers.clone(),
+            compression: opts.compression,
             waker: Arc::clone(waker),
             tls: opts.tls.clone(),
             verify: opts.verify,
@@ -430,6 +442,7 @@ impl Connection {
         let handshake = ClientHandshake::write_request(
             target,
             r.protocol.as_deref(),
+            r.compression,
             &r.headers,
             &mut r.upgrade,
         );
@@ -617,7 +630,8 @@ impl Connection {
         if !matches!(self.phase, Phase::Open) {
             return Err(SendError::NotOpen);
         }
-        let (opcode, fin, payload) = match kind {
+        let data_opcode = |binary| OpCode::Data(if binary { Data::Binary } else { Data::Text });
+        match kind {
             SendKind::Text | SendKind::Binary => {
                 if self.sending_fragments.is_some() {
                     return Err(SendError::FragmentInProgress);
@@ -626,11 +640,9 @@ impl Connection {
                 if !binary && std::str::from_utf8(data).is_err() {
                     return Err(SendError::InvalidUtf8);
                 }
-                (
-                    OpCode::Data(if binary { Data::Binary } else { Data::Text }),
-                    true,
-                    data,
-                )
+                let compressed =
+                    self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
+                self.queue_data(data_opcode(binary), true, data, compressed, true);
             }
             SendKind::Ping | SendKind::Pong => {
                 let control = if kind == SendKind::Ping {
@@ -639,29 +651,63 @@ impl Connection {
                     Control::Pong
                 };
                 let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
-                (OpCode::Control(control), true, &data[..cut])
+                self.out
+                    .push_frame(OpCode::Control(control), true, &data[..cut], true);
             }
             SendKind::Fragment { binary, fin } => {
-                let (binary, opcode) = match self.sending_fragments {
-                    Some(f) => (f.binary, OpCode::Data(Data::Continue)),
-                    None => (
-                        binary,
-                        OpCode::Data(if binary { Data::Binary } else { Data::Text }),
-                    ),
+                let message = self.sending_fragments.unwrap_or(OutgoingFragments {
+                    binary,
+                    // The size of the whole is unknown: always compress.
+                    compressed: self.deflater.is_some(),
+                    utf8: Utf8Stream::default(),
+                });
+                let opcode = match self.sending_fragments {
+                    Some(_) => OpCode::Data(Data::Continue),
+                    None => data_opcode(binary),
                 };
-                let mut utf8 = self
-                    .sending_fragments
-                    .map_or_else(Utf8Stream::default, |f| f.utf8);
-                if !binary && !utf8.feed(data, fin) {
+                let mut utf8 = message.utf8;
+                if !message.binary && !utf8.feed(data, fin) {
                     return Err(SendError::InvalidUtf8);
                 }
-                self.sending_fragments = (!fin).then_some(OutgoingFragments { binary, utf8 });
-                (opcode, fin, data)
+                self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
+                self.queue_data(opcode, fin, data, message.compressed, true);
             }
-        };
-        self.out.push_frame(opcode, fin, payload, true);
+        }
         self.drain_armed = true;
         Ok(())
+    }
+
+    /// Queue a data frame, compressed when asked.  The first frame of a
+    /// compressed message carries RSV1 (RFC 7692 §6).
+    fn queue_data(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        data: &[u8],
+        compressed: bool,
+        counted: bool,
+    ) {
+        let Some(deflater) = self.deflater.as_mut().filter(|_| compressed) else {
+            return self.out.push_frame(opcode, fin, data, counted);
+        };
+        let mut payload = pool::SCRATCH.with(pool::Pool::take);
+        payload.clear();
+        deflater.compress(data, fin, &mut payload);
+        let header = FrameHeader {
+            rsv1: opcode != OpCode::Data(Data::Continue),
+            ..frame::header(opcode, fin)
+        };
+        self.out.push(header, &payload, counted);
+        pool::SCRATCH.with(|p| p.give(payload));
+    }
+
+    /// A fragmented message we send ends unfinished: the connection is
+    /// closing.
+    fn abandon_fragments(&mut self) {
+        self.sending_fragments = None;
+        if let Some(deflater) = self.deflater.as_mut() {
+            deflater.release();
+        }
     }
 
     /// Start the closing handshake.  The code is checked in every state;
@@ -671,9 +717,9 @@ impl Connection {
         if !matches!(self.phase, Phase::Open) {
             return Ok(());
         }
-        if self.sending_fragments.take().is_some() {
-            self.out
-                .push_frame(OpCode::Data(Data::Continue), true, &[], false);
+        if let Some(message) = self.sending_fragments.take() {
+            let continuation = OpCode::Data(Data::Continue);
+            self.queue_data(continuation, true, &[], message.compressed, false);
         }
         self.out.push_close(Some(code), cut_reason(reason));
         self.close_sent = true;
@@ -710,6 +756,9 @@ impl Connection {
         let settings = self.server.as_ref().expect("server connection");
         request.write_response(&settings.policy, extra_headers, self.out.raw_buf());
         self.protocol = request.protocol;
+        if let Some((params, _)) = request.deflate {
+            self.enable_deflate(&params, Role::Server);
+        }
         self.opened();
     }
 
@@ -973,6 +1022,13 @@ impl Connection {
         Some(Ready::Notice)
     }
 
+    /// permessage-deflate was negotiated.  No zlib state exists until a
+    /// message needs it.
+    fn enable_deflate(&mut self, params: &DeflateParams, role: Role) {
+        self.deflater = Some(params.compressor(role));
+        self.reader.enable_inflation(params.decompressor(role));
+    }
+
     /// The handshake completed.
     fn opened(&mut self) {
         self.phase = Phase::Open;
@@ -1014,7 +1070,7 @@ impl Connection {
             let echo = (code != 1005).then_some(code);
             self.out.push_close(echo, b"");
             self.close_sent = true;
-            self.sending_fragments = None;
+            self.abandon_fragments();
             self.phase = Phase::Closing;
             self.set_deadline(Some(self.close_timeout));
         }
@@ -1060,6 +1116,9 @@ impl Connection {
         }
         self.phase = Phase::Closed;
         self.set_deadline(None);
+        // No more messages either way: free any compression state.
+        self.deflater = None;
+        self.reader.disable_inflation();
     }
 
     /// Fail an established connection: tell the user, send the close code,
@@ -1221,6 +1280,9 @@ impl Connection {
                 self.inbuf.consume(used);
                 self.headers = accepted.headers;
                 self.protocol = accepted.protocol;
+                if let Some(params) = accepted.deflate {
+                    self.enable_deflate(&params, Role::Client);
+                }
                 self.request = None;
                 self.opened();
             }
@@ -1434,6 +1496,69 @@ mod tests {
 
     fn no_waker() -> Waker {
         Arc::new(|| {})
+    }
+
+    #[test]
+    fn compression_both_ways() {
+        let mut settings = ServerSettings::default();
+        settings.policy.compression = true;
+        let mut p = Pair::open(settings, "127.0.0.1");
+        assert!(p.client.deflater.is_some() && p.server.deflater.is_some());
+        let text = "{\"price\":\"101.25\",\"side\":\"buy\"} ".repeat(3000);
+        p.client.send(SendKind::Text, text.as_bytes()).unwrap();
+        assert!(
+            p.client.queued() < text.len() / 20,
+            "compressed on the wire"
+        );
+        p.client.send(SendKind::Binary, b"short").unwrap();
+        p.client
+            .send(
+                SendKind::Fragment {
+                    binary: false,
+                    fin: false,
+                },
+                b"one, ",
+            )
+            .unwrap();
+        p.client
+            .send(
+                SendKind::Fragment {
+                    binary: false,
+                    fin: false,
+                },
+                b"",
+            )
+            .unwrap();
+        p.client
+            .send(
+                SendKind::Fragment {
+                    binary: false,
+                    fin: true,
+                },
+                b"two",
+            )
+            .unwrap();
+        p.run_until(|p| messages(&p.server_seen).len() == 3);
+        p.echo();
+        p.run_until(|p| messages(&p.client_seen).len() == 3);
+        let expected = vec![
+            Seen::Message(false, text.clone().into_bytes()),
+            Seen::Message(true, b"short".to_vec()),
+            Seen::Message(false, b"one, two".to_vec()),
+        ];
+        assert_eq!(messages(&p.client_seen), expected);
+        // The server keeps context (more compact the second time); the
+        // client does not, so it holds no zlib state between messages.
+        assert!(p.client.deflater.as_ref().is_some_and(|d| !d.is_active()));
+        p.client.close(1000, b"").unwrap();
+        p.run_until(|p| p.server.state() == State::Closed);
+        assert!(p.server.deflater.is_none(), "freed at close");
+    }
+
+    #[test]
+    fn compression_needs_both_sides() {
+        let p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        assert!(p.client.deflater.is_none() && p.server.deflater.is_none());
     }
 
     #[test]

@@ -40,6 +40,7 @@ typedef struct {
     const ews_header *headers; size_t n_headers;
     double connect_timeout;                     /* default 30 s             */
     int ssl_verify;                             /* 0: accept any server     */
+    int compression;                            /* offer permessage-deflate */
     ews_session_opts session;
 } ews_connect_opts;
 
@@ -48,6 +49,7 @@ typedef struct {
     const ews_header *protocols; size_t n_protocols;  /* names in name/len  */
     const ews_header *headers; size_t n_headers;      /* added to every 101 */
     double handshake_timeout;                   /* default 10 s             */
+    int compression;                            /* accept permessage-deflate */
     ews_session_opts session;
 } ews_server_opts;
 

@@ -65,6 +65,7 @@ pub struct EwsConnectOpts {
     n_headers: usize,
     connect_timeout: c_double,
     ssl_verify: c_int,
+    compression: c_int,
     session: EwsSessionOpts,
 }
 
@@ -95,6 +96,7 @@ pub struct EwsServerOpts {
     headers: *const EwsHeader,
     n_headers: usize,
     handshake_timeout: c_double,
+    compression: c_int,
     session: EwsSessionOpts,
 }
 
@@ -360,6 +362,7 @@ pub unsafe extern "C" fn ews_connect(
         options.connect_timeout = seconds(o.connect_timeout).unwrap_or(options.connect_timeout);
         options.session = o.session.settings();
         options.verify = o.ssl_verify != 0;
+        options.compression = o.compression != 0;
         // SAFETY: `tls` is null or a live TLS handle, per the caller.
         options.tls = unsafe { tls.as_ref() }.map(|t| Arc::clone(&t.0));
         // SAFETY: `proxies` is null or a live proxies handle, per the caller.
@@ -762,6 +765,7 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     handshake::client::validate_user_headers(&settings.policy.headers)?;
     settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
     settings.session = o.session.settings();
+    settings.policy.compression = o.compression != 0;
     Ok(settings)
 }
 

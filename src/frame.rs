@@ -9,6 +9,15 @@ pub fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// The header of an unmasked frame without extension bits.
+pub fn header(opcode: OpCode, fin: bool) -> FrameHeader {
+    FrameHeader {
+        is_final: fin,
+        opcode,
+        ..FrameHeader::default()
+    }
+}
+
 /// Longest payload of a control frame.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 

@@ -58,8 +58,13 @@ pub fn collect(raw: &[httparse::Header<'_>]) -> HeaderList {
 
 /// The value of a header, by case-insensitive name, from a raw list.
 pub fn find<'a>(raw: &'a [httparse::Header<'_>], name: &str) -> Option<&'a [u8]> {
+    find_all(raw, name).next()
+}
+
+/// The values of every line of a header, by case-insensitive name.
+pub fn find_all<'a>(raw: &'a [httparse::Header<'_>], name: &str) -> impl Iterator<Item = &'a [u8]> {
     raw.iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
         .map(|h| trim(h.value))
 }
 

@@ -4,6 +4,7 @@
 use std::io::{self, Cursor, Read};
 use std::ops::Range;
 
+use crate::deflate::{Decompressor, InflateError};
 use crate::frame::{self, Control, Data, FrameHeader, OpCode};
 use crate::pool;
 
@@ -147,6 +148,16 @@ impl Violation {
             text: "message exceeds max_message_size".into(),
         }
     }
+
+    fn inflate(error: InflateError) -> Violation {
+        match error {
+            InflateError::TooBig => Violation::too_big(),
+            InflateError::Corrupt(why) => Violation {
+                code: 1007,
+                text: format!("invalid compressed message: {why}"),
+            },
+        }
+    }
 }
 
 /// Result of looking at the buffered bytes.
@@ -158,17 +169,29 @@ pub enum Step {
     Violation(Violation),
 }
 
-/// Reassembles fragmented messages and checks every frame against
-/// RFC 6455.
+/// A message arriving in several frames, or compressed.
+#[derive(Debug)]
+struct Partial {
+    binary: bool,
+    /// Its frames are inflated as they arrive (permessage-deflate).
+    compressed: bool,
+    /// The payload so far.
+    data: Vec<u8>,
+}
+
+/// Reassembles fragmented messages, inflates compressed ones and checks
+/// every frame against RFC 6455 and RFC 7692.
 #[derive(Debug)]
 pub struct MessageReader {
     role: Role,
     /// Largest message accepted; 0 means unlimited.
     max_message: usize,
-    /// Fragments of the message under way, and whether it is binary.
-    partial: Option<(bool, Vec<u8>)>,
+    /// The message under way.
+    partial: Option<Partial>,
     /// A reassembled message was handed out and must be dropped next time.
     partial_delivered: bool,
+    /// permessage-deflate is in force.
+    inflater: Option<Decompressor>,
 }
 
 impl MessageReader {
@@ -178,16 +201,50 @@ impl MessageReader {
             max_message,
             partial: None,
             partial_delivered: false,
+            inflater: None,
         }
+    }
+
+    /// Accept compressed messages (RSV1) from now on.
+    pub fn enable_inflation(&mut self, inflater: Decompressor) {
+        self.inflater = Some(inflater);
+    }
+
+    /// Nothing more will be read: drop the inflater's state.
+    pub fn disable_inflation(&mut self) {
+        self.inflater = None;
     }
 
     fn over_limit(&self, size: u64) -> bool {
         self.max_message != 0 && size > self.max_message as u64
     }
 
+    /// Compressed bytes a frame may carry: a little more than the limit,
+    /// as incompressible data grows slightly under deflate.
+    fn over_compressed_limit(&self, size: u64) -> bool {
+        let max = self.max_message as u64;
+        self.max_message != 0 && size > max + max / 8 + 64
+    }
+
     /// The message completed by the last [`Payload::Reassembled`].
     pub fn reassembled(&self) -> &[u8] {
-        self.partial.as_ref().map_or(&[], |(_, data)| data)
+        self.partial.as_ref().map_or(&[], |p| &p.data)
+    }
+
+    /// Inflate a frame of a compressed message onto the partial payload;
+    /// on the last one, complete the stream.
+    fn inflate(&mut self, payload: &[u8], fin: bool) -> Result<(), Violation> {
+        let (Some(inflater), Some(partial)) = (self.inflater.as_mut(), self.partial.as_mut())
+        else {
+            unreachable!("only called for compressed messages");
+        };
+        inflater
+            .inflate(payload, &mut partial.data, self.max_message)
+            .and_then(|()| match fin {
+                true => inflater.finish_message(&mut partial.data, self.max_message),
+                false => Ok(()),
+            })
+            .map_err(Violation::inflate)
     }
 
     /// Parse frames from `buf` until one yields an event.  Returns how many
@@ -231,7 +288,7 @@ impl MessageReader {
                     return (pos, step);
                 }
                 OpCode::Data(Data::Continue) => {
-                    let Some((binary, data)) = self.partial.as_mut() else {
+                    let Some(partial) = self.partial.as_mut() else {
                         return (
                             pos,
                             Step::Violation(Violation::protocol(
@@ -239,29 +296,60 @@ impl MessageReader {
                             )),
                         );
                     };
-                    data.extend_from_slice(&buf[start..end]);
+                    if partial.compressed {
+                        if let Err(v) = self.inflate(&buf[start..end], fin) {
+                            return (pos, Step::Violation(v));
+                        }
+                    } else {
+                        partial.data.extend_from_slice(&buf[start..end]);
+                    }
                     if fin {
-                        let binary = *binary;
-                        self.partial_delivered = true;
-                        let step = message_step(binary, self.reassembled(), Payload::Reassembled);
-                        return (pos, step);
+                        return (pos, self.reassembled_step());
                     }
                 }
                 OpCode::Data(kind) => {
                     let binary = kind == Data::Binary;
-                    if fin {
+                    if fin && !header.rsv1 {
                         let payload = Payload::Buffered(start..end);
                         return (pos, message_step(binary, &buf[start..end], payload));
                     }
-                    self.partial = Some((binary, buf[start..end].to_vec()));
+                    let compressed = header.rsv1;
+                    self.partial = Some(Partial {
+                        binary,
+                        compressed,
+                        data: match compressed {
+                            true => Vec::new(),
+                            false => buf[start..end].to_vec(),
+                        },
+                    });
+                    if compressed && let Err(v) = self.inflate(&buf[start..end], fin) {
+                        return (pos, Step::Violation(v));
+                    }
+                    if fin {
+                        return (pos, self.reassembled_step());
+                    }
                 }
             }
         }
     }
 
+    /// The partial message is complete: hand it out.
+    fn reassembled_step(&mut self) -> Step {
+        self.partial_delivered = true;
+        let binary = self.partial.as_ref().is_some_and(|p| p.binary);
+        message_step(binary, self.reassembled(), Payload::Reassembled)
+    }
+
     fn check_header(&self, header: &FrameHeader, length: u64) -> Result<(), Violation> {
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if header.rsv2 || header.rsv3 {
             return Err(Violation::protocol("reserved bits set"));
+        }
+        if header.rsv1 {
+            // permessage-deflate marks the first frame of a message only.
+            let first_data_frame = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+            if self.inflater.is_none() || !first_data_frame {
+                return Err(Violation::protocol("reserved bits set"));
+            }
         }
         match (self.role, header.mask.is_some()) {
             (Role::Server, false) => return Err(Violation::protocol("unmasked frame from client")),
@@ -275,18 +363,25 @@ impl MessageReader {
             OpCode::Control(_) if length > frame::MAX_CONTROL_PAYLOAD as u64 => {
                 Err(Violation::protocol("control frame payload over 125 bytes"))
             }
-            OpCode::Data(Data::Continue) => {
-                let so_far = self.partial.as_ref().map_or(0, |(_, d)| d.len() as u64);
-                if self.over_limit(so_far.saturating_add(length)) {
+            OpCode::Data(Data::Continue) => match &self.partial {
+                Some(p) if p.compressed && self.over_compressed_limit(length) => {
                     Err(Violation::too_big())
-                } else {
-                    Ok(())
                 }
-            }
+                Some(p)
+                    if !p.compressed
+                        && self.over_limit((p.data.len() as u64).saturating_add(length)) =>
+                {
+                    Err(Violation::too_big())
+                }
+                _ => Ok(()),
+            },
             OpCode::Data(_) if self.partial.is_some() => Err(Violation::protocol(
                 "new message inside a fragmented message",
             )),
-            OpCode::Data(_) if self.over_limit(length) => Err(Violation::too_big()),
+            OpCode::Data(_) if header.rsv1 && self.over_compressed_limit(length) => {
+                Err(Violation::too_big())
+            }
+            OpCode::Data(_) if !header.rsv1 && self.over_limit(length) => Err(Violation::too_big()),
             _ => Ok(()),
         }
     }

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod connection;
+pub mod deflate;
 pub mod endpoint;
 pub mod frame;
 pub mod handshake;

@@ -85,12 +85,13 @@ impl Outbound {
     /// Queue one frame.  `counted` frames carry user payload and count in
     /// [`Outbound::queued_payload`]; automatic replies do not.
     pub fn push_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], counted: bool) {
-        let header = FrameHeader {
-            is_final: fin,
-            opcode,
-            mask: self.masked.then(rand::random::<[u8; 4]>),
-            ..FrameHeader::default()
-        };
+        self.push(frame::header(opcode, fin), payload, counted);
+    }
+
+    /// Queue a frame of user payload with its own header bits (RSV1 of a
+    /// compressed message).  Clients mask it.
+    pub fn push(&mut self, mut header: FrameHeader, payload: &[u8], counted: bool) {
+        header.mask = self.masked.then(rand::random::<[u8; 4]>);
         let length = payload.len() as u64;
         let buf = self.raw_buf();
         buf.reserve(header.len(length) + payload.len());

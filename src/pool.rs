@@ -43,6 +43,8 @@ thread_local! {
     pub static READ: Pool = const { Pool::new() };
     /// Write buffers.
     pub static WRITE: Pool = const { Pool::new() };
+    /// Compressed payloads on their way into a write buffer.
+    pub static SCRATCH: Pool = const { Pool::new() };
 }
 
 #[cfg(test)]

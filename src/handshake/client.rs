@@ -1,15 +1,17 @@
 //! Client side: the upgrade request and the check of the server's answer.
 
 use super::{MAX_HEAD, MAX_HEADERS, Parsed};
+use crate::deflate::{self, DeflateParams};
 use crate::endpoint::Endpoint;
 use crate::headers::{self, HeaderList};
 
 /// Headers the handshake itself writes; a user may not set them.
-const RESERVED: [&str; 4] = [
+const RESERVED: [&str; 5] = [
     "Upgrade",
     "Connection",
     "Sec-WebSocket-Key",
     "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
 ];
 
 /// Headers the user may replace instead of duplicating.
@@ -41,14 +43,17 @@ pub fn validate_user_headers(list: &[(String, Vec<u8>)]) -> Result<(), String> {
 pub struct ClientHandshake {
     key: String,
     offered_protocols: Vec<String>,
+    offered_deflate: bool,
 }
 
 impl ClientHandshake {
-    /// Write the upgrade request into `out`.  `user_headers` must have
-    /// passed [`validate_user_headers`].
+    /// Write the upgrade request into `out`, offering permessage-deflate
+    /// if `compression`.  `user_headers` must have passed
+    /// [`validate_user_headers`].
     pub fn write_request(
         endpoint: &Endpoint,
         protocol: Option<&str>,
+        compression: bool,
         user_headers: &[(String, Vec<u8>)],
         out: &mut Vec<u8>,
     ) -> ClientHandshake {
@@ -82,6 +87,11 @@ impl ClientHandshake {
             }
             _ => Vec::new(),
         };
+        if compression {
+            out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+            out.extend_from_slice(deflate::CLIENT_OFFER.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         for (name, value) in user_headers {
             if REPLACEABLE.iter().any(|r| r.eq_ignore_ascii_case(name)) {
                 continue;
@@ -95,6 +105,7 @@ impl ClientHandshake {
         ClientHandshake {
             key,
             offered_protocols,
+            offered_deflate: compression,
         }
     }
 
@@ -149,16 +160,16 @@ impl ClientHandshake {
                 Some(p)
             }
         };
-        if headers::find(raw, "Sec-WebSocket-Extensions").is_some_and(|v| !v.is_empty()) {
-            return Err(
-                "handshake failed: server accepted an extension that was not offered".into(),
-            );
-        }
+        let deflate = deflate::read_answer(
+            headers::find_all(raw, "Sec-WebSocket-Extensions"),
+            self.offered_deflate,
+        )?;
         Ok(Parsed::Complete(
             head_len,
             Answer::Accepted(Accepted {
                 headers: headers::collect(raw),
                 protocol,
+                deflate,
             }),
         ))
     }
@@ -177,6 +188,8 @@ pub enum Answer {
 pub struct Accepted {
     pub headers: HeaderList,
     pub protocol: Option<String>,
+    /// permessage-deflate, when the server accepted it.
+    pub deflate: Option<DeflateParams>,
 }
 
 #[cfg(test)]
@@ -187,7 +200,7 @@ mod tests {
     fn request(protocol: Option<&str>, user: &[(String, Vec<u8>)]) -> (ClientHandshake, String) {
         let ep = endpoint::parse("ws://example.com:8080/chat?room=1").unwrap();
         let mut out = Vec::new();
-        let hs = ClientHandshake::write_request(&ep, protocol, user, &mut out);
+        let hs = ClientHandshake::write_request(&ep, protocol, true, user, &mut out);
         (hs, String::from_utf8(out).unwrap())
     }
 
@@ -210,7 +223,7 @@ mod tests {
         ));
         assert!(text.contains(&format!("Sec-WebSocket-Key: {}\r\n", hs.key)));
         assert!(
-            text.contains("Sec-WebSocket-Protocol: chat, v2\r\nAuthorization: Bearer t\r\n\r\n")
+            text.contains("Sec-WebSocket-Protocol: chat, v2\r\nSec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits\r\nAuthorization: Bearer t\r\n\r\n")
         );
         assert_eq!(
             text.matches("Host:").count() + text.matches("host:").count(),

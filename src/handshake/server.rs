@@ -1,6 +1,7 @@
 //! Server side: reading the upgrade request and answering it.
 
 use super::{MAX_HEADERS, Parsed};
+use crate::deflate::{self, DeflateParams};
 use crate::headers::{self, HeaderList};
 
 /// What a listener answers with, shared by all its connections.
@@ -12,6 +13,8 @@ pub struct ServerPolicy {
     pub headers: Vec<(String, Vec<u8>)>,
     /// Largest request head accepted (431 beyond it).
     pub max_head: usize,
+    /// Accept permessage-deflate offers.
+    pub compression: bool,
 }
 
 /// A valid upgrade request, waiting for the verdict of the application.
@@ -21,6 +24,8 @@ pub struct UpgradeRequest {
     /// under its canonical name.
     pub headers: HeaderList,
     pub protocol: Option<String>,
+    /// permessage-deflate as accepted, and the answer's header value.
+    pub deflate: Option<(DeflateParams, String)>,
     key: String,
 }
 
@@ -84,6 +89,11 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
         Err(()) => return bad_request(),
     };
 
+    let deflate = policy
+        .compression
+        .then(|| deflate::choose_offer(headers::find_all(raw, "Sec-WebSocket-Extensions")))
+        .flatten();
+
     let mut list = Vec::with_capacity(raw.len() + 3);
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -100,6 +110,7 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
         Verdict::Upgrade(UpgradeRequest {
             headers: list,
             protocol,
+            deflate,
             key,
         }),
     )
@@ -123,6 +134,11 @@ impl UpgradeRequest {
         if let Some(p) = &self.protocol {
             out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
             out.extend_from_slice(p.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some((_, answer)) = &self.deflate {
+            out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+            out.extend_from_slice(answer.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         for (name, value) in policy.headers.iter().chain(extra) {
@@ -217,6 +233,7 @@ mod tests {
             protocols: protocols.iter().map(|s| s.to_string()).collect(),
             headers: vec![("X-Static".into(), b"1".to_vec())],
             max_head: 16 * 1024,
+            compression: false,
         }
     }
 
