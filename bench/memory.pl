@@ -3,7 +3,12 @@
 # opens N connections and keeps them idle; the server's resident memory is
 # read before and after.
 #
-#   perl -Mblib bench/memory.pl [--count 1000]
+#   perl -Mblib bench/memory.pl [--count 1000] [--compression [--context-takeover]] [--talk]
+#
+# --compression: the server negotiates permessage-deflate (with
+# --context-takeover: keeping compression context).  --talk: each
+# client sends one 2 KB JSON message and waits for its echo before going
+# idle, so that connections have used compression.
 #
 # Ends with one JSON line.
 
@@ -13,8 +18,11 @@ use EV;
 use EV::Websockets;
 use Getopt::Long;
 
-my $count = 1000;
-GetOptions('count=i' => \$count) or die "usage: $0 [--count N]\n";
+my ($count, $compression, $context, $talk) = (1000, 0, 0, 0);
+GetOptions('count=i' => \$count, compression => \$compression, 'context-takeover' => \$context,
+    talk => \$talk)
+    or die "usage: $0 [--count N] [--compression [--context-takeover]] [--talk]\n";
+my $message = join ',', map { qq({"id":$_,"status":"ok"}) } 1 .. 90;
 
 sub rss_kib {
     open my $fh, '<', '/proc/self/status' or die "no /proc: $!";
@@ -26,11 +34,22 @@ my $guard = EV::timer(60, 0, sub { die "memory benchmark timed out\n" });
 
 my $ctx = EV::Websockets::Context->new(proxy => '');
 my $connected = 0;
-my $port = $ctx->listen(port => 0, on_connect => sub { $connected++ });
+my $echoed    = 0;
+my $port      = $ctx->listen(
+    port        => 0,
+    compression      => $compression,
+    context_takeover => $context,
+    on_connect       => sub { $connected++ },
+    on_message       => sub { $_[0]->send($_[1]); $echoed++ },
+);
 
 # A warm-up connection, so that one-time allocations are not counted.
-my $warm = $ctx->connect(url => "ws://127.0.0.1:$port/", on_connect => sub { $_[0]->close });
-EV::run(EV::RUN_ONCE) until $connected;
+my $warm = $ctx->connect(
+    url        => "ws://127.0.0.1:$port/",
+    on_connect => sub { $_[0]->send($message) },
+    on_message => sub { $_[0]->close },
+);
+EV::run(EV::RUN_ONCE) until $echoed;
 my $t = EV::timer(0.2, 0, sub { EV::break });
 EV::run;
 
@@ -46,9 +65,11 @@ if (!$pid) {
     my $loop    = EV::Loop->new;
     my $clients = EV::Websockets::Context->new(loop => $loop, proxy => '');
     my ($open, @conns) = (0);
+    my $ready = sub { syswrite $ready_w, "ready\n" if ++$open == $count };
     push @conns, $clients->connect(
         url        => "ws://127.0.0.1:$port/",
-        on_connect => sub { syswrite $ready_w, "ready\n" if ++$open == $count },
+        on_connect => sub { $talk ? $_[0]->send($message) : $ready->() },
+        on_message => $ready,
         on_error   => sub { die "client: $_[1]\n" },
     ) for 1 .. $count;
     my $quit = $loop->io($quit_r, EV::READ, sub { $loop->break });
@@ -69,7 +90,11 @@ close $quit_w;
 waitpid $pid, 0;
 
 my $per_conn = ($after - $before) * 1024 / $count;
-printf "%d idle server connections: RSS %d KiB -> %d KiB, %.0f bytes per connection\n",
-    $count, $before, $after, $per_conn;
-printf qq({"bench":"memory","connections":%d,"rss_before_kib":%d,"rss_after_kib":%d,"bytes_per_connection":%.0f}\n),
-    $count, $before, $after, $per_conn;
+printf "%d idle server connections%s%s: RSS %d KiB -> %d KiB, %.0f bytes per connection\n",
+    $count, $compression ? ', compression on' . ($context ? ' with context takeover' : '') : '',
+    $talk ? ', after one message each' : '',
+    $before, $after, $per_conn;
+my $bool = sub { $_[0] ? 'true' : 'false' };
+printf qq({"bench":"memory","connections":%d,"compression":%s,"context_takeover":%s,"talked":%s,)
+    . qq("rss_before_kib":%d,"rss_after_kib":%d,"bytes_per_connection":%.0f}\n),
+    $count, $bool->($compression), $bool->($context), $bool->($talk), $before, $after, $per_conn;

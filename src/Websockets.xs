@@ -847,8 +847,9 @@ static const opt_spec connect_spec[] = {
     { "ssl_verify", OPT_VALUE }, { NULL, 0 } };
 
 /* listen and adopt: the server options first, so their indexes agree */
-enum { OS_HANDSHAKE_TIMEOUT = O_FIRST_OWN, OS_FIRST_OWN };
-#define SERVER_OPTS COMMON_OPTS, { "handshake_timeout", OPT_VALUE }
+enum { OS_HANDSHAKE_TIMEOUT = O_FIRST_OWN, OS_CONTEXT_TAKEOVER, OS_FIRST_OWN };
+#define SERVER_OPTS COMMON_OPTS, { "handshake_timeout", OPT_VALUE },  \
+    { "context_takeover", OPT_VALUE }
 
 enum { OL_PORT = OS_FIRST_OWN, OL_HOST, OL_REUSE_PORT, OL_NAME, OL_SSL_CERT,
        OL_SSL_KEY, OL_SSL_CA, OL_COUNT };
@@ -969,6 +970,7 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
     so->headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &so->n_headers);
     so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT]);
     so->compression = OPT_SET(opts[O_COMPRESSION]) && SvTRUE(opts[O_COMPRESSION]);
+    so->context_takeover = OPT_SET(opts[OS_CONTEXT_TAKEOVER]) && SvTRUE(opts[OS_CONTEXT_TAKEOVER]);
     opts_session(aTHX_ opts, &so->session);
 }
 

@@ -657,8 +657,9 @@ impl Connection {
             SendKind::Fragment { binary, fin } => {
                 let message = self.sending_fragments.unwrap_or(OutgoingFragments {
                     binary,
-                    // The size of the whole is unknown: always compress.
-                    compressed: self.deflater.is_some(),
+                    // Unless this is the whole message, its size is unknown.
+                    compressed: self.deflater.is_some()
+                        && (!fin || data.len() >= deflate::MIN_COMPRESSED_SIZE),
                     utf8: Utf8Stream::default(),
                 });
                 let opcode = match self.sending_fragments {
@@ -1502,6 +1503,7 @@ mod tests {
     fn compression_both_ways() {
         let mut settings = ServerSettings::default();
         settings.policy.compression = true;
+        settings.policy.context_takeover = true;
         let mut p = Pair::open(settings, "127.0.0.1");
         assert!(p.client.deflater.is_some() && p.server.deflater.is_some());
         let text = "{\"price\":\"101.25\",\"side\":\"buy\"} ".repeat(3000);

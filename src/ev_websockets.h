@@ -50,6 +50,7 @@ typedef struct {
     const ews_header *headers; size_t n_headers;      /* added to every 101 */
     double handshake_timeout;                   /* default 10 s             */
     int compression;                            /* accept permessage-deflate */
+    int context_takeover;                       /* keep deflate context     */
     ews_session_opts session;
 } ews_server_opts;
 

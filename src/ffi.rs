@@ -97,6 +97,7 @@ pub struct EwsServerOpts {
     n_headers: usize,
     handshake_timeout: c_double,
     compression: c_int,
+    context_takeover: c_int,
     session: EwsSessionOpts,
 }
 
@@ -766,6 +767,7 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
     settings.session = o.session.settings();
     settings.policy.compression = o.compression != 0;
+    settings.policy.context_takeover = o.context_takeover != 0;
     Ok(settings)
 }
 

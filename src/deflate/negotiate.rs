@@ -208,7 +208,12 @@ pub fn read_answer<'a>(
 /// Server: choose the first acceptable permessage-deflate offer.  Returns
 /// the parameters in force and the answer's header value.  Offers with
 /// parameters we do not know or that are malformed are declined (§5).
-pub fn choose_offer<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<(DeflateParams, String)> {
+/// Without `context_takeover` both sides are told to compress each message
+/// on its own (§7.1.1), so that no zlib state outlives a message.
+pub fn choose_offer<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    context_takeover: bool,
+) -> Option<(DeflateParams, String)> {
     parse_list(values)
         .iter()
         .filter(|ext| ext.name == NAME)
@@ -216,8 +221,8 @@ pub fn choose_offer<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<(Defla
         .map(|offer| {
             let mut answer = String::from(NAME);
             let params = DeflateParams {
-                server_no_context_takeover: offer.server_no_context_takeover,
-                client_no_context_takeover: offer.client_no_context_takeover,
+                server_no_context_takeover: offer.server_no_context_takeover || !context_takeover,
+                client_no_context_takeover: offer.client_no_context_takeover || !context_takeover,
                 server_max_window_bits: limit(offer.server_max_window_bits),
                 client_max_window_bits: limit(offer.client_max_window_bits),
             };
@@ -247,7 +252,7 @@ mod tests {
     }
 
     fn choose(text: &str) -> Option<(DeflateParams, String)> {
-        choose_offer(std::iter::once(text.as_bytes()))
+        choose_offer(std::iter::once(text.as_bytes()), true)
     }
 
     #[test]
@@ -310,6 +315,17 @@ mod tests {
         let (p, _) = choose("permessage-deflate; client_max_window_bits=10").unwrap();
         assert_eq!(p.client_max_window_bits, 10);
         let two_headers = [&b"foo"[..], &b"permessage-deflate"[..]];
-        assert!(choose_offer(two_headers.into_iter()).is_some());
+        assert!(choose_offer(two_headers.into_iter(), true).is_some());
+    }
+
+    #[test]
+    fn server_without_context_takeover() {
+        let offer = "permessage-deflate; client_max_window_bits; server_max_window_bits=12";
+        let (p, a) = choose_offer(std::iter::once(offer.as_bytes()), false).unwrap();
+        assert_eq!(
+            a,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12"
+        );
+        assert!(p.server_no_context_takeover && p.client_no_context_takeover);
     }
 }

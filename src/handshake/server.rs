@@ -15,6 +15,9 @@ pub struct ServerPolicy {
     pub max_head: usize,
     /// Accept permessage-deflate offers.
     pub compression: bool,
+    /// Keep compression context between messages (else both sides are
+    /// asked not to).
+    pub context_takeover: bool,
 }
 
 /// A valid upgrade request, waiting for the verdict of the application.
@@ -91,7 +94,10 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
 
     let deflate = policy
         .compression
-        .then(|| deflate::choose_offer(headers::find_all(raw, "Sec-WebSocket-Extensions")))
+        .then(|| {
+            let offers = headers::find_all(raw, "Sec-WebSocket-Extensions");
+            deflate::choose_offer(offers, policy.context_takeover)
+        })
         .flatten();
 
     let mut list = Vec::with_capacity(raw.len() + 3);
@@ -234,6 +240,7 @@ mod tests {
             headers: vec![("X-Static".into(), b"1".to_vec())],
             max_head: 16 * 1024,
             compression: false,
+            context_takeover: false,
         }
     }
 

@@ -26,8 +26,8 @@ package RawPeer;
 #   on_open  => sub { my ($peer) = @_ }
 #   on_frame => sub { my ($peer, $frame) = @_ }    after recording it
 #   path     => '/'    client mode: request target
-#   extra_headers => [ Name => "value", ... ]   client mode: added to the
-#                       upgrade request
+#   extra_headers => [ Name => "value", ... ]   added to the upgrade request
+#                       (client mode) or to the 101 response (server mode)
 #   request  => $bytes  client mode: send these bytes instead of the upgrade
 #                       request (for malformed or plain HTTP requests)
 # In client mode a response other than 101 leaves the peer not open, with
@@ -83,12 +83,10 @@ sub client {
     $self->{key} = pack('N4', map { int rand 2**32 } 1 .. 4);
     $self->{key} = encode_base64($self->{key}, '');
     $self->{key} = $1 if ($self->{request} // '') =~ /^Sec-WebSocket-Key:[ \t]*(\S+)/mi;
-    my @extra = @{ $self->{extra_headers} || [] };
-    my $extra = '';
-    $extra .= sprintf "%s: %s\r\n", splice(@extra, 0, 2) while @extra;
     $self->{wbuf} = $self->{request} // "GET $self->{path} HTTP/1.1\r\nHost: 127.0.0.1:$self->{port}\r\n"
         . "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        . "Sec-WebSocket-Key: $self->{key}\r\nSec-WebSocket-Version: 13\r\n$extra\r\n";
+        . "Sec-WebSocket-Key: $self->{key}\r\nSec-WebSocket-Version: 13\r\n"
+        . $self->_extra_headers . "\r\n";
     $self->{connecting} = 1;
     $self->_attach($sock);
     my $weak = $self;
@@ -151,6 +149,15 @@ sub _on_read {
     $self->_parse;
 }
 
+# The extra_headers option as header lines.
+sub _extra_headers {
+    my ($self) = @_;
+    my @extra = @{ $self->{extra_headers} || [] };
+    my $lines = '';
+    $lines .= sprintf "%s: %s\r\n", splice(@extra, 0, 2) while @extra;
+    return $lines;
+}
+
 sub _parse {
     my ($self) = @_;
     if (!$self->{open}) {
@@ -165,7 +172,8 @@ sub _parse {
         if ($self->{mode} eq 'server') {
             my $accept = accept_key($self->{headers}{'sec-websocket-key'} // '');
             $self->send_raw("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n\r\n");
+                . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n"
+                . $self->_extra_headers . "\r\n");
         }
         else {
             $self->{status_line} = $first;
