@@ -240,7 +240,8 @@ impl Decompressor {
                 }
                 // A final block ended the stream; what follows starts anew.
                 Ok(Status::StreamEnd) => stream.reset(false),
-                Ok(Status::BufError) if consumed == 0 && produced == 0 => break,
+                // No progress is possible: everything is out.
+                Ok(_) if consumed == 0 && produced == 0 => break,
                 Ok(_) if input.is_empty() && produced < room => break,
                 Ok(_) => {}
             }
