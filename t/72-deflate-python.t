@@ -43,14 +43,22 @@ sub slurp {
     return scalar <$fh>;
 }
 
+# Start t/py/$script with @args, its output going to a log of its own.
+# Returns ($daemon, $log).
+my $spawned = 0;
+sub spawn_py {
+    my ($script, @args) = @_;
+    my $log = "$TMP/$script-" . ++$spawned . '.log';
+    my $d = spawn_daemon([ $PYTHON, py_script($script), @args ], $log);
+    push @daemons, $d;
+    return ($d, $log);
+}
+
 # Start ws_echo_server.py with @args.  Returns ($daemon, $port), the port
 # undef (and a diagnostic printed) if it did not come up within 10 s.
-my $servers = 0;
 sub start_py_server {
     my (@args) = @_;
-    my $log = "$TMP/server-" . ++$servers . '.log';
-    my $d = spawn_daemon([ $PYTHON, py_script('ws_echo_server.py'), '--lifetime', 60, @args ], $log);
-    push @daemons, $d;
+    my ($d, $log) = spawn_py('ws_echo_server.py', '--lifetime', 60, @args);
     my $port;
     # The port is the first line the server prints.
     my $poll = EV::timer(0, 0.02, sub { $port = $1 if slurp($log) =~ /\A(\d+)\n/ });
@@ -62,12 +70,9 @@ sub start_py_server {
 # Run ws_client.py with @args to the end (it gives up after 20 s; we wait
 # 25) while the loop runs (our server is in this process).  Returns (wait
 # status, the decoded JSON line or undef, the whole output).
-my $clients = 0;
 sub run_py_client {
     my (@args) = @_;
-    my $log = "$TMP/client-" . ++$clients . '.log';
-    my $d = spawn_daemon([ $PYTHON, py_script('ws_client.py'), '--timeout', 20, @args ], $log);
-    push @daemons, $d;
+    my ($d, $log) = spawn_py('ws_client.py', '--timeout', 20, @args);
     run_until(sub { defined $d->{status} }, 25);
     my $status = stop_daemon($d);
     my $out = slurp($log);

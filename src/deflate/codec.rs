@@ -44,24 +44,29 @@ fn new_deflate(window_bits: u8) -> Box<Deflate> {
     }))
 }
 
-/// One direction's compressor.
-#[derive(Default)]
-pub struct Compressor {
+/// One direction's zlib use: a [`Compressor`] or a [`Decompressor`].
+pub struct Codec<S> {
     window_bits: u8,
     keep_context: bool,
     /// The stream, while a message is under way or context is kept.
-    stream: Option<Box<Deflate>>,
+    stream: Option<Box<S>>,
 }
 
-impl std::fmt::Debug for Compressor {
+impl<S> std::fmt::Debug for Codec<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compressor")
+        f.debug_struct("Codec")
             .field("window_bits", &self.window_bits)
             .field("keep_context", &self.keep_context)
             .field("active", &self.stream.is_some())
             .finish()
     }
 }
+
+/// What we send, compressed.
+pub type Compressor = Codec<Deflate>;
+
+/// What we receive, inflated.
+pub type Decompressor = Codec<Inflate>;
 
 impl Compressor {
     pub fn new(window_bits: u8, keep_context: bool) -> Compressor {
@@ -140,24 +145,6 @@ pub enum InflateError {
     TooBig,
     /// It is not a valid DEFLATE stream.
     Corrupt(String),
-}
-
-/// One direction's inflater.
-#[derive(Default)]
-pub struct Decompressor {
-    window_bits: u8,
-    keep_context: bool,
-    stream: Option<Box<Inflate>>,
-}
-
-impl std::fmt::Debug for Decompressor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decompressor")
-            .field("window_bits", &self.window_bits)
-            .field("keep_context", &self.keep_context)
-            .field("active", &self.stream.is_some())
-            .finish()
-    }
 }
 
 impl Decompressor {

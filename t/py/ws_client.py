@@ -25,19 +25,11 @@ import json
 import os
 import sys
 
+from counting import counting
 from websockets.asyncio.client import ClientConnection, connect
 
 
-class CountingConnection(ClientConnection):
-    """A client connection that counts the bytes read from its socket."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.wire_bytes_received = 0
-
-    def data_received(self, data):
-        self.wire_bytes_received += len(data)
-        super().data_received(data)
+CountingConnection = counting(ClientConnection)
 
 
 def script():

@@ -23,19 +23,11 @@ import asyncio
 import json
 import sys
 
+from counting import counting
 from websockets.asyncio.server import ServerConnection, serve
 
 
-class CountingConnection(ServerConnection):
-    """A server connection that counts the bytes read from its socket."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.wire_bytes_received = 0
-
-    def data_received(self, data):
-        self.wire_bytes_received += len(data)
-        super().data_received(data)
+CountingConnection = counting(ServerConnection)
 
 
 def describe(ws):
