@@ -7,6 +7,7 @@ use std::ops::Range;
 use crate::deflate::{Decompressor, InflateError};
 use crate::frame::{self, Control, Data, FrameHeader, OpCode};
 use crate::pool;
+use crate::utf8::Utf8Stream;
 
 /// Smallest read offered to the kernel.
 const READ_CHUNK: usize = 4096;
@@ -177,6 +178,8 @@ struct Partial {
     compressed: bool,
     /// The payload so far.
     data: Vec<u8>,
+    /// Text is checked as it arrives, so a bad fragment fails at once.
+    utf8: Utf8Stream,
 }
 
 /// Reassembles fragmented messages, inflates compressed ones and checks
@@ -231,20 +234,26 @@ impl MessageReader {
         self.partial.as_ref().map_or(&[], |p| &p.data)
     }
 
-    /// Inflate a frame of a compressed message onto the partial payload;
-    /// on the last one, complete the stream.
-    fn inflate(&mut self, payload: &[u8], fin: bool) -> Result<(), Violation> {
-        let (Some(inflater), Some(partial)) = (self.inflater.as_mut(), self.partial.as_mut())
-        else {
-            unreachable!("only called for compressed messages");
-        };
-        inflater
-            .inflate(payload, &mut partial.data, self.max_message)
-            .and_then(|()| match fin {
-                true => inflater.finish_message(&mut partial.data, self.max_message),
-                false => Ok(()),
-            })
-            .map_err(Violation::inflate)
+    /// Add a frame's payload to the partial message (inflated if it is
+    /// compressed; on the last frame the stream is completed) and check
+    /// the new text.
+    fn append(&mut self, payload: &[u8], fin: bool) -> Result<(), Violation> {
+        let partial = self.partial.as_mut().expect("a message is under way");
+        let before = partial.data.len();
+        match self.inflater.as_mut().filter(|_| partial.compressed) {
+            Some(inflater) => inflater
+                .inflate(payload, &mut partial.data, self.max_message)
+                .and_then(|()| match fin {
+                    true => inflater.finish_message(&mut partial.data, self.max_message),
+                    false => Ok(()),
+                })
+                .map_err(Violation::inflate)?,
+            None => partial.data.extend_from_slice(payload),
+        }
+        if !partial.binary && !partial.utf8.feed(&partial.data[before..], fin) {
+            return Err(Violation::invalid_utf8("text message"));
+        }
+        Ok(())
     }
 
     /// Parse frames from `buf` until one yields an event.  Returns how many
@@ -288,20 +297,16 @@ impl MessageReader {
                     return (pos, step);
                 }
                 OpCode::Data(Data::Continue) => {
-                    let Some(partial) = self.partial.as_mut() else {
+                    if self.partial.is_none() {
                         return (
                             pos,
                             Step::Violation(Violation::protocol(
                                 "continuation frame without a message",
                             )),
                         );
-                    };
-                    if partial.compressed {
-                        if let Err(v) = self.inflate(&buf[start..end], fin) {
-                            return (pos, Step::Violation(v));
-                        }
-                    } else {
-                        partial.data.extend_from_slice(&buf[start..end]);
+                    }
+                    if let Err(v) = self.append(&buf[start..end], fin) {
+                        return (pos, Step::Violation(v));
                     }
                     if fin {
                         return (pos, self.reassembled_step());
@@ -313,16 +318,13 @@ impl MessageReader {
                         let payload = Payload::Buffered(start..end);
                         return (pos, message_step(binary, &buf[start..end], payload));
                     }
-                    let compressed = header.rsv1;
                     self.partial = Some(Partial {
                         binary,
-                        compressed,
-                        data: match compressed {
-                            true => Vec::new(),
-                            false => buf[start..end].to_vec(),
-                        },
+                        compressed: header.rsv1,
+                        data: Vec::new(),
+                        utf8: Utf8Stream::default(),
                     });
-                    if compressed && let Err(v) = self.inflate(&buf[start..end], fin) {
+                    if let Err(v) = self.append(&buf[start..end], fin) {
                         return (pos, Step::Violation(v));
                     }
                     if fin {
@@ -333,11 +335,15 @@ impl MessageReader {
         }
     }
 
-    /// The partial message is complete: hand it out.
+    /// The partial message is complete (and its text checked): hand it
+    /// out.
     fn reassembled_step(&mut self) -> Step {
         self.partial_delivered = true;
         let binary = self.partial.as_ref().is_some_and(|p| p.binary);
-        message_step(binary, self.reassembled(), Payload::Reassembled)
+        Step::Frame(Inbound::Message {
+            binary,
+            payload: Payload::Reassembled,
+        })
     }
 
     fn check_header(&self, header: &FrameHeader, length: u64) -> Result<(), Violation> {
@@ -387,6 +393,7 @@ impl MessageReader {
     }
 }
 
+/// A message that came whole in one uncompressed frame.
 fn message_step(binary: bool, data: &[u8], payload: Payload) -> Step {
     if !binary && std::str::from_utf8(data).is_err() {
         return Step::Violation(Violation::invalid_utf8("text message"));
@@ -561,6 +568,22 @@ mod tests {
         let mut header_only = frame(0x82, &[0; 200], false);
         header_only.truncate(4);
         assert_eq!(code(Role::Client, header_only, 100), 1009);
+    }
+
+    #[test]
+    fn bad_text_fails_at_the_fragment_that_breaks_it() {
+        let mut r = MessageReader::new(Role::Client, 0);
+        let mut buf = frame(0x01, b"ok \xce", false);
+        assert!(
+            matches!(r.next(&mut buf).1, Step::NeedMore(2)),
+            "a cut character may follow"
+        );
+        let mut buf = frame(0x00, b"\xbaok \xf4\x90", false);
+        let (_, step) = r.next(&mut buf);
+        assert!(
+            matches!(step, Step::Violation(Violation { code: 1007, .. })),
+            "U+110000 and up fails before the message ends: {step:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,178 @@
+# Autobahn|Testsuite, the RFC 6455 / RFC 7692 conformance suite, both ways
+# at once: its fuzzingclient against our echo servers, its fuzzingserver
+# against our client (a driver that runs each case and echoes).  Every case
+# must end OK, NON-STRICT or INFORMATIONAL; the last two are listed with
+# Autobahn's reason.
+#
+#   prove -b xt/autobahn.t                            # the fast tier
+#   AUTOBAHN_CASES='9.*' prove -b xt/autobahn.t      # limits and performance
+#
+# WSTEST names an installed wstest; otherwise xt/autobahn/setup.sh installs
+# one into .cache/autobahn.  AUTOBAHN_REPORTS keeps the HTML and JSON
+# reports in that directory.
+use strict;
+use warnings;
+use Test::More;
+use EV;
+use EV::Websockets;
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP qw(decode_json encode_json);
+use lib 't/lib';
+use TestWS;
+
+my @CASES = split /\s*,\s*/,
+    ($ENV{AUTOBAHN_CASES} // '1.*, 2.*, 3.*, 4.*, 5.*, 6.*, 7.*, 10.*, 12.*, 13.*');
+my $AGENT = 'EV-Websockets';
+# A second server keeps compression context (listen context_takeover),
+# tried on the compression cases only.
+my $CONTEXT_AGENT = "$AGENT-context-takeover";
+my $TIME_LIMIT    = 40 * 60;
+
+# Why a case is not plainly OK.  A NON-STRICT or INFORMATIONAL result
+# without an entry here fails: each one must have been looked at.
+my $CHOPPED_FRAME = 'the bad UTF-8 comes in the middle of one frame that arrives in pieces: '
+    . 'text is checked fragment by fragment as fragments arrive, but a frame only once it is '
+    . 'complete, so the connection fails (1007) at the end of the frame rather than at the bad byte';
+my %WHY = (
+    '6.4.3'  => $CHOPPED_FRAME,
+    '6.4.4'  => $CHOPPED_FRAME,
+    '7.1.6'  => 'implementation-defined: a 256 KB message, a close and a ping arrive back to back; '
+        . 'the order of our echo and our close answer is up to the implementation',
+    '7.13.1' => 'close code 5000 is outside the ranges RFC 6455 allows: we fail the connection with '
+        . '1002 (the spec leaves the behaviour undefined)',
+    '7.13.2' => 'close code 65535: as 7.13.1',
+);
+
+my $wstest = $ENV{WSTEST} // do {
+    my $out = `xt/autobahn/setup.sh 2>&1`;
+    chomp(my $last = (split /\n/, $out)[-1] // '');
+    $? == 0 ? $last : do {
+        BAIL_OUT("Autobahn|Testsuite is needed in CI: $out") if $ENV{CI};
+        plan skip_all => "no Autobahn|Testsuite: $out";
+    };
+};
+
+my $guard = EV::timer($TIME_LIMIT, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
+my $dir   = $ENV{AUTOBAHN_REPORTS} // tempdir('ev-ws-autobahn-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+make_path($dir);
+my @daemons;
+END { kill 'KILL', $_->{pid} for grep { !defined $_->{status} } @daemons }
+
+sub write_spec {
+    my ($name, $spec) = @_;
+    open my $fh, '>', "$dir/$name" or die "$dir/$name: $!";
+    print $fh encode_json($spec);
+    close $fh;
+    return "$dir/$name";
+}
+
+sub wstest {
+    my ($mode, $spec) = @_;
+    my $d = spawn_daemon([ $wstest, '-m', $mode, '-s', $spec, '--webport', 0 ], "$dir/$mode.log");
+    push @daemons, $d;
+    return $d;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die "listen: $!";
+    return $s->sockport;
+}
+
+my $compression_cases = grep { /^1[23]\./ } @CASES;
+
+# ---- our servers, under fuzzingclient ------------------------------------
+
+my $ctx  = EV::Websockets::Context->new(proxy => '');
+my %echo = (on_message => sub { $_[2] ? $_[0]->send_binary($_[1]) : $_[0]->send($_[1]) });
+my @servers = ({ agent => $AGENT, url => 'ws://127.0.0.1:' . $ctx->listen(port => 0, compression => 1, %echo) });
+push @servers, {
+    agent => $CONTEXT_AGENT,
+    url   => 'ws://127.0.0.1:' . $ctx->listen(port => 0, compression => 1, context_takeover => 1, %echo),
+} if $compression_cases;
+my $t0 = EV::time;
+my $fuzzingclient = wstest(fuzzingclient => write_spec('fuzzingclient.json', {
+    outdir                => "$dir/servers",
+    servers               => \@servers,
+    cases                 => \@CASES,
+    'exclude-cases'       => [],
+    'exclude-agent-cases' => { $CONTEXT_AGENT => [ grep { !/^1[23]\./ } @CASES ] },
+}));
+
+# ---- our client, under fuzzingserver -------------------------------------
+
+my $port = free_port();
+my $fuzzingserver = wstest(fuzzingserver => write_spec('fuzzingserver.json', {
+    url             => "ws://127.0.0.1:$port",
+    outdir          => "$dir/clients",
+    cases           => \@CASES,
+    'exclude-cases' => [],
+}));
+ok(wait_for_port($port, 30, $fuzzingserver), 'fuzzingserver is up') or BAIL_OUT('no fuzzingserver');
+
+# Connect to $path, echo what comes, and return once the connection is gone.
+sub run_client {
+    my ($path, %opt) = @_;
+    my $conn = $ctx->connect(url => "ws://127.0.0.1:$port$path", %echo, %opt);
+    run_until(sub { $conn->state eq 'closed' }, 300);
+}
+
+my $count;
+run_client('/getCaseCount', on_message => sub { $count = $_[1] });
+ok($count, "fuzzingserver has $count cases for the client");
+my $c0 = EV::time;
+run_client("/runCase?case=$_&agent=$AGENT") for 1 .. ($count // 0);
+my $client_time = EV::time - $c0;
+run_client("/updateReports?agent=$AGENT");
+
+run_until(sub { defined $fuzzingclient->{status} }, $TIME_LIMIT);
+is($fuzzingclient->{status}, 0, 'fuzzingclient finished');
+my $server_time = EV::time - $t0;
+stop_daemon($fuzzingserver);
+
+# ---- verdicts -------------------------------------------------------------
+
+sub case_order {
+    my @a = split /\./, $a;
+    my @b = split /\./, $b;
+    while (@a && @b) {
+        my $c = shift(@a) <=> shift(@b);
+        return $c if $c;
+    }
+    return @a <=> @b;
+}
+
+sub check_reports {
+    my ($side, $outdir) = @_;
+    my $index = eval { decode_json(do { local (@ARGV, $/) = "$outdir/index.json"; <> }) };
+    ok($index, "$side: index.json") or return;
+    for my $agent (sort keys %$index) {
+        my $cases = $index->{$agent};
+        my (%tally, @notes, @slow);
+        for my $id (sort case_order keys %$cases) {
+            my $r = $cases->{$id};
+            $tally{"$r->{behavior}/$r->{behaviorClose}"}++;
+            my $ok = $r->{behavior} =~ /^(?:OK|NON-STRICT|INFORMATIONAL)\z/
+                && $r->{behaviorClose} =~ /^(?:OK|INFORMATIONAL)\z/;
+            my $report = eval { decode_json(do { local (@ARGV, $/) = "$outdir/$r->{reportfile}"; <> }) } // {};
+            ok($ok, "$side $agent $id: $r->{behavior} / $r->{behaviorClose}")
+                or diag("$id: $report->{description}\n  result: $report->{result}\n  close: $report->{resultClose}");
+            if ($ok && $r->{behavior} ne 'OK') {
+                ok($WHY{$id}, "$side $agent $id: $r->{behavior} is explained")
+                    or diag("$id: $report->{description}\n  result: $report->{result}");
+                push @notes, "$id $r->{behavior}: " . ($WHY{$id} // $report->{result});
+            }
+            push @slow, sprintf('%s %d ms', $id, $r->{duration}) if $id =~ /^9\./;
+        }
+        diag("$side $agent: " . join(', ', map { "$tally{$_} $_" } sort keys %tally));
+        diag("  $_") for @notes, @slow;
+    }
+}
+
+check_reports('server', "$dir/servers");
+check_reports('client', "$dir/clients");
+diag(sprintf 'fuzzingclient against our servers: %.0f s; our client through fuzzingserver: %.0f s',
+    $server_time, $client_time);
+
+done_testing;
