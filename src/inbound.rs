@@ -195,6 +195,9 @@ pub struct MessageReader {
     partial_delivered: bool,
     /// permessage-deflate is in force.
     inflater: Option<Decompressor>,
+    /// How much of an incomplete text frame was checked, and the UTF-8
+    /// state after it.
+    incomplete_text: Option<(usize, Utf8Stream)>,
 }
 
 impl MessageReader {
@@ -205,6 +208,7 @@ impl MessageReader {
             partial: None,
             partial_delivered: false,
             inflater: None,
+            incomplete_text: None,
         }
     }
 
@@ -277,10 +281,14 @@ impl MessageReader {
                 return (pos, Step::Violation(v));
             }
             let available = buf.len() - pos - header_len;
+            let start = pos + header_len;
             if (available as u64) < length {
+                if let Err(v) = self.check_text_so_far(&header, &buf[start..]) {
+                    return (pos, Step::Violation(v));
+                }
                 return (pos, Step::NeedMore((length - available as u64) as usize));
             }
-            let start = pos + header_len;
+            self.incomplete_text = None;
             let end = start + length as usize;
             if let Some(mask) = header.mask {
                 frame::apply_mask(&mut buf[start..end], mask);
@@ -332,6 +340,33 @@ impl MessageReader {
                     }
                 }
             }
+        }
+    }
+
+    /// Check the part of an uncompressed text frame that has arrived, so
+    /// that bad UTF-8 fails the connection at once rather than when the
+    /// frame is complete.  Only the bytes new since the last call are
+    /// looked at.
+    fn check_text_so_far(&mut self, header: &FrameHeader, arrived: &[u8]) -> Result<(), Violation> {
+        let message = match (header.opcode, &self.partial) {
+            (OpCode::Data(Data::Text), _) if !header.rsv1 => Utf8Stream::default(),
+            (OpCode::Data(Data::Continue), Some(p)) if !p.binary && !p.compressed => p.utf8,
+            _ => return Ok(()),
+        };
+        let (checked, utf8) = self.incomplete_text.get_or_insert((0, message));
+        if arrived.len() <= *checked {
+            return Ok(());
+        }
+        let mut piece = arrived[*checked..].to_vec();
+        if let Some(mask) = header.mask {
+            // The mask continues where the checked bytes left it.
+            let turn = *checked % 4;
+            frame::apply_mask(&mut piece, std::array::from_fn(|i| mask[(i + turn) % 4]));
+        }
+        *checked = arrived.len();
+        match utf8.feed(&piece, false) {
+            true => Ok(()),
+            false => Err(Violation::invalid_utf8("text message")),
         }
     }
 
@@ -584,6 +619,34 @@ mod tests {
             matches!(step, Step::Violation(Violation { code: 1007, .. })),
             "U+110000 and up fails before the message ends: {step:?}"
         );
+    }
+
+    #[test]
+    fn bad_text_fails_before_its_frame_is_complete() {
+        // Autobahn 6.4.3: "κόσμε", then U+110000 encoded, then "edited".
+        let text = b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80edited";
+        let whole = frame(0x81, text, true);
+        let mut r = MessageReader::new(Role::Server, 0);
+        // Header and mask, then 12 bytes: up to the 0xf4 that may still
+        // start a character.
+        for cut in [5, 9, 13, 18] {
+            let mut part = whole[..cut].to_vec();
+            assert!(matches!(r.next(&mut part).1, Step::NeedMore(_)), "cut at {cut}");
+        }
+        let mut part = whole[..19].to_vec();
+        assert!(matches!(
+            r.next(&mut part).1,
+            Step::Violation(Violation { code: 1007, .. })
+        ));
+        // Good text cut anywhere is fine.
+        let good = frame(0x81, "κόσμε".as_bytes(), true);
+        let mut r = MessageReader::new(Role::Server, 0);
+        for cut in 2..good.len() {
+            let mut part = good[..cut].to_vec();
+            assert!(matches!(r.next(&mut part).1, Step::NeedMore(_)), "cut at {cut}");
+        }
+        let mut all = good.clone();
+        assert!(matches!(r.next(&mut all).1, Step::Frame(_)));
     }
 
     #[test]
