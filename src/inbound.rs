@@ -176,6 +176,8 @@ struct Partial {
     binary: bool,
     /// Its frames are inflated as they arrive (permessage-deflate).
     compressed: bool,
+    /// Compressed bytes received so far.
+    compressed_len: usize,
     /// The payload so far.
     data: Vec<u8>,
     /// Text is checked as it arrives, so a bad fragment fails at once.
@@ -245,13 +247,20 @@ impl MessageReader {
         let partial = self.partial.as_mut().expect("a message is under way");
         let before = partial.data.len();
         match self.inflater.as_mut().filter(|_| partial.compressed) {
-            Some(inflater) => inflater
-                .inflate(payload, &mut partial.data, self.max_message)
-                .and_then(|()| match fin {
-                    true => inflater.finish_message(&mut partial.data, self.max_message),
-                    false => Ok(()),
-                })
-                .map_err(Violation::inflate)?,
+            Some(inflater) => {
+                partial.compressed_len += payload.len();
+                inflater
+                    .inflate(payload, &mut partial.data, self.max_message)
+                    .and_then(|()| match fin {
+                        // An empty message is one 0x00 byte (RFC 7692
+                        // §7.2.3.6), but some senders send nothing: then
+                        // the trailer would leave the stream half-way.
+                        true if partial.compressed_len == 0 => Ok(()),
+                        true => inflater.finish_message(&mut partial.data, self.max_message),
+                        false => Ok(()),
+                    })
+                    .map_err(Violation::inflate)?
+            }
             None => partial.data.extend_from_slice(payload),
         }
         if !partial.binary && !partial.utf8.feed(&partial.data[before..], fin) {
@@ -329,6 +338,7 @@ impl MessageReader {
                     self.partial = Some(Partial {
                         binary,
                         compressed: header.rsv1,
+                        compressed_len: 0,
                         data: Vec::new(),
                         utf8: Utf8Stream::default(),
                     });
@@ -631,7 +641,10 @@ mod tests {
         // start a character.
         for cut in [5, 9, 13, 18] {
             let mut part = whole[..cut].to_vec();
-            assert!(matches!(r.next(&mut part).1, Step::NeedMore(_)), "cut at {cut}");
+            assert!(
+                matches!(r.next(&mut part).1, Step::NeedMore(_)),
+                "cut at {cut}"
+            );
         }
         let mut part = whole[..19].to_vec();
         assert!(matches!(
@@ -643,7 +656,10 @@ mod tests {
         let mut r = MessageReader::new(Role::Server, 0);
         for cut in 2..good.len() {
             let mut part = good[..cut].to_vec();
-            assert!(matches!(r.next(&mut part).1, Step::NeedMore(_)), "cut at {cut}");
+            assert!(
+                matches!(r.next(&mut part).1, Step::NeedMore(_)),
+                "cut at {cut}"
+            );
         }
         let mut all = good.clone();
         assert!(matches!(r.next(&mut all).1, Step::Frame(_)));

@@ -113,6 +113,16 @@ subtest 'a compressed message in fragments, and context kept across messages' =>
     ok($ev->{message}[1][0] eq $letters, 'the second');
     is_deeply([ @{ $ev->{message}[2] }[ 0, 1 ] ], [ "\x00\xffplain", 1 ], 'an uncompressed message in between');
     ok($ev->{message}[3][0] eq $letters, 'the third, from context kept across messages');
+
+    # Some senders (Mojolicious 9.31) compress an empty message to nothing
+    # rather than to one 0x00 byte: an empty message all the same, and the
+    # kept context stays intact.
+    $peer->send_frame(opcode => 2, rsv => 4, payload => '');
+    $peer->send_frame(opcode => 2, rsv => 4, payload => '');
+    $peer->send_frame(opcode => 1, rsv => 4, payload => $deflate->($letters));
+    run_until(sub { @{ $ev->{message} } >= 7 });
+    is_deeply([ map { length $_->[0] } @{ $ev->{message} }[ 4, 5 ] ], [ 0, 0 ], 'empty compressed payloads: empty messages');
+    ok(($ev->{message}[6][0] // '') eq $letters, '... and the context is intact');
     is_deeply([ map { $_->{payload} } $peer->frames_of(10) ], ['between'], 'the ping was answered');
 };
 

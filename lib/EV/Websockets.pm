@@ -360,7 +360,10 @@ C<max_message_size>. By default the answer asks both sides to compress
 each message on its own (C<server_no_context_takeover;
 client_no_context_takeover>), so a connection holds no zlib state between
 messages: an idle compressed connection costs what an uncompressed one
-does (about 1.6 KB here).
+does (about 1.6 KB here). A client that keeps its context although asked
+not to (Mojolicious 9.31 does) fails with 1007 on the first message that
+refers back to an earlier one; serve such clients with
+C<< context_takeover => 1 >>.
 
 =item context_takeover => 1
 
@@ -802,6 +805,11 @@ Those methods and C<stash> on a destroyed connection.
 =item C<send: text message is not valid UTF-8 (use send_binary for bytes)>
 
 =item C<< close: invalid close code <n> (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999) >>
+
+=item C<close: reason is not valid UTF-8>
+
+The reason is a byte string that is not UTF-8. A character string is
+encoded; bytes that already are UTF-8 go out as they are.
 
 =item C<self is not of type EV::Websockets::Connection>
 

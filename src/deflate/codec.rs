@@ -166,6 +166,9 @@ impl Decompressor {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
+        if data.is_empty() {
+            return Ok(());
+        }
         let result = self.run(data, out, limit);
         if result.is_err() {
             // The stream is in an unknown state: never reuse it.
