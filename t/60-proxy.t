@@ -27,19 +27,9 @@ my $CERTS = 't/certs';
 my $TMP = tempdir('ev-ws-proxy-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
 # Every daemon started here; whatever is still running goes at exit.
-my @daemons;
-END { kill 'KILL', $_->{pid} for grep { !defined $_->{status} } @daemons }
 
 my $TINYPROXY = find_program('tinyproxy');
 my $MICROSOCKS = find_program('microsocks');
-
-# The contents of a file (empty if it cannot be read).
-sub slurp {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or return '';
-    local $/;
-    return scalar <$fh>;
-}
 
 # Start a tinyproxy on 127.0.0.1 with @extra config lines.  Returns a hash
 # ref (port, log, daemon) once it accepts connections, or a string saying
@@ -54,7 +44,6 @@ sub start_tinyproxy {
         qq{LogFile "$log"}, 'LogLevel Info', 'Timeout 30', 'MaxClients 50', @extra;
     close $fh;
     my $d = spawn_daemon([ $TINYPROXY, '-d', '-c', $conf ], "$TMP/$name.out");
-    push @daemons, $d;
     return { port => $port, log => $log, daemon => $d } if wait_for_port($port, 5, $d);
     stop_daemon($d);
     return "tinyproxy ($name) did not start: " . slurp("$TMP/$name.out") . slurp($log);
@@ -68,7 +57,6 @@ sub start_microsocks {
     my $port = closed_port();
     my $log  = "$TMP/$name.log";
     my $d = spawn_daemon([ $MICROSOCKS, '-i', '127.0.0.1', '-p', $port, @args ], $log);
-    push @daemons, $d;
     return { port => $port, log => $log, daemon => $d } if wait_for_port($port, 5, $d);
     stop_daemon($d);
     return "microsocks ($name) did not start: " . slurp($log);
@@ -523,9 +511,6 @@ subtest 'no_proxy and NO_PROXY' => sub {
     }
 };
 
-for my $d (@daemons) {
-    my $status = stop_daemon($d);
-    ok(defined $status, "$d->{cmd}: stopped");
-}
+ok(stop_all_daemons(), 'every proxy process stopped');
 
 done_testing;

@@ -16,42 +16,22 @@ use EV::Websockets;
 use File::Temp qw(tempdir);
 use JSON::PP qw(decode_json);
 
-my ($PYTHON, $why) = python_with_websockets();
-if (!$PYTHON) {
-    BAIL_OUT("Python websockets is needed, and CI must run the interoperability tests: $why") if $ENV{CI};
-    plan skip_all => $why;
-}
+my $PYTHON = need_peer('Python websockets', python_with_websockets());
 
 # Made after the (possibly slow) venv setup above.
 my $guard = EV::timer(30, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
 
 my $TMP = tempdir('ev-ws-pydeflate-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
-# Every Python process started here; whatever is still running goes at exit.
-my @daemons;
-END { kill 'KILL', $_->{pid} for grep { !defined $_->{status} } @daemons }
-
 my $MiB = 1 << 20;
 
 # Our client's offer, as the server sees it.
 my $OUR_OFFER = 'permessage-deflate; client_no_context_takeover; client_max_window_bits';
 
-sub slurp {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-# Start t/py/$script with @args, its output going to a log of its own.
-# Returns ($daemon, $log).
-my $spawned = 0;
+# Start t/py/$script with @args.  Returns ($daemon, $log).
 sub spawn_py {
     my ($script, @args) = @_;
-    my $log = "$TMP/$script-" . ++$spawned . '.log';
-    my $d = spawn_daemon([ $PYTHON, py_script($script), @args ], $log);
-    push @daemons, $d;
-    return ($d, $log);
+    return spawn_logged($TMP, [ $PYTHON, py_script($script), @args ]);
 }
 
 # Start ws_echo_server.py with @args.  Returns ($daemon, $port), the port
@@ -59,10 +39,7 @@ sub spawn_py {
 sub start_py_server {
     my (@args) = @_;
     my ($d, $log) = spawn_py('ws_echo_server.py', '--lifetime', 60, @args);
-    my $port;
-    # The port is the first line the server prints.
-    my $poll = EV::timer(0, 0.02, sub { $port = $1 if slurp($log) =~ /\A(\d+)\n/ });
-    run_until(sub { defined $port || defined $d->{status} }, 10);
+    my $port = printed_port($d, $log);
     diag("ws_echo_server.py @args did not start: " . slurp($log)) unless defined $port;
     return ($d, $port);
 }
@@ -157,14 +134,7 @@ sub echoes_ok {
     is_deeply($r->{errors}, [], "$name: no errors");
     is(scalar @{ $r->{got} }, @MESSAGES + 1, "$name: one echo per message, plus the extensions? answer")
         or diag explain [ map { [ length $_->[0], $_->[1] ] } @{ $r->{got} } ];
-    for my $i (0 .. $#MESSAGES) {
-        my ($what, $payload, $binary) = @{ $MESSAGES[$i] };
-        my ($data, $bin) = @{ $r->{got}[$i] || [] };
-        # eq rather than is(): a mismatch must not dump a megabyte
-        ok(defined $data && $data eq $payload, "$name: $what echoed intact")
-            or diag('got ' . (defined $data ? length($data) . ' bytes' : 'nothing') . ', sent ' . length($payload));
-        is($bin, $binary, "$name: $what comes back " . ($binary ? 'binary' : 'text'));
-    }
+    messages_match($name, \@MESSAGES, $r->{got});
     my ($answer, $bin) = @{ $r->{got}[@MESSAGES] || [] };
     is($bin, 0, "$name: extensions? answered with text");
     my $info = eval { decode_json($answer // '') };
@@ -319,8 +289,6 @@ subtest 'Python client with compression off -> our server with compression => 1'
     is_deeply($s->{close}, [ [ 1000, '' ] ], 'our server: on_close 1000');
 };
 
-for my $d (@daemons) {
-    ok(defined stop_daemon($d), "$d->{cmd}: ended");
-}
+ok(stop_all_daemons(), 'every peer process ended');
 
 done_testing;

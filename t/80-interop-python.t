@@ -21,11 +21,7 @@ use Digest::SHA qw(sha256_hex);
 use File::Temp qw(tempdir);
 use JSON::PP ();
 
-my ($PYTHON, $why) = python_with_websockets();
-if (!$PYTHON) {
-    BAIL_OUT("Python websockets is needed, and CI must run the interoperability tests: $why") if $ENV{CI};
-    plan skip_all => $why;
-}
+my $PYTHON = need_peer('Python websockets', python_with_websockets());
 
 # Made after the (possibly slow) venv setup above.
 my $guard = EV::timer(30, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
@@ -34,10 +30,6 @@ my $guard = EV::timer(30, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) }
 my $TMP = tempdir('ev-ws-pyinterop-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{KEEP});
 
 diag("Python logs in $TMP") if $ENV{KEEP};
-
-# Every Python process started here; whatever is still running goes at exit.
-my @daemons;
-END { kill 'KILL', $_->{pid} for grep { !defined $_->{status} } @daemons }
 
 my $JSON = JSON::PP->new;
 
@@ -303,13 +295,6 @@ my %SCENARIO = map { $_->{name} => $_ } @SCENARIOS;
 
 # ---- Running them ----
 
-sub slurp {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
 # The scenarios, as t/py/interop_peer.py reads them.
 my $SCENARIO_FILE = "$TMP/scenarios.json";
 {
@@ -325,7 +310,6 @@ sub spawn_peer {
     my (@args) = @_;
     my $log = "$TMP/interop_peer-" . ++$spawned . '.log';
     my $d = spawn_daemon([ $PYTHON, py_script('interop_peer.py'), @args, '--scenarios', $SCENARIO_FILE ], $log);
-    push @daemons, $d;
     return ($d, $log);
 }
 
@@ -461,8 +445,6 @@ sub check_all {
 check_all('our client -> Python server', 'client', our_client_to_python());
 check_all('Python client -> our server', 'server', python_to_our_server());
 
-for my $d (@daemons) {
-    ok(defined stop_daemon($d), "$d->{cmd}: ended");
-}
+ok(stop_all_daemons(), 'every peer process ended');
 
 done_testing;

@@ -19,20 +19,12 @@ use EV::Websockets;
 use File::Temp qw(tempdir);
 use JSON::PP qw(decode_json);
 
-my ($NODE, $why) = node_with_ws();
-if (!$NODE) {
-    BAIL_OUT("Node.js with ws is needed, and CI must run the interoperability tests: $why") if $ENV{CI};
-    plan skip_all => $why;
-}
+my $NODE = need_peer('Node.js with ws', node_with_ws());
 
 # Made after the (possibly slow) npm install above.
 my $guard = EV::timer(30, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
 
 my $TMP = tempdir('ev-ws-node-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-
-# Every Node process started here; whatever is still running goes at exit.
-my @daemons;
-END { kill 'KILL', $_->{pid} for grep { !defined $_->{status} } @daemons }
 
 my $MiB = 1 << 20;
 
@@ -68,13 +60,6 @@ sub wire_ok {
     }
 }
 
-sub slurp {
-    my ($file) = @_;
-    open(my $fh, '<', $file) or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
 # The JSON objects among the lines of $text.
 sub json_lines {
     my ($text) = @_;
@@ -90,15 +75,10 @@ sub poll_until {
     return run_until($cond, $secs);
 }
 
-# Start t/js/$script with @args, its output going to a log of its own.
-# Returns ($daemon, $log).
-my $spawned = 0;
+# Start t/js/$script with @args.  Returns ($daemon, $log).
 sub spawn_node {
     my ($script, @args) = @_;
-    my $log = "$TMP/$script-" . ++$spawned . '.log';
-    my $d = spawn_daemon([ $NODE, js_script($script), @args ], $log);
-    push @daemons, $d;
-    return ($d, $log);
+    return spawn_logged($TMP, [ $NODE, js_script($script), @args ]);
 }
 
 # ---- our client -> Node server ----
@@ -108,9 +88,7 @@ sub spawn_node {
 sub start_node_server {
     my (@args) = @_;
     my ($d, $log) = spawn_node('ws_echo_server.js', '--lifetime', 60, @args);
-    my $port;
-    # The port is the first line the server prints.
-    poll_until(sub { $port = $1 if slurp($log) =~ /\A(\d+)\n/; defined $port || defined $d->{status} }, 10);
+    my $port = printed_port($d, $log);
     diag("ws_echo_server.js @args did not start: " . slurp($log)) unless defined $port;
     return ($d, $port, $log);
 }
@@ -214,14 +192,7 @@ sub echoes_ok {
     is_deeply($r->{errors}, [], "$name: no errors");
     is(scalar @{ $r->{got} }, @MESSAGES + 2, "$name: one echo per message, then the pong report and info")
         or diag explain [ map { [ length $_->[0], $_->[1] ] } @{ $r->{got} } ];
-    for my $i (0 .. $#MESSAGES) {
-        my ($what, $payload, $binary) = @{ $MESSAGES[$i] };
-        my ($data, $bin) = @{ $r->{got}[$i] || [] };
-        # eq rather than is(): a mismatch must not dump a megabyte
-        ok(defined $data && $data eq $payload, "$name: $what echoed intact")
-            or diag('got ' . (defined $data ? length($data) . ' bytes' : 'nothing') . ', sent ' . length($payload));
-        is($bin, $binary, "$name: $what comes back " . ($binary ? 'binary' : 'text'));
-    }
+    messages_match($name, \@MESSAGES, $r->{got});
     is_deeply($r->{got}[@MESSAGES], [ 'pong:node-ping', 0 ],
         "$name: Node's ping got our automatic pong, with its payload");
     is_deeply($r->{pongs}, [ 'perl-ping' ], "$name: our send_ping got on_pong with its payload");
@@ -496,8 +467,6 @@ subtest 'Node client offering only subprotocols we do not speak' => sub {
     is_deeply($s->{connect}, [], 'no connection on our side');
 };
 
-for my $d (@daemons) {
-    ok(defined stop_daemon($d), "$d->{cmd}: ended");
-}
+ok(stop_all_daemons(), 'every peer process ended');
 
 done_testing;

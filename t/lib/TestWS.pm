@@ -205,7 +205,8 @@ sub ws_roundtrip {
 
 # ---- Helpers for the proxy tests (t/60-proxy.t) ----
 
-push @EXPORT, qw(with_proxy_env ctx_roundtrip find_program spawn_daemon wait_for_port stop_daemon);
+push @EXPORT, qw(with_proxy_env ctx_roundtrip find_program spawn_daemon wait_for_port stop_daemon
+    stop_all_daemons slurp need_peer messages_match spawn_logged printed_port);
 
 # Every environment variable that chooses a proxy or exempts hosts from it.
 my @PROXY_ENV = qw(https_proxy http_proxy all_proxy HTTPS_PROXY HTTP_PROXY ALL_PROXY no_proxy NO_PROXY);
@@ -272,6 +273,10 @@ sub find_program {
     return undef;
 }
 
+# Every daemon spawn_daemon started; any still running at exit is killed.
+my @spawned;
+END { kill 'KILL', $_->{pid} for grep { !defined $_->{status} } @spawned }
+
 # Start @$cmd in the background, stdin from /dev/null, stdout and stderr
 # appended to $log.  Returns a hash ref: pid, log, and status (the wait
 # status, set by an EV::child watcher once the process has exited while the
@@ -289,7 +294,68 @@ sub spawn_daemon {
     my $d = { pid => $pid, log => $log, cmd => "@$cmd" };
     weaken(my $wd = $d);
     $d->{watcher} = EV::child($pid, 0, sub { $wd->{status} = $_[0]->rstatus if $wd; $_[0]->stop });
+    push @spawned, $d;
     return $d;
+}
+
+# spawn_daemon(@$cmd) with its output in a log file of its own in $dir,
+# named after the script ($cmd->[1]) or program.  Returns ($daemon, $log).
+my $logs = 0;
+sub spawn_logged {
+    my ($dir, $cmd) = @_;
+    (my $name = $cmd->[1] // $cmd->[0]) =~ s{.*/}{};
+    my $log = "$dir/$name-" . ++$logs . '.log';
+    return (spawn_daemon($cmd, $log), $log);
+}
+
+# The port a server started with spawn_logged prints as the first line of
+# its log, once it is there (at most $secs seconds, default 10; undef if it
+# did not come or the server died).
+sub printed_port {
+    my ($d, $log, $secs) = @_;
+    my $port;
+    my $poll = EV::timer(0, 0.02, sub { $port = $1 if slurp($log) =~ /\A(\d+)\n/ });
+    run_until(sub { defined $port || defined $d->{status} }, $secs // 10);
+    return $port;
+}
+
+# Stop every daemon started so far (see stop_daemon); true if each ended.
+sub stop_all_daemons {
+    my $ended = grep { defined stop_daemon($_) } @spawned;
+    return $ended == @spawned;
+}
+
+# The contents of a file (empty if it cannot be read).
+sub slurp {
+    my ($file) = @_;
+    open(my $fh, '<', $file) or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+# Check that @$got ([data, is_binary] each) starts with the messages of
+# @$want ([name, payload, is_binary] each), in order.  Payloads are
+# compared with eq, so that a mismatch does not dump a megabyte.
+sub messages_match {
+    my ($label, $want, $got) = @_;
+    for my $i (0 .. $#$want) {
+        my ($what, $payload, $binary) = @{ $want->[$i] };
+        my ($data, $bin) = @{ $got->[$i] || [] };
+        Test::More::ok(defined $data && $data eq $payload, "$label: $what echoed intact")
+            or Test::More::diag('got ' . (defined $data ? length($data) . ' bytes' : 'nothing')
+                . ', sent ' . length($payload));
+        Test::More::is($bin, $binary, "$label: $what comes back " . ($binary ? 'binary' : 'text'));
+    }
+}
+
+# $found (a peer's path) if true.  Otherwise the test cannot run: it skips
+# with $why on a developer machine, and bails out in CI (CI set), where no
+# peer test may be skipped.  $what names the peer.
+sub need_peer {
+    my ($what, $found, $why) = @_;
+    return $found if $found;
+    Test::More::BAIL_OUT("$what is needed, and CI must run the tests with it: $why") if $ENV{CI};
+    Test::More::plan(skip_all => $why);
 }
 
 # Wait, polling with an EV timer, until something accepts TCP connections on
