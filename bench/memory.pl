@@ -14,6 +14,9 @@
 
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Bench qw(guard emit rss_kib);
 use EV;
 use EV::Websockets;
 use Getopt::Long;
@@ -24,13 +27,7 @@ GetOptions('count=i' => \$count, compression => \$compression, 'context-takeover
     or die "usage: $0 [--count N] [--compression [--context-takeover]] [--talk]\n";
 my $message = join ',', map { qq({"id":$_,"status":"ok"}) } 1 .. 90;
 
-sub rss_kib {
-    open my $fh, '<', '/proc/self/status' or die "no /proc: $!";
-    while (<$fh>) { return $1 if /^VmRSS:\s+(\d+)/ }
-    die "no VmRSS\n";
-}
-
-my $guard = EV::timer(60, 0, sub { die "memory benchmark timed out\n" });
+my $guard = guard(60 + $count / 100, 'memory');
 
 my $ctx = EV::Websockets::Context->new(proxy => '');
 my $connected = 0;
@@ -94,7 +91,14 @@ printf "%d idle server connections%s%s: RSS %d KiB -> %d KiB, %.0f bytes per con
     $count, $compression ? ', compression on' . ($context ? ' with context takeover' : '') : '',
     $talk ? ', after one message each' : '',
     $before, $after, $per_conn;
-my $bool = sub { $_[0] ? 'true' : 'false' };
-printf qq({"bench":"memory","connections":%d,"compression":%s,"context_takeover":%s,"talked":%s,)
-    . qq("rss_before_kib":%d,"rss_after_kib":%d,"bytes_per_connection":%.0f}\n),
-    $count, $bool->($compression), $bool->($context), $bool->($talk), $before, $after, $per_conn;
+my $bool = sub { $_[0] ? JSON::PP::true() : JSON::PP::false() };
+emit({
+    bench                => 'memory',
+    connections          => $count,
+    compression          => $bool->($compression),
+    context_takeover     => $bool->($context),
+    talked               => $bool->($talk),
+    rss_before_kib       => $before + 0,
+    rss_after_kib        => $after + 0,
+    bytes_per_connection => sprintf('%.0f', $per_conn) + 0,
+});

@@ -202,18 +202,23 @@ static void conn_mark_dirty(ws_conn *c)
         ev_prepare_start(ctx->loop, &ctx->prepare);
 }
 
-static void conn_unmark_dirty(ws_conn *c)
+static void conn_unmark_dirty(pTHX_ ws_conn *c)
 {
+    ws_ctx *ctx = c->ctx;
     ws_conn **p;
-    if (!c->dirty || !c->ctx)
+    if (!c->dirty || !ctx)
         return;
-    for (p = &c->ctx->dirty; *p; p = &(*p)->next_dirty)
+    for (p = &ctx->dirty; *p; p = &(*p)->next_dirty)
         if (*p == c) {
             *p = c->next_dirty;
             break;
         }
     c->dirty = 0;
     c->next_dirty = NULL;
+    /* nothing left for the prepare watcher (a no-op inside its callback,
+     * which took the list before flushing) */
+    if (!ctx->dirty && !ctx->destroyed && LOOP_USABLE)
+        ev_prepare_stop(ctx->loop, &ctx->prepare);
 }
 
 static void conn_set_resolving(ws_conn *c, int resolving)
@@ -238,7 +243,7 @@ static void conn_stop_watchers(pTHX_ ws_conn *c)
         ev_timer_stop(c->ctx->loop, &c->timer);
     }
     c->io_events = 0;
-    conn_unmark_dirty(c);
+    conn_unmark_dirty(aTHX_ c);
     conn_set_resolving(c, 0);
 }
 
@@ -392,6 +397,7 @@ static ws_conn *conn_new(pTHX_ ws_ctx *ctx, ews_conn *rs, const callbacks *cbs, 
     c->rs = rs;
     c->ctx = ctx;
     callbacks_copy(&c->cbs, cbs);
+    ews_conn_set_drain_wanted(rs, cbs->cb[CB_DRAIN] != NULL);
     c->next = ctx->conns;
     if (ctx->conns)
         ctx->conns->prev = c;
@@ -584,14 +590,26 @@ static void conn_settle(pTHX_ ws_conn *c)
     SvREFCNT_dec(self);
 }
 
+/* What the callbacks queued on this connection (an echo, a pong) goes out
+ * before the callback returns, in one write, instead of waiting for the
+ * prepare watcher: a reply costs one loop stage less. */
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     ws_conn *c = (ws_conn *)w;
+    SV *self = c->self;
     dTHX;
     PERL_UNUSED_ARG(loop);
+    SvREFCNT_inc_simple_void_NN(self);
     if (c->rs)
         ews_conn_on_io(c->rs, revents & EV_READ, revents & EV_WRITE);
-    conn_settle(aTHX_ c);
+    conn_deliver(aTHX_ c);
+    if (c->dirty && c->rs && !c->ctx->destroyed) {
+        conn_unmark_dirty(aTHX_ c);
+        if (ews_conn_flush(c->rs))
+            conn_deliver(aTHX_ c);
+    }
+    conn_sync(aTHX_ c);
+    SvREFCNT_dec(self);
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -32,7 +32,7 @@ use crate::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
 use crate::resolver::{Lookup, Waker};
 use crate::tls::{self, ClientTls};
 use crate::transport::{self, Received};
-use crate::utf8::Utf8Stream;
+use crate::utf8::{self, Utf8Stream};
 
 /// Handshake deadline of a client that did not set `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -343,6 +343,8 @@ pub struct Connection {
     close_sent: bool,
     close_received: Option<(u16, Vec<u8>)>,
     drain_armed: bool,
+    /// Whether anyone listens for [`Event::Drain`].
+    drain_wanted: bool,
     sending_fragments: Option<OutgoingFragments>,
     /// permessage-deflate is in force: what we send is compressed.
     deflater: Option<Compressor>,
@@ -383,6 +385,7 @@ impl Connection {
             close_sent: false,
             close_received: None,
             drain_armed: false,
+            drain_wanted: true,
             sending_fragments: None,
             deflater: None,
             headers: Vec::new(),
@@ -637,7 +640,7 @@ impl Connection {
                     return Err(SendError::FragmentInProgress);
                 }
                 let binary = kind == SendKind::Binary;
-                if !binary && std::str::from_utf8(data).is_err() {
+                if !binary && !utf8::is_valid(data) {
                     return Err(SendError::InvalidUtf8);
                 }
                 let compressed =
@@ -674,7 +677,7 @@ impl Connection {
                 self.queue_data(opcode, fin, data, message.compressed, true);
             }
         }
-        self.drain_armed = true;
+        self.drain_armed = self.drain_wanted;
         Ok(())
     }
 
@@ -730,6 +733,13 @@ impl Connection {
     }
 
     /// `pause_recv` / `resume_recv`; only while connected or closing.
+    /// Without a listener, drains are not reported (each would be an
+    /// event per write).
+    pub fn set_drain_wanted(&mut self, wanted: bool) {
+        self.drain_wanted = wanted;
+        self.drain_armed &= wanted;
+    }
+
     pub fn set_paused(&mut self, paused: bool) {
         if !matches!(self.phase, Phase::Open | Phase::Closing) || self.paused == paused {
             return;
@@ -821,7 +831,7 @@ impl Connection {
         if matches!(self.phase, Phase::Connecting(_)) {
             self.finish_tcp_connect();
         } else {
-            self.flush();
+            self.write_out();
         }
     }
 
@@ -887,7 +897,13 @@ impl Connection {
     }
 
     /// Write what is queued (one `write`), before the loop blocks.
-    pub fn flush(&mut self) {
+    /// Returns whether events wait.
+    pub fn flush(&mut self) -> bool {
+        self.write_out();
+        !self.notices.is_empty()
+    }
+
+    fn write_out(&mut self) {
         self.retired = None;
         if matches!(
             self.phase,
@@ -963,10 +979,18 @@ impl Connection {
             return self.handle_eof();
         }
         loop {
+            if self.inbuf.is_empty() {
+                // The usual case once a read's messages are out: no frame
+                // can be complete, so skip the parser.
+                self.reader.release_delivered();
+                self.need = 2;
+                return self.handle_eof();
+            }
             let (used, step) = self.reader.next(self.inbuf.data_mut());
             match step {
                 Step::NeedMore(n) => {
                     self.inbuf.consume(used);
+                    self.inbuf.settle();
                     self.need = n;
                     return self.handle_eof();
                 }
@@ -1212,7 +1236,7 @@ impl Connection {
         self.candidates.clear();
         if self.request.as_ref().is_some_and(|r| r.tunnel.is_some()) {
             self.phase = Phase::Tunneling(handshake);
-            self.flush();
+            self.write_out();
         } else {
             self.begin_upgrade(handshake);
         }
@@ -1239,7 +1263,7 @@ impl Connection {
         let upgrade = std::mem::take(&mut r.upgrade);
         self.out.push_raw(&upgrade);
         self.phase = Phase::AwaitingResponse(handshake);
-        self.flush();
+        self.write_out();
     }
 
     /// The proxy answered: go on with the tunnel's conversation.
@@ -1255,7 +1279,7 @@ impl Connection {
             TunnelStep::Send { used, bytes } => {
                 self.inbuf.consume(used);
                 self.out.push_raw(&bytes);
-                self.flush();
+                self.write_out();
             }
             TunnelStep::Open(used) => {
                 self.inbuf.consume(used);
@@ -1339,7 +1363,7 @@ pub fn check_close_args(code: i64, reason: &[u8]) -> Result<u16, String> {
                 "close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"
             )
         })?;
-    if std::str::from_utf8(reason).is_err() {
+    if !utf8::is_valid(reason) {
         return Err("close: reason is not valid UTF-8".into());
     }
     Ok(code)

@@ -115,7 +115,8 @@ ews_conn *ews_connect(const ews_connect_opts *opts, const ews_waker *w,
 void ews_conn_on_io(ews_conn *c, int readable, int writable);
 void ews_conn_on_timer(ews_conn *c);
 int  ews_conn_on_lookup(ews_conn *c);   /* 1 when the lookup answered */
-void ews_conn_flush(ews_conn *c);
+int  ews_conn_flush(ews_conn *c);        /* 1 when events wait */
+void ews_conn_set_drain_wanted(ews_conn *c, int wanted);
 int  ews_conn_next_event(ews_conn *c, ews_event *ev);
 int  ews_conn_header(const ews_conn *c, size_t i, ews_header *out);
 void ews_conn_interest(const ews_conn *c, ews_interest *out);

@@ -425,11 +425,22 @@ pub unsafe extern "C" fn ews_conn_on_lookup(c: *mut EwsConn) -> c_int {
 /// # Safety
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_conn_flush(c: *mut EwsConn) {
+pub unsafe extern "C" fn ews_conn_flush(c: *mut EwsConn) -> c_int {
+    guard(1, || {
+        // SAFETY: guaranteed by the caller.
+        let c = unsafe { conn_mut(c) };
+        c_int::from(c.flush())
+    })
+}
+
+/// # Safety
+/// `c` is a live connection.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_set_drain_wanted(c: *mut EwsConn, wanted: c_int) {
     guard((), || {
         // SAFETY: guaranteed by the caller.
         let c = unsafe { conn_mut(c) };
-        c.flush()
+        c.set_drain_wanted(wanted != 0)
     })
 }
 

@@ -1,22 +1,29 @@
 //! The receive side: a reusable read buffer and the message layer that
 //! turns frames into messages, control events and protocol violations.
 
-use std::io::{self, Cursor, Read};
+use std::io::{self, Read};
 use std::ops::Range;
 
 use crate::deflate::{Decompressor, InflateError};
 use crate::frame::{self, Control, Data, FrameHeader, OpCode};
 use crate::pool;
-use crate::utf8::Utf8Stream;
+use crate::utf8::{self, Utf8Stream};
 
-/// Smallest read offered to the kernel.
-const READ_CHUNK: usize = 4096;
+/// Size of the buffer reads go into: a pipelined peer's frames are taken
+/// many at a time.
+const READ_BUFFER: usize = 64 * 1024;
+/// Smallest room offered to a read.
+const MIN_READ: usize = 4096;
+/// A few bytes left waiting for the rest of their frame are kept in a
+/// buffer of this size, and the read buffer goes back to the pool: a
+/// connection that waits holds little.
+const WAITING_BUFFER: usize = 4096;
 /// Bytes a buffer may grow by at once, so that a peer's declared frame
 /// length is never allocated before the bytes arrive.
 const MIN_GROWTH: usize = 64 * 1024;
 
-/// Bytes read from the socket and not yet consumed.  The buffer is
-/// borrowed from [`pool::READ`] while it holds bytes.
+/// Bytes read from the socket and not yet consumed.  Reads go into a
+/// buffer borrowed from [`pool::READ`].
 #[derive(Debug, Default)]
 pub struct InBuf {
     /// Its length is the initialised, usable size.
@@ -67,15 +74,36 @@ impl InBuf {
         Ok(n)
     }
 
-    fn make_room(&mut self, want: usize) {
-        if self.buf.capacity() == 0 {
-            self.buf = pool::READ.with(pool::Pool::take);
+    /// Once the bytes that have arrived are parsed: a few left over (the
+    /// start of a frame) move into a small buffer of their own.
+    pub fn settle(&mut self) {
+        let pending = self.end - self.start;
+        if pending == 0 || pending > WAITING_BUFFER / 2 || self.buf.len() <= WAITING_BUFFER {
+            return;
         }
-        let want = want.max(READ_CHUNK);
+        let mut small = vec![0; WAITING_BUFFER];
+        small[..pending].copy_from_slice(self.data());
+        let read_buffer = std::mem::replace(&mut self.buf, small);
+        pool::READ.with(|p| p.give(read_buffer));
+        self.start = 0;
+        self.end = pending;
+    }
+
+    fn make_room(&mut self, want: usize) {
+        let want = want.max(MIN_READ);
         if self.buf.len() - self.end >= want {
             return;
         }
-        if self.start > 0 {
+        if self.buf.len() < READ_BUFFER {
+            // No buffer, or a small one of waiting bytes: read into a
+            // full-size one.
+            let mut read_buffer = pool::READ.with(pool::Pool::take);
+            read_buffer.resize(read_buffer.len().max(READ_BUFFER), 0);
+            read_buffer[..self.end - self.start].copy_from_slice(self.data());
+            self.buf = read_buffer;
+            self.end -= self.start;
+            self.start = 0;
+        } else if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -273,19 +301,17 @@ impl MessageReader {
     /// bytes of `buf` the caller must consume *after* it is done with the
     /// event (payloads stay in `buf`, unmasked in place).
     pub fn next(&mut self, buf: &mut [u8]) -> (usize, Step) {
-        if self.partial_delivered {
-            self.partial = None;
-            self.partial_delivered = false;
-        }
+        self.release_delivered();
         let mut pos = 0;
         loop {
-            let mut cursor = Cursor::new(&buf[pos..]);
-            let (header, length) = match FrameHeader::parse(&mut cursor) {
+            let (header, length, header_len) = match frame::decode_header(&buf[pos..]) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return (pos, Step::NeedMore(2)),
-                Err(e) => return (pos, Step::Violation(Violation::protocol(&e.to_string()))),
+                Err(opcode) => {
+                    let what = format!("unknown opcode {opcode}");
+                    return (pos, Step::Violation(Violation::protocol(&what)));
+                }
             };
-            let header_len = cursor.position() as usize;
             if let Err(v) = self.check_header(&header, length) {
                 return (pos, Step::Violation(v));
             }
@@ -350,6 +376,14 @@ impl MessageReader {
                     }
                 }
             }
+        }
+    }
+
+    /// Free a reassembled message once it has been handed out.
+    pub fn release_delivered(&mut self) {
+        if self.partial_delivered {
+            self.partial = None;
+            self.partial_delivered = false;
         }
     }
 
@@ -440,7 +474,7 @@ impl MessageReader {
 
 /// A message that came whole in one uncompressed frame.
 fn message_step(binary: bool, data: &[u8], payload: Payload) -> Step {
-    if !binary && std::str::from_utf8(data).is_err() {
+    if !binary && !utf8::is_valid(data) {
         return Step::Violation(Violation::invalid_utf8("text message"));
     }
     Step::Frame(Inbound::Message { binary, payload })
@@ -458,7 +492,7 @@ fn close_step(payload: &[u8], offset: usize) -> Step {
             let code = u16::from_be_bytes([*hi, *lo]);
             if !frame::is_valid_close_code(code) {
                 Step::Violation(Violation::protocol(&format!("invalid close code {code}")))
-            } else if std::str::from_utf8(reason).is_err() {
+            } else if !utf8::is_valid(reason) {
                 Step::Violation(Violation::invalid_utf8("close reason"))
             } else {
                 let start = offset + 2;
@@ -701,11 +735,38 @@ mod tests {
         let mut b = InBuf::default();
         let mut src: &[u8] = &[1; 10_000];
         assert_eq!(b.read_from(&mut src, 1_000_000).unwrap(), 10_000);
-        assert!(b.buf.len() <= MIN_GROWTH);
+        assert!(b.buf.len() <= READ_BUFFER.max(MIN_GROWTH));
         b.consume(9_000);
         b.extend(&[2; 10]);
         assert_eq!(b.data().len(), 1_010);
         b.consume(1_010);
         assert!(b.is_empty());
+        let mut big: &[u8] = &[3; 3 * READ_BUFFER];
+        b.read_from(&mut big, 3 * READ_BUFFER).unwrap();
+        assert!(
+            b.buf.len() <= READ_BUFFER + MIN_GROWTH,
+            "one growth step at a time"
+        );
+    }
+
+    #[test]
+    fn waiting_bytes_keep_a_small_buffer() {
+        let mut b = InBuf::default();
+        let mut src: &[u8] = &[1; 5_000];
+        b.read_from(&mut src, 2).unwrap();
+        assert_eq!(b.buf.len(), READ_BUFFER);
+        b.consume(4_990);
+        b.settle();
+        assert_eq!((b.buf.len(), b.data()), (WAITING_BUFFER, &[1u8; 10][..]));
+        let mut rest: &[u8] = &[2; 20_000];
+        assert_eq!(
+            b.read_from(&mut rest, 2).unwrap(),
+            20_000,
+            "reads are full-size again"
+        );
+        assert_eq!(&b.data()[..11], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
+        b.consume(15_000);
+        b.settle();
+        assert_eq!(b.buf.len(), READ_BUFFER, "a large remainder stays");
     }
 }

@@ -7,7 +7,8 @@ use crate::frame::{self, FrameHeader, OpCode};
 use crate::pool;
 
 /// Written bytes after which the buffer's sent prefix is dropped even
-/// though unsent bytes remain.
+/// though unsent bytes remain (once it is also at least half the buffer,
+/// so that each byte is moved at most once on average).
 const COMPACT_AFTER: usize = 1 << 20;
 
 /// Encoded frames waiting for the socket.  The buffer is borrowed from
@@ -93,12 +94,11 @@ impl Outbound {
     pub fn push(&mut self, mut header: FrameHeader, payload: &[u8], counted: bool) {
         header.mask = self.masked.then(rand::random::<[u8; 4]>);
         let length = payload.len() as u64;
+        let (head, head_len) = frame::encode_header(&header, length);
         let buf = self.raw_buf();
-        buf.reserve(header.len(length) + payload.len());
-        header
-            .format(length, buf)
-            .expect("writing to a Vec cannot fail");
-        let start = self.buf.len();
+        buf.reserve(head_len + payload.len());
+        buf.extend_from_slice(&head[..head_len]);
+        let start = buf.len();
         self.buf.extend_from_slice(payload);
         if let Some(mask) = header.mask {
             frame::apply_mask(&mut self.buf[start..], mask);
@@ -158,7 +158,9 @@ impl Outbound {
             self.queued_payload -= (end - payload_start) as usize;
             self.frames.pop_front();
         }
-        if self.sent == self.buf.len() || self.sent >= COMPACT_AFTER {
+        if self.sent == self.buf.len()
+            || (self.sent >= COMPACT_AFTER && self.sent >= self.buf.len() - self.sent)
+        {
             self.base = written;
             if self.sent == self.buf.len() {
                 let buf = std::mem::take(&mut self.buf);

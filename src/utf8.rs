@@ -1,4 +1,11 @@
-//! UTF-8 validation of a text message that arrives in pieces.
+//! UTF-8 validation: whole messages, and messages that arrive in pieces.
+//! The bulk of the work is simdutf8's (SIMD on CPUs that have it, chosen
+//! at run time).
+
+/// Whether `bytes` are valid UTF-8.
+pub fn is_valid(bytes: &[u8]) -> bool {
+    simdutf8::basic::from_utf8(bytes).is_ok()
+}
 
 /// Validates a byte stream piece by piece; a character may straddle two
 /// pieces.
@@ -30,7 +37,7 @@ impl Utf8Stream {
             }
             self.pending_len = 0;
         }
-        match std::str::from_utf8(piece) {
+        match simdutf8::compat::from_utf8(piece) {
             Ok(_) => true,
             Err(e) if e.error_len().is_none() && !last => {
                 let tail = &piece[e.valid_up_to()..];
