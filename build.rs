@@ -33,6 +33,8 @@ fn main() {
     }
     println!("cargo::rerun-if-env-changed=PERL");
     println!("cargo::rustc-check-cfg=cfg(perl_multiplicity)");
+    // set by cargo fuzz
+    println!("cargo::rustc-check-cfg=cfg(fuzzing)");
 
     let config = run_perl(
         &[

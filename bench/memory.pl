@@ -5,6 +5,9 @@
 #
 #   perl -Mblib bench/memory.pl [--count 1000] [--compression [--context-takeover]] [--talk]
 #
+# Each process needs --count descriptors and a few more: raise the limit
+# (ulimit -n) for --count 10000 where it is lower.
+#
 # --compression: the server negotiates permessage-deflate (with
 # --context-takeover: keeping compression context).  --talk: each
 # client sends one 2 KB JSON message and waits for its echo before going

@@ -1053,6 +1053,13 @@ _set_debug(int on)
 CODE:
     ws_debug = on;
 
+int
+_selftest_panic()
+CODE:
+    RETVAL = ews_selftest_panic();
+OUTPUT:
+    RETVAL
+
 MODULE = EV::Websockets   PACKAGE = EV::Websockets::Context
 
 SV *

@@ -150,9 +150,17 @@ const SEND_PING: c_int = 2;
 const SEND_PONG: c_int = 3;
 
 /// Run `f`; a panic becomes `fallback` (the panic message was already
-/// printed by the panic hook).
+/// printed by the panic hook).  Every entry point goes through it: a panic
+/// must not unwind into perl's C frames.
 fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// A deliberate panic inside the guard, so that the test suite can see a
+/// panic end as the guard's fallback (-1) rather than as a crash.
+#[unsafe(no_mangle)]
+pub extern "C" fn ews_selftest_panic() -> c_int {
+    guard(-1, || panic!("ews_selftest_panic: a deliberate panic"))
 }
 
 fn set_error(err: *mut EwsError, text: &str) {
@@ -911,4 +919,15 @@ pub unsafe extern "C" fn ews_listener_accept(
 pub unsafe extern "C" fn ews_listener_free(l: *mut EwsListener) {
     // SAFETY: guaranteed by the caller.
     guard((), || drop(unsafe { Box::from_raw(l) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_the_fallback() {
+        assert_eq!(ews_selftest_panic(), -1);
+        assert_eq!(guard(7, || 8), 8);
+    }
 }

@@ -26,8 +26,8 @@ pub mod utf8;
 
 #[allow(unsafe_code)]
 mod ffi;
-// The XS objects are linked into the cdylib only: unit tests run without a
-// perl, so they leave the forwarder out.
-#[cfg(not(test))]
+// The XS objects are linked into the cdylib only: unit tests and fuzz
+// targets run without a perl, so they leave the forwarder out.
+#[cfg(not(any(test, fuzzing)))]
 #[allow(unsafe_code)]
 mod boot;

@@ -8,8 +8,10 @@
 
 use std::cell::RefCell;
 
-/// Largest buffer kept for lending; bigger ones are freed.
-const MAX_KEPT: usize = 64 * 1024;
+/// Largest buffer kept for lending; bigger ones are freed.  Keeping a
+/// large one spares the allocator (and the kernel's page clearing) a
+/// round of large allocations per big message; it is one per thread.
+const MAX_KEPT: usize = 4 * 1024 * 1024;
 
 /// A one-slot store of a spare buffer.
 #[derive(Default)]

@@ -141,6 +141,7 @@ set ylabel "$a{ylabel}"
 set style fill solid 0.7
 set boxwidth 0.6
 set yrange [0:*]
+set offsets 0, 0, graph 0.1, 0
 set grid ytics
 unset key
 plot '$data' using 0:2:xtic(1) with boxes lc rgb '#3465a4', '' using 0:2:(sprintf('%.3g', \$2)) with labels offset 0,1

@@ -99,10 +99,12 @@ on a helper thread, and the result wakes the loop.
 
 =item *
 
-Sends are queued, never written inside the call. Everything queued during one
-loop iteration is written in one go per connection just before the loop
-waits again, so a burst of sends costs few system calls. Use
-C<send_queue_size> and C<on_drain> for backpressure.
+Sends are queued, never written inside the call. What the callbacks of a
+connection's read queue on that connection (an echo, a reply) is written in
+one go when they return; everything else queued during a loop iteration is
+written in one go per connection just before the loop waits again. A burst
+of sends costs few system calls. Use C<send_queue_size> and C<on_drain> for
+backpressure.
 
 =item *
 
@@ -1024,8 +1026,9 @@ copied objects croak instead of crashing; threads skip cloning them.
 
 =item *
 
-Sends are batched: everything queued during one loop iteration goes out in
-one write per connection before the loop waits.
+Sends are batched: a reply sent from a connection's own callbacks goes out
+in one write when they return, everything else queued during one loop
+iteration in one write per connection before the loop waits.
 
 =item *
 
@@ -1078,11 +1081,15 @@ C<[EV::WS] >. Setting C<EV_WS_DEBUG=1> in the environment before the module
 loads does the same. Without it the module prints nothing on STDERR except
 the warnings described above.
 
-=head1 EXAMPLES AND BENCHMARK
+=head1 EXAMPLES AND BENCHMARKS
 
 The distribution ships F<eg/demo.pl> (a chat server and two clients in one
-loop), F<eg/echo_server.pl>, F<eg/echo_client.pl> and F<bench/echo.pl>
-(round trips per second between a client and a server in one process).
+loop), F<eg/echo_server.pl> and F<eg/echo_client.pl>.  Its F<bench/>
+directory measures echo latency (F<latency.pl>), throughput sequential and
+pipelined (F<throughput.pl>), handshakes per second (F<accept.pl>), memory
+per idle connection (F<memory.pl>), and the same echo through the other
+Perl WebSocket modules installed and a raw-TCP echo (F<compare.pl>); see
+F<README.pod> for figures.
 
 =head1 SEE ALSO
 
