@@ -69,11 +69,14 @@ sub client {
     my $loop    = EV::Loop->new;
     my $request = "GET / HTTP/1.1\r\nHost: 127.0.0.1:$port\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    my ($counting, $done, $failed, $stop, $t0) = (0, 0, 0, 0);
+    my ($counting, $done, $failed, $t0, $report) = (0, 0, 0);
     my %open;
     my $start;
     $start = sub {
-        return if $stop;
+        if ($report) {    # the time is up
+            $report->() unless %open;
+            return;
+        }
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Blocking => 0)
             or return $failed++;
         my $answer = '';
@@ -93,11 +96,15 @@ sub client {
         });
     };
     my $warm = $loop->timer($o{warmup}, 0, sub { ($counting, $done, $t0) = (1, 0, EV::time) });
-    my $end  = $loop->timer($o{warmup} + $o{time}, 0, sub {
-        my $seconds = EV::time - $t0;
-        $stop = 1;
-        syswrite $out, "$done $seconds $failed\n";
-        $loop->break;
+    # At the end no new handshake starts; those in flight finish (rather
+    # than being reset by the exit), then the result goes to the parent.
+    my $end = $loop->timer($o{warmup} + $o{time}, 0, sub {
+        my ($count, $seconds) = ($done, EV::time - $t0);
+        $report = sub {
+            syswrite $out, "$count $seconds $failed\n";
+            $loop->break;
+        };
+        $report->() unless %open;
     });
     $start->() for 1 .. $o{concurrency};
     $loop->run;

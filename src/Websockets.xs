@@ -762,6 +762,10 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     if (ctx->destroyed)
         return;
     ctx->destroyed = 1;
+    /* Freeing callbacks may free the context's object (a closure held its
+     * last reference) and with it our caller's hold on ctx: keep one of
+     * our own until the end. */
+    ctx->refs++;
     TRACE("context %p destroyed", (void *)ctx);
     if (LOOP_USABLE) {
         ev_prepare_stop(ctx->loop, &ctx->prepare);
@@ -800,6 +804,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
         ctx->loop_sv = NULL;
         SvREFCNT_dec(loop_sv);
     }
+    ctx_release(ctx);
 }
 
 static int ctx_magic_free(pTHX_ SV *sv, MAGIC *mg)

@@ -345,6 +345,9 @@ pub struct Connection {
     drain_armed: bool,
     /// Whether anyone listens for [`Event::Drain`].
     drain_wanted: bool,
+    /// The latest ping's payload, answered once the pong before it is
+    /// written.
+    deferred_pong: Option<Vec<u8>>,
     sending_fragments: Option<OutgoingFragments>,
     /// permessage-deflate is in force: what we send is compressed.
     deflater: Option<Compressor>,
@@ -386,6 +389,7 @@ impl Connection {
             close_received: None,
             drain_armed: false,
             drain_wanted: true,
+            deferred_pong: None,
             sending_fragments: None,
             deflater: None,
             headers: Vec::new(),
@@ -780,14 +784,20 @@ impl Connection {
         }
     }
 
-    /// The owner is going away: a best-effort 1001 to an open peer, no
-    /// events.
+    /// The owner is going away: what is queued goes out in one last
+    /// best-effort write, with a 1001 close to an open peer (a closing
+    /// connection's own close frame is queued already); no events.
     pub fn abandon(&mut self) {
-        if matches!(self.phase, Phase::Open) {
-            self.out.push_close(Some(1001), b"");
-            if let Some(socket) = self.socket.as_mut() {
-                let _ = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
+        let last_write = match self.phase {
+            Phase::Open => {
+                self.out.push_close(Some(1001), b"");
+                true
             }
+            Phase::Closing | Phase::Refusing => true,
+            _ => false,
+        };
+        if last_write && let Some(socket) = self.socket.as_mut() {
+            let _ = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
         }
         self.enter_closed();
         self.notices.clear();
@@ -914,7 +924,15 @@ impl Connection {
         let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        match transport::send(socket, self.tls.as_deref_mut(), &mut self.out) {
+        let result = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
+        if !self.out.has_unsent_pong()
+            && let Some(payload) = self.deferred_pong.take()
+            && !self.close_sent
+        {
+            // written by the next flush
+            self.out.push_pong(&payload);
+        }
+        match result {
             Ok(Flushed::All) => {
                 self.write_blocked = false;
                 self.flushed_all();
@@ -1000,10 +1018,16 @@ impl Connection {
                     return Some(Ready::Notice);
                 }
                 Step::Frame(Inbound::Ping(range)) => {
-                    if !self.close_sent {
-                        let payload = &self.inbuf.data()[range];
-                        self.out
-                            .push_frame(OpCode::Control(Control::Pong), true, payload, false);
+                    let payload = &self.inbuf.data()[range];
+                    // A peer that pings without reading would have pongs
+                    // pile up: while the socket is full only the latest
+                    // ping is answered, once the pong before it is out
+                    // (RFC 6455 §5.5.3).
+                    let pong_waits = self.write_blocked && self.out.has_unsent_pong();
+                    match (self.close_sent, pong_waits) {
+                        (true, _) => {}
+                        (false, true) => self.deferred_pong = Some(payload.to_vec()),
+                        (false, false) => self.out.push_pong(payload),
                     }
                     self.inbuf.consume(used);
                 }
@@ -1275,7 +1299,7 @@ impl Connection {
             TunnelStep::NeedMore if self.eof.is_some() => {
                 self.fail_early("proxy failed: connection closed by the proxy".into())
             }
-            TunnelStep::NeedMore => {}
+            TunnelStep::NeedMore => self.inbuf.settle(),
             TunnelStep::Send { used, bytes } => {
                 self.inbuf.consume(used);
                 self.out.push_raw(&bytes);
@@ -1312,13 +1336,14 @@ impl Connection {
                 self.opened();
             }
             Ok(Parsed::Complete(_, Answer::Redirect(location))) => self.follow_redirect(&location),
-            Ok(Parsed::Incomplete) => {
-                if let Some(read_error) = self.eof.clone() {
+            Ok(Parsed::Incomplete) => match self.eof.clone() {
+                Some(read_error) => {
                     let text = read_error
                         .unwrap_or_else(|| "handshake failed: connection closed by peer".into());
                     self.fail_early(text);
                 }
-            }
+                None => self.inbuf.settle(),
+            },
             Err(text) => self.fail_early(text),
         }
     }
@@ -1337,7 +1362,7 @@ impl Connection {
                 self.refuse(answer);
             }
             Parsed::Incomplete if self.eof.is_some() => self.enter_closed(),
-            Parsed::Incomplete => {}
+            Parsed::Incomplete => self.inbuf.settle(),
         }
     }
 }

@@ -14,10 +14,12 @@ use crate::utf8::{self, Utf8Stream};
 const READ_BUFFER: usize = 64 * 1024;
 /// Smallest room offered to a read.
 const MIN_READ: usize = 4096;
-/// A few bytes left waiting for the rest of their frame are kept in a
-/// buffer of this size, and the read buffer goes back to the pool: a
+/// Bytes left waiting for the rest of their frame or HTTP head, up to this
+/// many, move into a buffer of their own size (in steps of
+/// [`WAITING_STEP`]) and the read buffer goes back to the pool: a
 /// connection that waits holds little.
-const WAITING_BUFFER: usize = 4096;
+const MAX_WAITING_MOVED: usize = 16 * 1024;
+const WAITING_STEP: usize = 4096;
 /// Bytes a buffer may grow by at once, so that a peer's declared frame
 /// length is never allocated before the bytes arrive.
 const MIN_GROWTH: usize = 64 * 1024;
@@ -75,13 +77,14 @@ impl InBuf {
     }
 
     /// Once the bytes that have arrived are parsed: a few left over (the
-    /// start of a frame) move into a small buffer of their own.
+    /// start of a frame or of a head) move into a small buffer of their own.
     pub fn settle(&mut self) {
         let pending = self.end - self.start;
-        if pending == 0 || pending > WAITING_BUFFER / 2 || self.buf.len() <= WAITING_BUFFER {
+        let size = pending.next_multiple_of(WAITING_STEP);
+        if pending == 0 || pending > MAX_WAITING_MOVED || self.buf.len() <= size {
             return;
         }
-        let mut small = vec![0; WAITING_BUFFER];
+        let mut small = vec![0; size];
         small[..pending].copy_from_slice(self.data());
         let read_buffer = std::mem::replace(&mut self.buf, small);
         pool::READ.with(|p| p.give(read_buffer));
@@ -757,7 +760,7 @@ mod tests {
         assert_eq!(b.buf.len(), READ_BUFFER);
         b.consume(4_990);
         b.settle();
-        assert_eq!((b.buf.len(), b.data()), (WAITING_BUFFER, &[1u8; 10][..]));
+        assert_eq!((b.buf.len(), b.data()), (WAITING_STEP, &[1u8; 10][..]));
         let mut rest: &[u8] = &[2; 20_000];
         assert_eq!(
             b.read_from(&mut rest, 2).unwrap(),
@@ -765,8 +768,11 @@ mod tests {
             "reads are full-size again"
         );
         assert_eq!(&b.data()[..11], &[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
-        b.consume(15_000);
+        b.consume(3_000);
         b.settle();
         assert_eq!(b.buf.len(), READ_BUFFER, "a large remainder stays");
+        b.consume(8_000);
+        b.settle();
+        assert_eq!((b.buf.len(), b.data().len()), (3 * WAITING_STEP, 9_010));
     }
 }

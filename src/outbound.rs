@@ -25,6 +25,8 @@ pub struct Outbound {
     frames: VecDeque<(u64, u64)>,
     /// Payload bytes of the frames in `frames`, written or not.
     queued_payload: usize,
+    /// Stream position where the last automatic pong ends.
+    pong_end: u64,
     /// Clients mask every frame (RFC 6455 §5.3).
     masked: bool,
 }
@@ -46,6 +48,7 @@ impl Outbound {
             base: 0,
             frames: VecDeque::new(),
             queued_payload: 0,
+            pong_end: 0,
             masked,
         }
     }
@@ -108,6 +111,17 @@ impl Outbound {
             self.frames.push_back((pos(start), pos(self.buf.len())));
             self.queued_payload += payload.len();
         }
+    }
+
+    /// Queue the automatic answer to a ping.
+    pub fn push_pong(&mut self, payload: &[u8]) {
+        self.push_frame(OpCode::Control(frame::Control::Pong), true, payload, false);
+        self.pong_end = self.base + self.buf.len() as u64;
+    }
+
+    /// Whether an automatic pong has not been fully written yet.
+    pub fn has_unsent_pong(&self) -> bool {
+        self.written_pos() < self.pong_end
     }
 
     /// Queue a close frame; `code` None sends an empty close payload.
@@ -240,6 +254,24 @@ mod tests {
         assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::All);
         assert_eq!(out.queued_payload(), 0);
         assert_eq!(sink.taken.len(), 10 + big.len() + 6);
+    }
+
+    #[test]
+    fn knows_whether_a_pong_waits() {
+        let mut out = Outbound::new(false);
+        assert!(!out.has_unsent_pong());
+        out.push_frame(OpCode::Data(Data::Text), true, b"first", true);
+        out.push_pong(b"p");
+        assert!(out.has_unsent_pong());
+        let mut sink = Trickle {
+            taken: Vec::new(),
+            limit: 8,
+        };
+        out.write_to(&mut sink).unwrap();
+        assert!(out.has_unsent_pong(), "one byte of it is left");
+        sink.limit = 100;
+        out.write_to(&mut sink).unwrap();
+        assert!(!out.has_unsent_pong());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Moving bytes between a socket and the connection's buffers, in the clear
 //! or through a TLS session.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 use mio::net::TcpStream;
+use socket2::SockRef;
 
 use crate::inbound::InBuf;
 use crate::os_error;
@@ -101,10 +102,30 @@ pub fn send(
     })
 }
 
+/// The socket as rustls writes records to it.  rustls writes vectored,
+/// which for a plain stream is writev(2): to a peer that is gone that
+/// raises SIGPIPE, and perl leaves SIGPIPE's default action (ending the
+/// process) in place.  sendmsg(2) with MSG_NOSIGNAL gives EPIPE instead.
+struct RecordSink<'a>(&'a TcpStream);
+
+impl Write for RecordSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        SockRef::from(self.0).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Write the TLS records waiting to go; false when the socket is full.
 fn flush_records(socket: &mut TcpStream, tls: &mut rustls::Connection) -> io::Result<bool> {
     while tls.wants_write() {
-        match tls.write_tls(socket) {
+        match tls.write_tls(&mut RecordSink(socket)) {
             Ok(_) => {}
             Err(e) if transient(&e) => return Ok(false),
             Err(e) => return Err(e),
