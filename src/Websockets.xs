@@ -870,9 +870,10 @@ static const opt_spec connect_spec[] = {
     { "ssl_verify", OPT_VALUE }, { NULL, 0 } };
 
 /* listen and adopt: the server options first, so their indexes agree */
-enum { OS_HANDSHAKE_TIMEOUT = O_FIRST_OWN, OS_CONTEXT_TAKEOVER, OS_FIRST_OWN };
+enum { OS_HANDSHAKE_TIMEOUT = O_FIRST_OWN, OS_CONTEXT_TAKEOVER, OS_MAX_HEADER_SIZE,
+       OS_FIRST_OWN };
 #define SERVER_OPTS COMMON_OPTS, { "handshake_timeout", OPT_VALUE },  \
-    { "context_takeover", OPT_VALUE }
+    { "context_takeover", OPT_VALUE }, { "max_header_size", OPT_VALUE }
 
 enum { OL_PORT = OS_FIRST_OWN, OL_HOST, OL_REUSE_PORT, OL_NAME, OL_SSL_CERT,
        OL_SSL_KEY, OL_SSL_CA, OL_COUNT };
@@ -992,6 +993,7 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
     so->n_protocols = n;
     so->headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &so->n_headers);
     so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT]);
+    so->max_header_size = opt_size(aTHX_ opts[OS_MAX_HEADER_SIZE]);
     so->compression = OPT_SET(opts[O_COMPRESSION]) && SvTRUE(opts[O_COMPRESSION]);
     so->context_takeover = OPT_SET(opts[OS_CONTEXT_TAKEOVER]) && SvTRUE(opts[OS_CONTEXT_TAKEOVER]);
     opts_session(aTHX_ opts, &so->session);

@@ -49,6 +49,7 @@ typedef struct {
     const ews_header *protocols; size_t n_protocols;  /* names in name/len  */
     const ews_header *headers; size_t n_headers;      /* added to every 101 */
     double handshake_timeout;                   /* default 10 s             */
+    uint64_t max_header_size;                   /* request head; 0: 16 KiB  */
     int compression;                            /* accept permessage-deflate */
     int context_takeover;                       /* keep deflate context     */
     ews_session_opts session;

@@ -96,6 +96,7 @@ pub struct EwsServerOpts {
     headers: *const EwsHeader,
     n_headers: usize,
     handshake_timeout: c_double,
+    max_header_size: u64,
     compression: c_int,
     context_takeover: c_int,
     session: EwsSessionOpts,
@@ -784,6 +785,9 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     settings.policy.headers = headers;
     handshake::client::validate_user_headers(&settings.policy.headers)?;
     settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
+    if o.max_header_size > 0 {
+        settings.policy.max_head = usize::try_from(o.max_header_size).unwrap_or(usize::MAX);
+    }
     settings.session = o.session.settings();
     settings.policy.compression = o.compression != 0;
     settings.policy.context_takeover = o.context_takeover != 0;

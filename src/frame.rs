@@ -54,10 +54,27 @@ pub fn encode_header(header: &FrameHeader, length: u64) -> ([u8; MAX_HEADER], us
     (out, n)
 }
 
+/// What makes a frame header invalid.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadHeader {
+    /// An opcode RFC 6455 reserves.
+    Opcode(u8),
+    /// A 64-bit length with its most significant bit set (RFC 6455 §5.2).
+    Length,
+}
+
+impl std::fmt::Display for BadHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadHeader::Opcode(code) => write!(f, "unknown opcode {code}"),
+            BadHeader::Length => f.write_str("frame length over 2^63"),
+        }
+    }
+}
+
 /// A frame header at the start of `buf`, with its payload length and its
-/// own size; `Ok(None)` until all of it has arrived.  An opcode RFC 6455
-/// reserves is an error (the opcode is returned).
-pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, u64, usize)>, u8> {
+/// own size; `Ok(None)` until all of it has arrived.
+pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, u64, usize)>, BadHeader> {
     let [first, second, ..] = *buf else {
         return Ok(None);
     };
@@ -67,7 +84,10 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, u64, usize)>, u8
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
-            Some(b) => (u64::from_be_bytes(b.try_into().expect("8 bytes")), 10),
+            Some(b) => match u64::from_be_bytes(b.try_into().expect("8 bytes")) {
+                long if long >> 63 != 0 => return Err(BadHeader::Length),
+                long => (long, 10),
+            },
             None => return Ok(None),
         },
         short => (u64::from(short), 2),
@@ -84,7 +104,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, u64, usize)>, u8
     };
     let opcode = OpCode::from(first & 0x0F);
     if let OpCode::Data(Data::Reserved(code)) | OpCode::Control(Control::Reserved(code)) = opcode {
-        return Err(code);
+        return Err(BadHeader::Opcode(code));
     }
     let header = FrameHeader {
         is_final: first & 0x80 != 0,
@@ -157,8 +177,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(decode_header(&[0x83, 0]), Err(3));
-        assert_eq!(decode_header(&[0x8B, 0]), Err(11));
+        assert_eq!(decode_header(&[0x83, 0]), Err(BadHeader::Opcode(3)));
+        assert_eq!(decode_header(&[0x8B, 0]), Err(BadHeader::Opcode(11)));
+        let huge = [0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 5];
+        assert_eq!(decode_header(&huge), Err(BadHeader::Length));
     }
 
     #[test]

@@ -310,10 +310,7 @@ impl MessageReader {
             let (header, length, header_len) = match frame::decode_header(&buf[pos..]) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return (pos, Step::NeedMore(2)),
-                Err(opcode) => {
-                    let what = format!("unknown opcode {opcode}");
-                    return (pos, Step::Violation(Violation::protocol(&what)));
-                }
+                Err(bad) => return (pos, Step::Violation(Violation::protocol(&bad.to_string()))),
             };
             if let Err(v) = self.check_header(&header, length) {
                 return (pos, Step::Violation(v));

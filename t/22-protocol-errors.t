@@ -17,7 +17,8 @@ my $guard = EV::timer(10, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) }
 my $close = sub { RawPeer::close_payload(@_) };
 
 # [ name, sides ('client' = raw client vs our server, 'server' = raw server
-#   vs our client), expected code, frames to send: [ %send_frame args ] ]
+#   vs our client), expected code, frames to send: [ %send_frame args ], or
+#   a string of raw bytes ]
 my @cases = (
     [ 'unmasked client frame',   'client', 1002, [ payload => 'x', mask => 0 ] ],
     [ 'masked server frame',     'server', 1002, [ payload => 'x', mask => 1 ] ],
@@ -44,7 +45,16 @@ my @cases = (
         [ opcode => 1, fin => 0, payload => "ok\xc3" ], [ opcode => 0, payload => '(' ] ],
     [ 'invalid UTF-8 in a close reason', 'both', 1007,
         [ opcode => 8, payload => $close->(1000, "bye\xff") ] ],
+    # RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+    [ 'masked frame length over 2^63', 'client', 1002, pack('C C N N a4', 0x82, 0x80 | 127, 0x8000_0000, 5, 'mask') ],
+    [ 'frame length over 2^63',        'server', 1002, pack('C C N N', 0x82, 127, 0x8000_0000, 5) ],
 );
+
+# Send a case's frames.
+sub send_case {
+    my ($peer, @frames) = @_;
+    ref $_ ? $peer->send_frame(@$_) : $peer->send_raw($_) for @frames;
+}
 
 # What our side must have seen: on_connect, on_error, on_close(code).
 sub check_our_side {
@@ -97,7 +107,7 @@ subtest 'raw client against our server' => sub {
         $peers[$i] = RawPeer->client(
             port    => $port,
             path    => "/case/$i",
-            on_open => sub { my ($p) = @_; $p->send_frame(@$_) for @frames },
+            on_open => sub { send_case($_[0], @frames) },
         );
     }
     my @active = grep { $peers[$_] } 0 .. $#cases;
@@ -140,7 +150,7 @@ subtest 'raw server against our client' => sub {
     for my $i (0 .. $#cases) {
         my ($name, $side, $code, @frames) = @{ $cases[$i] };
         next if $side eq 'client';
-        $peers[$i] = RawPeer->server(on_open => sub { my ($p) = @_; $p->send_frame(@$_) for @frames });
+        $peers[$i] = RawPeer->server(on_open => sub { send_case($_[0], @frames) });
         $ev[$i]    = {};
         $conns[$i] = $ctx->connect(url => 'ws://127.0.0.1:' . $peers[$i]->port . '/', recording($ev[$i]));
     }

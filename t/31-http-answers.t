@@ -113,6 +113,20 @@ is(scalar $ctx->connections, 0, 'no server connection exists');
 
 is(ws_roundtrip("ws://$host/")->{reply}, 'hello', 'the listener still serves');
 
+subtest 'max_header_size moves the 431 limit both ways' => sub {
+    for my $limit (1024, 64 * 1024) {
+        my $port = echo_server($ctx, max_header_size => $limit);
+        my $head = sub { request(set => { Host => "127.0.0.1:$port", 'X-Padding' => 'p' x $_[0] }) };
+        my $over = RawPeer->client(port => $port, request => $head->($limit));
+        run_until(sub { $over->{eof} }, 3);
+        is($over->{status_line}, 'HTTP/1.1 431 Request Header Fields Too Large', "limit $limit: a longer head gets 431");
+        my $under = RawPeer->client(port => $port, request => $head->($limit - 300));
+        ok(run_until(sub { $under->{open} || $under->{eof} }, 3), "limit $limit: a shorter head is answered");
+        is($under->{status}, 101, '... with 101');
+        $under->close_tcp;
+    }
+};
+
 subtest 'handshake_timeout: idle and slow clients are cut at the deadline' => sub {
     my $deadline = 0.5;
     my $tctx  = EV::Websockets::Context->new;

@@ -1,5 +1,5 @@
 # Interoperability with an independent implementation: Node.js and its `ws`
-# library (t/lib/NodePeer.pm installs it into .cache/node), in both
+# library (t/lib/NodePeer.pm installs it into the peers' cache), in both
 # directions.  Our client talks to t/js/ws_echo_server.js; t/js/ws_client.js
 # talks to our server, which runs in this process (so the EV loop runs
 # while the Node client does).  Both directions cover text, binary, empty,

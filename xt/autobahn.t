@@ -16,7 +16,7 @@
 # take most of the time, Autobahn's Python 2 being slow at compression.
 #
 # WSTEST names an installed wstest; otherwise xt/autobahn/setup.sh installs
-# one into .cache/autobahn.  AUTOBAHN_REPORTS keeps the HTML and JSON
+# one into the test peers' cache.  AUTOBAHN_REPORTS keeps the HTML and JSON
 # reports in that directory.
 use strict;
 use warnings;

@@ -8,7 +8,7 @@ package NodePeer;
 #     my ($node, $why) = node_with_ws();
 #     spawn_daemon([ $node, js_script('ws_echo_server.js'), ... ], $log);
 #
-# ws is installed on first use with `npm install --prefix <repo>/.cache/node
+# ws is installed on first use with `npm install --prefix <cache>/node
 # ws@$WS_VERSION` (npm needs the registry); an install that already loads
 # that version is reused.  node_with_ws() sets $ENV{NODE_PATH} to its
 # node_modules, so that the scripts in t/js, run by this process or its

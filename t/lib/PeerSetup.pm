@@ -2,13 +2,17 @@ package PeerSetup;
 
 # What the third-party peers of the interoperability tests (t/lib/PyPeer.pm,
 # t/lib/NodePeer.pm) have in common: they are installed on first use into
-# <repo>/.cache/<name>, by commands bounded in time, under a lock file so
-# that concurrent test processes install once and wait for each other.
+# $CACHE/<name>, by commands bounded in time, under a lock file so that
+# concurrent test processes install once and wait for each other.  $CACHE
+# is $EV_WS_PEER_CACHE, else ev-websockets under $XDG_CACHE_HOME or
+# ~/.cache: outside the source tree (whose MANIFEST checks walk every file
+# and trip over a virtualenv's links), and shared by every checkout and
+# unpacked tarball of the module.
 #
 #     use PeerSetup qw($ROOT $CACHE run_bounded install_once installer_env in_path);
 #
 #     my ($path, $why) = install_once(
-#         name    => 'thing',                  # lock .cache/thing.lock, log .cache/thing-setup.log
+#         name    => 'thing',                  # lock $CACHE/thing.lock, log $CACHE/thing-setup.log
 #         timeout => 120,                      # how long make may take (bounds the lock wait)
 #         check   => sub { ... },              # path of a working install, or undef
 #         make    => sub { my ($log) = @_; ... },  # install; undef, or the reason it failed
@@ -32,7 +36,8 @@ our @EXPORT_OK = qw($ROOT $CACHE run_bounded install_once installer_env in_path)
 
 # t/lib/PeerSetup.pm -> the repository root.
 our $ROOT  = abs_path(dirname(abs_path(__FILE__)) . '/../..');
-our $CACHE = "$ROOT/.cache";
+our $CACHE = $ENV{EV_WS_PEER_CACHE}
+    // (($ENV{XDG_CACHE_HOME} || ($ENV{HOME} // '/tmp') . '/.cache') . '/ev-websockets');
 
 # The proxy variables as they were when this module was loaded (before
 # TestWS removed them).
@@ -96,9 +101,9 @@ sub _tail {
 my %done;
 
 # A working install of peer $opt{name}: $opt{check}->() if that gives one;
-# else, holding .cache/<name>.lock, check again (another process may have
+# else, holding $CACHE/<name>.lock, check again (another process may have
 # installed it meanwhile), then $opt{make}->($log) with a fresh
-# .cache/<name>-setup.log, and check once more.  Returns the path check
+# $CACHE/<name>-setup.log, and check once more.  Returns the path check
 # gave, or (undef, $reason) (in scalar context just the path or undef).
 # The result is kept for the process.
 sub install_once {

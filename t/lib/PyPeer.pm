@@ -7,7 +7,7 @@ package PyPeer;
 #     use PyPeer;     # before TestWS, which removes the proxy variables
 #     my ($python, $why) = python_with_websockets();
 #
-# The interpreter lives in a virtualenv at <repo>/.cache/python, made on
+# The interpreter lives in a virtualenv at <cache>/python, made on
 # first use with /usr/bin/python3 -m venv and pip install websockets==$VERSION
 # (pip needs PyPI).  A venv that already imports that version is reused.
 # The scripts the tests run are in t/py; py_script($name) gives the path

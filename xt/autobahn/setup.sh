@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Install Autobahn|Testsuite (Python 2 only) into DIR, default
-# <repo>/.cache/autobahn, and print the path of its wstest.  Reuses an
+# Install Autobahn|Testsuite (Python 2 only) into DIR, default autobahn in
+# the test peers' cache (t/lib/PeerSetup.pm: $EV_WS_PEER_CACHE, else
+# ev-websockets under $XDG_CACHE_HOME or ~/.cache), and print the path of
+# its wstest.  Reuses an
 # existing install.  Needs pyenv's Python 2.7.18 and PyPI.
 #
 #   xt/autobahn/setup.sh [DIR]
 set -euo pipefail
 
 VERSION=25.10.1
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-DIR="${1:-$ROOT/.cache/autobahn}"
+CACHE="${EV_WS_PEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ev-websockets}"
+DIR="${1:-$CACHE/autobahn}"
 WSTEST="$DIR/ab/bin/wstest"
 STAMP="$DIR/ab/.installed-$VERSION"
 
