@@ -487,6 +487,13 @@ impl Connection {
             .map(|u| (endpoint::parse(&u), u))
         {
             Some((Ok(target), url)) if !target.tls || r.tls.is_some() => {
+                // Credentials go to the origin they were given for only
+                // (as browsers and curl do).
+                let same_origin =
+                    endpoint::parse(&r.url).is_ok_and(|e| e.origin() == target.origin());
+                if !same_origin {
+                    r.headers.retain(|(name, _)| !is_credential(name));
+                }
                 r.url = url;
                 r.secure = target.tls;
                 r.target_host = target.host.clone();
@@ -1379,6 +1386,13 @@ enum Ready {
 }
 
 /// The arguments of `close()` checked (in any state), or the croak text.
+/// Headers that carry the user's credentials.
+fn is_credential(name: &str) -> bool {
+    ["Authorization", "Cookie", "Proxy-Authorization"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
 pub fn check_close_args(code: i64, reason: &[u8]) -> Result<u16, String> {
     let code = u16::try_from(code)
         .ok()

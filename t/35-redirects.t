@@ -10,15 +10,16 @@ use TestWS;
 my $guard = EV::timer(10, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
 
 my $ctx  = EV::Websockets::Context->new;
-my @paths;
-my $echo = echo_server($ctx, on_connect => sub { push @paths, $_[1]{Path} });
+my (@paths, $landed_headers);
+my $echo = echo_server($ctx, on_connect => sub { push @paths, $_[1]{Path}; $landed_headers = $_[1] });
 
 sub redirect { my ($status, $location) = @_; "HTTP/1.1 $status\r\nLocation: $location\r\nContent-Length: 0\r\n\r\n" }
 
 sub attempt {
-    my ($url) = @_;
+    my ($url, @extra) = @_;
     my %got;
     $ctx->connect(
+        @extra,
         url        => $url,
         on_connect => sub { $_[0]->send('ping') },
         on_message => sub { $got{reply} = $_[1]; $_[0]->close },
@@ -46,6 +47,25 @@ for my $status ('301 Moved Permanently', '302 Found', '303 See Other', '307 Temp
     is($got->{reply}, 'ping', 'relative Location, then an http:// one, are followed');
     is_deeply(\@paths, ['/web'], '... http:// is taken as ws://');
 }
+
+subtest 'credentials stay with their origin' => sub {
+    my %auth = (Authorization => 'Bearer s3cret', Cookie => 'session=1', 'X-Trace' => 'abc');
+    my %seen;    # path => the request head the redirector saw
+    my $port;
+    $port = http_answerer(sub {
+        my ($path, $head) = @_;
+        $seen{$path} = $head;
+        return redirect('302 Found', "ws://127.0.0.1:$port/again") if $path eq '/start';
+        return redirect('302 Found', "ws://127.0.0.1:$echo/elsewhere");
+    });
+    my $got = attempt("ws://127.0.0.1:$port/start", headers => \%auth);
+    is($got->{reply}, 'ping', 'the redirects were followed');
+    like($seen{'/again'}, qr/^Authorization: Bearer s3cret\r$/m, 'a redirect to the same origin keeps Authorization');
+    like($seen{'/again'}, qr/^Cookie: session=1\r$/m, '... and Cookie');
+    ok(!exists $landed_headers->{Authorization} && !exists $landed_headers->{Cookie},
+        'another origin gets neither') or diag(explain($landed_headers));
+    is($landed_headers->{'X-Trace'}, 'abc', '... but still the other headers');
+};
 
 # A chain of redirectors: the last one points at the echo server.
 sub chain {

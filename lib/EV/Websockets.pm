@@ -311,7 +311,9 @@ The request carries C<Host> (with the port when it is not the scheme's
 default), C<Origin: http(s)://host>, the upgrade headers, the offered
 subprotocols, then your C<headers>; no C<User-Agent> unless you give one.
 Redirects (301, 302, 303, 307, 308 with C<Location>, to ws, wss, http or
-https URLs) are followed, at most 5 times.
+https URLs) are followed, at most 5 times; C<Authorization>, C<Cookie> and
+C<Proxy-Authorization> from your C<headers> are only sent again to the
+same origin (scheme, host and port).
 
 A failure before the handshake completes fires C<on_error> only, never
 C<on_close>; the state inside it is C<closed>.
@@ -1174,9 +1176,10 @@ pauses for 0.1 seconds instead of spinning.
 =head2 Redirects
 
 A client follows up to 5 redirects, also to another host and from wss://
-to ws://, sending the same request, your C<headers> included
-(C<Authorization>, C<Cookie>), to the new location. Keep that in mind
-when a header carries credentials.
+to ws://, sending the same request to the new location. Your
+C<Authorization>, C<Cookie> and C<Proxy-Authorization> headers go only to
+the origin (scheme, host and port) of the URL you gave and of redirects
+that stay on it; other headers go everywhere.
 
 =head1 THREADS AND FORK
 
