@@ -30,12 +30,13 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use Cwd qw(abs_path);
 use FindBin;
 use Getopt::Long;
 
 $| = 1;
 
-my $certs = "$FindBin::Bin/../t/certs";
+my $certs = abs_path("$FindBin::Bin/../t/certs") // "$FindBin::Bin/../t/certs";
 my %opt = (
     port    => 9011,
     cert    => "$certs/server.pem",
@@ -46,6 +47,7 @@ my %opt = (
 GetOptions(\%opt, 'port=i', 'cert=s', 'key=s', 'client=s', 'ca=s', 'message=s') && !@ARGV
     or die "usage: $0 [--port N] [--cert FILE --key FILE] | --client URL [--ca FILE] [--message TEXT]\n";
 
+utf8::decode($opt{message});    # command-line text is UTF-8: make it characters
 exit run_client($opt{client}) if defined $opt{client};
 
 # ------------------------------------------------------------------ server

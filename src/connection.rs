@@ -739,11 +739,13 @@ impl Connection {
         self.out.push_close(Some(code), cut_reason(reason));
         self.close_sent = true;
         self.phase = Phase::Closing;
+        // The peer's close frame must be read (RFC 6455 §7.1.1): a paused
+        // connection resumes; what comes before it is still delivered.
+        self.set_paused(false);
         self.set_deadline(Some(self.close_timeout));
         Ok(())
     }
 
-    /// `pause_recv` / `resume_recv`; only while connected or closing.
     /// Without a listener, drains are not reported (each would be an
     /// event per write).
     pub fn set_drain_wanted(&mut self, wanted: bool) {
@@ -751,6 +753,7 @@ impl Connection {
         self.drain_armed &= wanted;
     }
 
+    /// `pause_recv` / `resume_recv`; only while connected or closing.
     pub fn set_paused(&mut self, paused: bool) {
         if !matches!(self.phase, Phase::Open | Phase::Closing) || self.paused == paused {
             return;

@@ -81,6 +81,18 @@ for my $side (qw(server client)) {
         is_deeply($ev->{close}, [ [ 4000, 'end' ] ], 'on_close(4000, "end")');
     };
 
+    subtest "$who: close() while paused still reads the peer's close frame" => sub {
+        my ($peer, $ev);
+        ($peer, $ev) = pair($side, sub { },
+            on_connect => sub { $_[0]->pause_recv; $_[0]->close(1000, 'bye') },
+        );
+        # The default close_timeout (5 s) would end a handshake that cannot
+        # complete with 1006.
+        ok(run_until(sub { $ev->{close} }, 2), 'on_close came before the close timeout');
+        is($ev->{close}[0][0], 1000, "on_close has the peer's answer (its code)");
+        is($peer->{close_code}, 1000, 'the peer got our close frame');
+    };
+
     subtest "$who: incoming pings are answered with the same payload" => sub {
         my @payloads = ('', 'abc', "\x00\xff", 'z' x 125);
         my ($peer, $ev) = pair($side,

@@ -619,7 +619,10 @@ none came in time. C<on_drain> does not fire after C<close>.
 Stop and restart reading. While paused nothing is read from the socket and no
 message is delivered, not even one already buffered; the peer is slowed down
 by TCP flow control, and keepalive pings are suspended. Effective while
-connected or closing; otherwise they do nothing.
+connected or closing; otherwise they do nothing. C<close> resumes
+receiving, since the peer's close frame must be read: messages that arrive
+before it are still delivered. C<pause_recv> while closing holds them back
+until C<close_timeout>.
 
 =head2 stash
 

@@ -3,7 +3,7 @@ package Example;
 # An example script (eg/*.pl) run in a child perl for smoke tests, its
 # standard output and error captured in memory by an EV watcher.
 #
-#   my $ex = Example->start('eg/router.pl', '--port', 0);
+#   my $ex = Example->start('eg/graceful_shutdown.pl', '--port', 0);
 #   my $port = $ex->port or diag $ex->output;    # from "listening on ...:N/"
 #   ok($ex->wait_for(qr/client connected/), '...');
 #   $ex->signal('TERM');
@@ -25,7 +25,7 @@ use Scalar::Util qw(weaken);
 use TestWS qw(run_until);
 
 my @started;
-END { kill 'KILL', $_->{pid} for grep { $_->{pid} && !defined $_->{status} } @started }
+END { kill 'KILL', $_->{pid} for grep { $_ && $_->{pid} && !defined $_->{status} } @started }
 
 sub start {
     my ($class, $script, @args) = @_;
