@@ -13,7 +13,8 @@
 #
 # AnyEvent runs on top of EV here (use EV before AnyEvent, and AnyEvent
 # picks EV as its backend), so AnyEvent watchers (the accept, the status
-# timer below, the signals) and EV::Websockets share one loop.
+# timer below), EV watchers (the signals, from eg/lib/Shutdown.pm) and
+# EV::Websockets share one loop.
 #
 # Adopted connections get undef as on_connect's headers; on_handshake still
 # sees the request headers.  Since each adopt() call has its own callbacks,
@@ -32,6 +33,9 @@ use EV;    # first: AnyEvent then uses EV
 use AnyEvent;
 use AnyEvent::Socket qw(tcp_server);
 use EV::Websockets;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -42,13 +46,20 @@ print "AnyEvent backend: ", AnyEvent::detect(), "\n";
 
 my $ctx = EV::Websockets::Context->new;
 my $accepted = 0;
-my ($stopping, $bound);
+my ($server, $bound);
 
-my $server = tcp_server '127.0.0.1', $port,
+# First signal: stop accepting, close every connection with 1001 and leave
+# once they are all gone (at most 2 seconds).  A second signal leaves at once.
+my $shutdown = Shutdown->on_signals($ctx, 'server shutting down',
+    grace   => 2,
+    on_stop => sub { undef $server },    # AnyEvent closes the listening socket
+);
+
+$server = tcp_server '127.0.0.1', $port,
     # Called for each accepted TCP connection.
     sub {
         my ($fh, $host, $peer_port) = @_;
-        return if $stopping;    # $fh goes out of scope: the socket closes
+        return if $shutdown->stopping;    # $fh goes out of scope: the socket closes
 
         my $n = ++$accepted;
         print "accepted TCP connection #$n from $host:$peer_port\n";
@@ -81,8 +92,7 @@ my $server = tcp_server '127.0.0.1', $port,
             on_close => sub {
                 my ($conn, $code, $reason) = @_;
                 print "#$n closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-                my @open = $ctx->connections;
-                EV::break if $stopping && !@open;
+                $shutdown->closed;    # shutting down and the last one gone: leave
             },
 
             on_error => sub {
@@ -106,19 +116,6 @@ my $status = AE::timer 10, 10, sub {
     my @open = $ctx->connections;
     printf "%d WebSocket connection(s) open, %d accepted in all\n", scalar @open, $accepted;
 };
-
-my $give_up;
-my @signals = map {
-    AE::signal $_, sub {
-        return EV::break if $stopping++;
-        undef $server;    # stop accepting: AnyEvent closes the listening socket
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        $_->close(1001, 'server shutting down') for @open;
-        $give_up = AE::timer 2, 0, sub { EV::break };
-    }
-} qw(INT TERM);
 
 EV::run;    # the same loop as AE::cv->recv would run
 undef $ctx;

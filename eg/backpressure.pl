@@ -30,8 +30,11 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use FindBin;
 use Getopt::Long;
 use List::Util qw(min max);
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -48,7 +51,7 @@ $opt{$_} = size_arg($_, $opt{$_}) for qw(total chunk high rate);
 die "--chunk must be at least 5 bytes\n" if $opt{chunk} < 5;
 
 my $ctx = EV::Websockets::Context->new(proxy => '');    # loopback: never via a proxy
-my ($status, $stopping, $producer) = (1);
+my ($status, $shutdown, $producer) = (1);    # $shutdown: --consumer only
 
 sub mb { sprintf '%.1f MB', $_[0] / (1024 * 1024) }
 
@@ -89,8 +92,7 @@ sub consume {
             my ($conn, $code) = @_;
             delete $conn->stash->{resume};    # the timer holds $conn
             print "consumer: closed: $code\n";
-            my @open = $ctx->connections;
-            EV::break if $stopping && !@open;
+            $shutdown->closed if $shutdown;    # shutting down and the last one gone: leave
         },
 
         on_error => sub { print "consumer: error: $_[1]\n" },
@@ -167,16 +169,9 @@ sub produce {
 if ($opt{consumer}) {
     my $port = consume($opt{port});
     print "listening on ws://127.0.0.1:$port/ (slow consumer, Ctrl-C to stop)\n";
-    my $give_up;
-    my @signals = map {
-        EV::signal($_, sub {
-            return EV::break if $stopping++;
-            my @open = $ctx->connections;
-            return EV::break unless @open;
-            $_->close(1001, 'consumer shutting down') for @open;
-            $give_up = EV::timer(2, 0, sub { EV::break });
-        })
-    } qw(INT TERM);
+    # First signal: close every connection with 1001, leave once they are
+    # gone (at most 2 seconds).  A second signal leaves at once.
+    $shutdown = Shutdown->on_signals($ctx, 'consumer shutting down', grace => 2, quiet => 1);
     EV::run;
     $status = 0;
 } else {

@@ -33,7 +33,10 @@ use warnings;
 use EV;
 use EV::Websockets;
 use Digest::SHA;
+use FindBin;
 use Getopt::Long;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -43,7 +46,7 @@ GetOptions(\%opt, 'server', 'port=i', 'url=s', 'file=s', 'size=i', 'chunk=i', 'c
 
 my $status = 1;
 my $ctx    = EV::Websockets::Context->new(proxy => '');    # loopback: never via a proxy
-my ($client, $stopping);
+my ($client, $shutdown);    # $shutdown: --server only
 
 # A run ends when the client is done (or, for --server, on a signal).
 sub finish { EV::break }
@@ -93,8 +96,7 @@ sub serve {
         on_close => sub {
             my ($conn, $code, $reason) = @_;
             print "server: closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-            my @open = $ctx->connections;
-            EV::break if $stopping && !@open;    # shutting down: the last one is gone
+            $shutdown->closed if $shutdown;    # shutting down and the last one gone: leave
         },
 
         on_error => sub { print "server: error: $_[1]\n" },
@@ -173,17 +175,7 @@ if ($opt{server}) {
     print "listening on ws://127.0.0.1:$port/ (Ctrl-C to stop)\n";
     # First signal: close every connection with 1001, leave once they are
     # gone (at most 2 seconds).  A second signal leaves at once.
-    my $give_up;
-    my @signals = map {
-        EV::signal($_, sub {
-            return EV::break if $stopping++;
-            my @open = $ctx->connections;
-            print "shutting down, closing ", scalar(@open), " connection(s)\n";
-            return EV::break unless @open;
-            $_->close(1001, 'server shutting down') for @open;
-            $give_up = EV::timer(2, 0, sub { EV::break });
-        })
-    } qw(INT TERM);
+    $shutdown = Shutdown->on_signals($ctx, 'server shutting down', grace => 2);
     EV::run;
     $status = 0;
 } else {

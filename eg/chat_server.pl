@@ -29,7 +29,10 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use FindBin;
 use Getopt::Long;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -83,7 +86,17 @@ sub tell_room {
 }
 
 my $ctx = EV::Websockets::Context->new;
-my $stopping;
+
+# First signal: tell everyone, close every connection with 1001 and leave
+# once they are all gone (at most 2 seconds).  A second signal leaves at once.
+my $shutdown = Shutdown->on_signals($ctx, 'server shutting down',
+    grace   => 2,
+    on_stop => sub {    # the open connections, before they are closed
+        for my $conn (@_) {
+            $conn->send('* server shutting down') if $conn->is_connected;
+        }
+    },
+);
 
 my $bound = $ctx->listen(
     port             => $port,
@@ -92,7 +105,7 @@ my $bound = $ctx->listen(
     # Runs before the 101 answer.  False: "403 Forbidden", nothing else fires.
     on_handshake => sub {
         my ($headers) = @_;
-        return 0 if $stopping;
+        return 0 if $shutdown->stopping;
         my ($user, $room) = identify($headers);
         if (!defined $user) {
             printf "refused %s (bad path or token)\n", $headers->{Path} // '?';
@@ -126,9 +139,8 @@ my $bound = $ctx->listen(
         delete $rooms{$room}{"$conn"};
         delete $rooms{$room} unless %{ $rooms{$room} };
         print "$user left #$room: $code", (length($reason // '') ? " $reason" : ''), "\n";
-        tell_room($room, "* $user left #$room") unless $stopping;
-        my @open = $ctx->connections;
-        EV::break if $stopping && !@open;    # last one gone: leave
+        tell_room($room, "* $user left #$room") unless $shutdown->stopping;
+        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     on_error => sub {
@@ -138,23 +150,6 @@ my $bound = $ctx->listen(
 );
 
 print "listening on ws://127.0.0.1:$bound/room/<name>?token=<token> (Ctrl-C to stop)\n";
-
-# First signal: tell everyone, close every connection with 1001 and leave
-# once they are all gone (at most 2 seconds).  A second signal leaves at once.
-my $give_up;
-my @signals = map {
-    EV::signal($_, sub {
-        return EV::break if $stopping++;
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        for my $conn (@open) {
-            $conn->send('* server shutting down') if $conn->is_connected;
-            $conn->close(1001, 'server shutting down');
-        }
-        $give_up = EV::timer(2, 0, sub { EV::break });
-    })
-} qw(INT TERM);
 
 EV::run;
 undef $ctx;    # closes the listening socket

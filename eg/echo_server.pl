@@ -13,6 +13,9 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -29,7 +32,11 @@ sub show {
 }
 
 my $ctx = EV::Websockets::Context->new;
-my $stopping;
+
+# First signal: close every connection with 1001 "server shutting down" and
+# leave once they are all gone (at most 2 seconds).  A second signal leaves
+# at once.
+my $shutdown = Shutdown->on_signals($ctx, 'server shutting down', grace => 2);
 
 my $bound = $ctx->listen(
     port => $port,
@@ -49,8 +56,7 @@ my $bound = $ctx->listen(
     on_close => sub {
         my ($conn, $code, $reason) = @_;
         print join(' ', 'closed:', $code, $reason // ()), "\n";
-        my @open = $ctx->connections;
-        EV::break if $stopping && !@open;    # last one gone: leave
+        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     on_error => sub {
@@ -60,20 +66,6 @@ my $bound = $ctx->listen(
 );
 
 print "listening on ws://127.0.0.1:$bound/ (Ctrl-C to stop)\n";
-
-# First signal: close every connection politely and leave once they are all
-# gone (at most 2 seconds).  A second signal leaves at once.
-my $give_up;
-my @signals = map {
-    EV::signal($_, sub {
-        return EV::break if $stopping++;
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        $_->close(1001, 'server shutting down') for @open;
-        $give_up = EV::timer(2, 0, sub { EV::break });
-    })
-} qw(INT TERM);
 
 EV::run;
 undef $ctx;    # closes the listening socket

@@ -28,7 +28,10 @@ use warnings;
 use EV;
 use EV::Websockets;
 use Feersum;
+use FindBin;
 use IO::Socket::INET;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -49,6 +52,14 @@ my $socket = IO::Socket::INET->new(
 my $feersum = Feersum->endjinn;
 $feersum->use_socket($socket);
 $feersum->set_psgix_io(1) if $feersum->can('set_psgix_io');
+
+# First signal: stop taking HTTP requests, close the WebSockets with 1001
+# and leave once they are gone (at most 2 seconds).  A second signal leaves
+# at once.
+my $shutdown = Shutdown->on_signals($ctx, 'server shutting down',
+    grace   => 2,
+    on_stop => sub { $feersum->unlisten },
+);
 
 # The upgrade request, rebuilt from the PSGI environment (Feersum has
 # already read it from the socket).
@@ -86,6 +97,7 @@ $feersum->psgi_request_handler(sub {
         on_close => sub {
             my ($conn, $code, $reason) = @_;
             print join(' ', "client $peer closed:", $code, $reason // ()), "\n";
+            $shutdown->closed;    # shutting down and the last one gone: leave
         },
         on_error => sub { print "client $peer error: $_[1]\n" },
     );
@@ -93,21 +105,6 @@ $feersum->psgi_request_handler(sub {
 });
 
 print "listening on ws://127.0.0.1:$port/ (Ctrl-C to stop)\n";
-
-# First signal: close the WebSockets with 1001 and leave once they are gone
-# (at most 2 seconds).  A second signal leaves at once.
-my ($stopping, $give_up, $poll);
-my @signals = map {
-    EV::signal($_, sub {
-        return EV::break if $stopping++;
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        $_->close(1001, 'server shutting down') for @open;
-        $poll    = EV::timer(0.05, 0.05, sub { EV::break unless $ctx->connections });
-        $give_up = EV::timer(2, 0, sub { EV::break });
-    })
-} qw(INT TERM);
 
 EV::run;
 undef $ctx;

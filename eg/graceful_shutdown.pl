@@ -21,6 +21,10 @@
 #    whatever is left, and exits 0.
 #
 # A second signal skips the wait.
+#
+# The other server examples do the same in a few lines with eg/lib/Shutdown.pm,
+# a small module with these steps (minus the logging and close_timeout);
+# this one spells them out.
 
 use strict;
 use warnings;

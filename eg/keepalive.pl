@@ -29,7 +29,10 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use FindBin;
 use Getopt::Long;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -39,7 +42,7 @@ GetOptions(\%opt, 'url=s', 'server', 'port=i', 'interval=f', 'timeout=f', 'pongs
 
 my %keepalive = (ping_interval => $opt{interval}, ping_timeout => $opt{timeout});
 my $t0 = EV::time;
-my ($last_close, $stopping);    # $last_close: the code on_close reported
+my ($last_close, $shutdown);    # $last_close: the code on_close reported
 
 sub say_at {
     my ($who, $what) = @_;
@@ -100,33 +103,18 @@ sub server {
         on_close   => sub {
             my ($conn, $code, $reason) = @_;
             say_at(server => 'closed: ' . close_text($code, $reason));
-            my @open = $ctx->connections;
-            EV::break if $stopping && !@open;
+            $shutdown->closed;    # shutting down and the last one gone: leave
         },
     );
-}
-
-# Ctrl-C or SIGTERM: close every open connection with 1001 and leave once
-# they are gone (at most 2 seconds); a second signal leaves at once.
-my $give_up;
-sub on_signals {
-    my ($ctx) = @_;
-    return map {
-        EV::signal($_, sub {
-            return EV::break if $stopping++;
-            my @open = $ctx->connections;
-            return EV::break unless @open;
-            $_->close(1001, 'going away') for @open;
-            $give_up = EV::timer(2, 0, sub { EV::break });
-        })
-    } qw(INT TERM);
 }
 
 my $demo = !$opt{server} && !defined $opt{url};
 # The demo connects to itself: a proxy named in the environment must not
 # capture that loopback connection.
 my $ctx = EV::Websockets::Context->new($demo ? (proxy => '') : ());
-my @signals = on_signals($ctx);
+# Ctrl-C or SIGTERM: close every open connection with 1001 and leave once
+# they are gone (at most 2 seconds); a second signal leaves at once.
+$shutdown = Shutdown->on_signals($ctx, 'going away', grace => 2, quiet => 1);
 my $status = 1;
 
 if ($opt{server}) {

@@ -33,7 +33,10 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use FindBin;
 use Getopt::Long;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -44,7 +47,10 @@ GetOptions(\%opt, 'port=i', 'upstream=s') && !@ARGV
 my $HIGH_WATER = 1024 * 1024;
 
 my $ctx = EV::Websockets::Context->new;
-my $stopping;
+
+# First signal: close both sides of every pair with 1001 and leave once
+# they are all gone (at most 2 seconds).  A second signal leaves at once.
+my $shutdown = Shutdown->on_signals($ctx, 'relay shutting down', grace => 2);
 
 # The code and reason to close one side with, after the other side closed
 # with ($code, $reason).  $lost is what to say if the other side was lost.
@@ -96,8 +102,7 @@ sub closed {
         # closes it once it is open.
         close_side($other, onward($code, $reason, \@lost));
     }
-    my @open = $ctx->connections;
-    EV::break if $stopping && !@open;
+    $shutdown->closed;    # shutting down and the last one gone: leave
 }
 
 my $port = $ctx->listen(
@@ -152,18 +157,6 @@ my $port = $ctx->listen(
 );
 
 print "listening on ws://127.0.0.1:$port/ (relaying to $opt{upstream})\n";
-
-my $give_up;
-my @signals = map {
-    EV::signal($_, sub {
-        return EV::break if $stopping++;
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        $_->close(1001, 'relay shutting down') for @open;
-        $give_up = EV::timer(2, 0, sub { EV::break });
-    })
-} qw(INT TERM);
 
 EV::run;
 undef $ctx;

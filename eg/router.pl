@@ -24,7 +24,10 @@ use warnings;
 
 use EV;
 use EV::Websockets;
+use FindBin;
 use POSIX qw(strftime);
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -67,7 +70,19 @@ my %routes = (
 sub route_of { return $routes{ $_[0]->stash->{path} // '' } }
 
 my $ctx = EV::Websockets::Context->new;
-my $stopping;
+
+# First signal: stop the routes' work (the /time timers), close every
+# connection with 1001 and leave once they are all gone (at most 2
+# seconds).  A second signal leaves at once.
+my $shutdown = Shutdown->on_signals($ctx, 'server shutting down',
+    grace   => 2,
+    on_stop => sub {    # the open connections, before they are closed
+        for my $conn (@_) {
+            my $close = route_of($conn)->{close};
+            $close->($conn) if $close;
+        }
+    },
+);
 
 my $bound = $ctx->listen(
     port => $port,
@@ -75,7 +90,7 @@ my $bound = $ctx->listen(
     on_handshake => sub {
         my ($headers) = @_;
         my $path = $headers->{Path} // '';
-        return 1 if $routes{$path} && !$stopping;
+        return 1 if $routes{$path} && !$shutdown->stopping;
         print "refused $path\n";
         return 0;    # 403 Forbidden
     },
@@ -99,8 +114,7 @@ my $bound = $ctx->listen(
         my $close = route_of($conn)->{close};
         $close->($conn) if $close;
         print "closed ", $conn->stash->{path}, ": $code", (length($reason // '') ? " $reason" : ''), "\n";
-        my @open = $ctx->connections;
-        EV::break if $stopping && !@open;
+        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     on_error => sub {
@@ -110,22 +124,6 @@ my $bound = $ctx->listen(
 );
 
 print "listening on ws://127.0.0.1:$bound/ (routes: ", join(' ', sort keys %routes), ")\n";
-
-my $give_up;
-my @signals = map {
-    EV::signal($_, sub {
-        return EV::break if $stopping++;
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        for my $conn (@open) {
-            my $close = route_of($conn)->{close};    # stop the /time timers now
-            $close->($conn) if $close;
-            $conn->close(1001, 'server shutting down');
-        }
-        $give_up = EV::timer(2, 0, sub { EV::break });
-    })
-} qw(INT TERM);
 
 EV::run;
 undef $ctx;

@@ -33,6 +33,8 @@ use EV::Websockets;
 use Cwd qw(abs_path);
 use FindBin;
 use Getopt::Long;
+use lib "$FindBin::Bin/lib";
+use Shutdown;    # eg/lib/Shutdown.pm
 
 $| = 1;
 
@@ -53,7 +55,10 @@ exit run_client($opt{client}) if defined $opt{client};
 # ------------------------------------------------------------------ server
 
 my $ctx = EV::Websockets::Context->new;
-my $stopping;
+
+# First signal: close every connection with 1001 and leave once they are
+# all gone (at most 2 seconds).  A second signal leaves at once.
+my $shutdown = Shutdown->on_signals($ctx, 'server shutting down', grace => 2);
 
 # listen croaks "Failed to create vhost for listening: ..." if the files
 # cannot be read or the key does not match the certificate.
@@ -76,8 +81,7 @@ my $bound = $ctx->listen(
     on_close => sub {
         my ($conn, $code, $reason) = @_;
         print "closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-        my @open = $ctx->connections;
-        EV::break if $stopping && !@open;
+        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     # TLS failures of clients that never completed the handshake (a client
@@ -90,18 +94,6 @@ my $bound = $ctx->listen(
 );
 
 print "listening on wss://localhost:$bound/ (certificate $opt{cert})\n";
-
-my $give_up;
-my @signals = map {
-    EV::signal($_, sub {
-        return EV::break if $stopping++;
-        my @open = $ctx->connections;
-        print "shutting down, closing ", scalar(@open), " connection(s)\n";
-        return EV::break unless @open;
-        $_->close(1001, 'server shutting down') for @open;
-        $give_up = EV::timer(2, 0, sub { EV::break });
-    })
-} qw(INT TERM);
 
 EV::run;
 undef $ctx;
