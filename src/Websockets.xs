@@ -580,36 +580,32 @@ static void conn_deliver(pTHX_ ws_conn *c)
 }
 
 /* After Rust acted on c: deliver its events and mirror its interest.
- * Pins c->self for the duration; c may be freed when this returns. */
-static void conn_settle(pTHX_ ws_conn *c)
+ * With write_replies, what the callbacks queued on c (an echo, a pong)
+ * goes out now, in one write, rather than at the prepare watcher: a reply
+ * to a read costs one loop stage less.  Pins c->self for the duration; c
+ * may be freed when this returns. */
+static void conn_settle(pTHX_ ws_conn *c, int write_replies)
 {
     SV *self = c->self;
     SvREFCNT_inc_simple_void_NN(self);
     conn_deliver(aTHX_ c);
-    conn_sync(aTHX_ c);
-    SvREFCNT_dec(self);
-}
-
-/* What the callbacks queued on this connection (an echo, a pong) goes out
- * before the callback returns, in one write, instead of waiting for the
- * prepare watcher: a reply costs one loop stage less. */
-static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    ws_conn *c = (ws_conn *)w;
-    SV *self = c->self;
-    dTHX;
-    PERL_UNUSED_ARG(loop);
-    SvREFCNT_inc_simple_void_NN(self);
-    if (c->rs)
-        ews_conn_on_io(c->rs, revents & EV_READ, revents & EV_WRITE);
-    conn_deliver(aTHX_ c);
-    if (c->dirty && c->rs && !c->ctx->destroyed) {
+    if (write_replies && c->dirty && c->rs && !c->ctx->destroyed) {
         conn_unmark_dirty(aTHX_ c);
         if (ews_conn_flush(c->rs))
             conn_deliver(aTHX_ c);
     }
     conn_sync(aTHX_ c);
     SvREFCNT_dec(self);
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    ws_conn *c = (ws_conn *)w;
+    dTHX;
+    PERL_UNUSED_ARG(loop);
+    if (c->rs)
+        ews_conn_on_io(c->rs, revents & EV_READ, revents & EV_WRITE);
+    conn_settle(aTHX_ c, 1);
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -620,7 +616,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     PERL_UNUSED_ARG(revents);
     if (c->rs)
         ews_conn_on_timer(c->rs);
-    conn_settle(aTHX_ c);
+    conn_settle(aTHX_ c, 0);
 }
 
 static int conn_state(ws_conn *c)
@@ -661,7 +657,7 @@ static void ctx_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         if (!ctx->destroyed) {
             if (c->rs)
                 ews_conn_flush(c->rs);
-            conn_settle(aTHX_ c);
+            conn_settle(aTHX_ c, 0);
         }
         SvREFCNT_dec(c->self);
     }
@@ -696,7 +692,7 @@ static void ctx_async_cb(struct ev_loop *loop, ev_async *w, int revents)
 again:
     for (c = ctx->conns; c && !ctx->destroyed; c = c->next)
         if (c->resolving && c->rs && ews_conn_on_lookup(c->rs)) {
-            conn_settle(aTHX_ c);
+            conn_settle(aTHX_ c, 0);
             goto again;   /* callbacks may have changed the list */
         }
     ctx_release(ctx);
@@ -1267,7 +1263,7 @@ CODE:
     c->adopted_ino = st.st_ino;
     TRACE("adopted fd %d", fd);
     /* A complete request in initial_data: on_connect may fire right here. */
-    conn_settle(aTHX_ c);
+    conn_settle(aTHX_ c, 0);
 OUTPUT:
     RETVAL
 
