@@ -11,6 +11,7 @@ use Test::More;
 use lib 't/lib';
 use PyPeer qw(python_with_websockets py_script);    # before TestWS, which drops the proxy variables pip may need
 use TestWS;
+use SampleMessages;
 use EV;
 use EV::Websockets;
 use File::Temp qw(tempdir);
@@ -23,25 +24,15 @@ my $guard = EV::timer(30, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) }
 
 my $TMP = tempdir('ev-ws-pydeflate-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
-my $MiB = 1 << 20;
-
 # Our client's offer, as the server sees it.
 my $OUR_OFFER = 'permessage-deflate; client_no_context_takeover; client_max_window_bits';
 
-# Start t/py/$script with @args.  Returns ($daemon, $log).
-sub spawn_py {
-    my ($script, @args) = @_;
-    return spawn_logged($TMP, [ $PYTHON, py_script($script), @args ]);
-}
-
-# Start ws_echo_server.py with @args.  Returns ($daemon, $port), the port
-# undef (and a diagnostic printed) if it did not come up within 10 s.
+# Start ws_echo_server.py with @args.  Returns ($daemon, $port, $log), the
+# port undef (and a diagnostic printed) if it did not come up within 10 s.
 sub start_py_server {
     my (@args) = @_;
-    my ($d, $log) = spawn_py('ws_echo_server.py', '--lifetime', 60, @args);
-    my $port = printed_port($d, $log);
-    diag("ws_echo_server.py @args did not start: " . slurp($log)) unless defined $port;
-    return ($d, $port);
+    return start_printed_server($TMP,
+        [ $PYTHON, py_script('ws_echo_server.py'), '--lifetime', 60, @args ], "ws_echo_server.py @args");
 }
 
 # Run ws_client.py with @args to the end (it gives up after 20 s; we wait
@@ -49,42 +40,18 @@ sub start_py_server {
 # status, the decoded JSON line or undef, the whole output).
 sub run_py_client {
     my (@args) = @_;
-    my ($d, $log) = spawn_py('ws_client.py', '--timeout', 20, @args);
-    run_until(sub { defined $d->{status} }, 25);
-    my $status = stop_daemon($d);
-    my $out = slurp($log);
-    my ($line) = $out =~ /^(\{.*\})$/m;
-    my $json = defined $line ? eval { decode_json($line) } : undef;
+    my ($status, $out) = run_to_end($TMP, [ $PYTHON, py_script('ws_client.py'), '--timeout', 20, @args ], 25);
+    my ($json) = json_lines($out);
     return ($status, $json, $out);
 }
 
-# The messages our client sends: [ name, payload, is_binary, fragments ].
-# With fragments (a list), the message goes out through send_fragment in
-# those pieces and the payload is what must come back.
-srand(72);
-my $compressible = substr('All work and no play makes Jack a dull boy. ' x 30000, 0, $MiB);
-my $random       = pack('N*', map { int rand 2**32 } 1 .. $MiB / 4);
-# Repeats 20000 bytes back: compressible only with a window over 14 bits,
-# so a sender that exceeds the window the receiver allows shows.
-my $blocks       = pack(q{N*}, map { int rand 2**32 } 1 .. 5000) x 8;
-# Sent twice: with context takeover the second copy is a reference into
-# the first, so an inflater that lost the context shows.
-my $again        = pack(q{N*}, map { int rand 2**32 } 1 .. 500);
-my @frag_text    = ('frag-1 ', "frag-2 \xe2\x98\xba ", 'frag-3');
-my @frag_binary  = ('x' x 100_000, 'y' x 100_000, 'z');
-my @MESSAGES = (
-    [ 'text',                        'hello',                 0 ],
-    [ 'binary',                      "\x00\x01\x02\xfe\xff",  1 ],
-    [ 'empty text',                  '',                      0 ],
-    [ 'empty binary',                '',                      1 ],
-    [ 'UTF-8 text',                  "caf\xc3\xa9 \xe2\x98\xba \xf0\x9f\x98\x80", 0 ],
-    [ '1 MiB compressible text',     $compressible,           0 ],
-    [ '1 MiB random binary',         $random,                 1 ],
-    [ 'random 20000-byte block x 8', $blocks,                 1 ],
-    [ '2000 random bytes',           $again,                  1 ],
-    [ 'the same 2000 bytes again',   $again,                  1 ],
-    [ 'fragmented text',             join('', @frag_text),    0, \@frag_text ],
-    [ 'fragmented binary',           join('', @frag_binary),  1, \@frag_binary ],
+# The messages our client sends (see t/lib/SampleMessages.pm), with this
+# test's own cases.
+my @MESSAGES = sample_messages(72,
+    # Repeats 20000 bytes back: compressible only with a window over 14
+    # bits, so a sender that exceeds the window the receiver allows shows.
+    '1 MiB random binary'       => sub { [ 'random 20000-byte block x 8', random_bytes(20000) x 8, 1 ] },
+    'the same 2000 bytes again' => sub { fragmented('fragmented text', 0, 'frag-1 ', "frag-2 \xe2\x98\xba ", 'frag-3') },
 );
 
 # Connect our client to the Python echo server on $port with %opt, send
@@ -94,47 +61,25 @@ my @MESSAGES = (
 # each message), errors, close ([code, reason] of each on_close).
 sub talk_to_python {
     my ($port, $finish, %opt) = @_;
-    my %r = (got => [], errors => [], close => []);
-    my $ctx = EV::Websockets::Context->new;
-    my $conn = $ctx->connect(
-        url        => "ws://127.0.0.1:$port/",
+    return echo_client($port, \@MESSAGES,
         %opt,
         on_connect => sub {
-            my ($c, $headers) = @_;
-            $r{headers} = $headers;
-            for my $m (@MESSAGES) {
-                my ($name, $payload, $binary, $fragments) = @$m;
-                if ($fragments) {
-                    $c->send_fragment($fragments->[$_], $binary, $_ == $#$fragments) for 0 .. $#$fragments;
-                }
-                else {
-                    $binary ? $c->send_binary($payload) : $c->send($payload);
-                }
-            }
+            my ($c) = @_;
             $c->send('extensions?');
             $c->send($finish) if defined $finish;
         },
         on_message => sub {
-            my ($c, $data, $binary) = @_;
-            push @{ $r{got} }, [ $data, $binary ];
-            $c->close(1000) if !defined $finish && @{ $r{got} } == @MESSAGES + 1;
+            my ($c, $r) = @_;
+            $c->close(1000) if !defined $finish && @{ $r->{got} } == @MESSAGES + 1;
         },
-        on_error => sub { push @{ $r{errors} }, $_[1] },
-        on_close => sub { push @{ $r{close} }, [ $_[1], $_[2] ] },
     );
-    run_until(sub { @{ $r{close} } || (!$r{headers} && @{ $r{errors} }) }, 15);
-    $r{state} = $conn->state;
-    return \%r;
 }
 
 # Every echo arrived intact, once and in order, followed by the
 # "extensions?" answer.  Returns that answer, decoded.
 sub echoes_ok {
     my ($r, $name) = @_;
-    is_deeply($r->{errors}, [], "$name: no errors");
-    is(scalar @{ $r->{got} }, @MESSAGES + 1, "$name: one echo per message, plus the extensions? answer")
-        or diag explain [ map { [ length $_->[0], $_->[1] ] } @{ $r->{got} } ];
-    messages_match($name, \@MESSAGES, $r->{got});
+    echoes_intact($r, $name, \@MESSAGES, 1, 'plus the extensions? answer');
     my ($answer, $bin) = @{ $r->{got}[@MESSAGES] || [] };
     is($bin, 0, "$name: extensions? answered with text");
     my $info = eval { decode_json($answer // '') };
@@ -159,8 +104,7 @@ subtest 'our client -> Python server: permessage-deflate' => sub {
     diag("Python: $info->{negotiated}[0]") if $ENV{TEST_VERBOSE} && $info->{negotiated};
     # 2 MiB + 200 KB of payload, of which only the 1 MiB of random bytes
     # does not compress.
-    cmp_ok($info->{wire_bytes_received} // 0, '<', 1.5 * $MiB, 'our client sent compressed messages')
-        and cmp_ok($info->{wire_bytes_received}, '>', $MiB, '... the random MiB included');
+    wire_size_ok($info->{wire_bytes_received}, 1, 'our client');
     is($info->{echoed}, scalar @MESSAGES, 'Python echoed each message once');
     is_deeply($r->{close}, [ [ 4001, 'bye' ] ], 'Python closed with 4001 "bye"');
     is($r->{state}, 'closed', 'the connection is closed');
@@ -180,7 +124,7 @@ subtest 'our client with compression => 0 -> Python server' => sub {
     is($info->{request}, undef, 'Python saw no offer');
     is($info->{response}, undef, 'Python answered none');
     is_deeply($info->{negotiated}, [], 'nothing negotiated');
-    cmp_ok($info->{wire_bytes_received} // 0, '>', 2 * $MiB, 'our client sent the messages uncompressed');
+    wire_size_ok($info->{wire_bytes_received}, 0, 'our client');
     is_deeply($r->{close}, [ [ 1000, '' ] ], 'our close(1000) completed');
     stop_daemon($d);
 };
@@ -198,7 +142,7 @@ subtest 'our client -> Python server with --no-compression' => sub {
     is($info->{request}, $OUR_OFFER, 'Python saw our offer');
     is($info->{response}, undef, '... and declined it');
     is_deeply($info->{negotiated}, [], 'nothing negotiated');
-    cmp_ok($info->{wire_bytes_received} // 0, '>', 2 * $MiB, 'our client sent the messages uncompressed');
+    wire_size_ok($info->{wire_bytes_received}, 0, 'our client');
     is_deeply($r->{close}, [ [ 4002, 'declined' ] ], 'Python closed with 4002 "declined"');
     stop_daemon($d);
 };
@@ -252,8 +196,7 @@ subtest 'Python client -> our server with compression => 1' => sub {
     is(scalar @{ $json->{negotiated} || [] }, 1, 'Python negotiated one extension')
         and like($json->{negotiated}[0], qr/^PerMessageDeflate\(/, '... PerMessageDeflate');
     diag("answer: $json->{response_extensions}") if $ENV{TEST_VERBOSE} && $json->{response_extensions};
-    cmp_ok($json->{wire_bytes_received} // 0, '<', 1.5 * $MiB, 'our server sent compressed messages')
-        and cmp_ok($json->{wire_bytes_received}, '>', $MiB, '... the random MiB included');
+    wire_size_ok($json->{wire_bytes_received}, 1, 'our server');
     is(scalar @{ $s->{handshake} }, 1, 'on_handshake ran once');
     like($s->{handshake}[0]{'Sec-WebSocket-Extensions'} // '', qr/^permessage-deflate\b/,
         'on_handshake saw the offer') or diag explain $s->{handshake};
@@ -270,7 +213,7 @@ subtest 'Python client -> our server without compression' => sub {
     ok(exists $json->{response_extensions} && !defined $json->{response_extensions},
         'no Sec-WebSocket-Extensions in the 101') or diag($out);
     is_deeply($json->{negotiated}, [], 'nothing negotiated');
-    cmp_ok($json->{wire_bytes_received} // 0, '>', 2 * $MiB, 'our server sent the messages uncompressed');
+    wire_size_ok($json->{wire_bytes_received}, 0, 'our server');
     like($s->{connect}[0]{'Sec-WebSocket-Extensions'} // '', qr/^permessage-deflate\b/,
         'the offer was still made (on_connect headers)');
     is($s->{messages}, 12, 'our server got 12 messages');
@@ -284,7 +227,7 @@ subtest 'Python client with compression off -> our server with compression => 1'
     ok(exists $json->{response_extensions} && !defined $json->{response_extensions},
         'no Sec-WebSocket-Extensions in the 101') or diag($out);
     is_deeply($json->{negotiated}, [], 'nothing negotiated');
-    cmp_ok($json->{wire_bytes_received} // 0, '>', 2 * $MiB, 'our server sent the messages uncompressed');
+    wire_size_ok($json->{wire_bytes_received}, 0, 'our server');
     ok(!exists $s->{connect}[0]{'Sec-WebSocket-Extensions'}, 'no offer in the request headers');
     is_deeply($s->{close}, [ [ 1000, '' ] ], 'our server: on_close 1000');
 };

@@ -15,6 +15,7 @@ use Test::More;
 use lib 't/lib';
 use PyPeer qw(python_with_websockets py_script);    # before TestWS, which drops the proxy variables pip may need
 use TestWS;
+use SampleMessages qw(send_sample);
 use EV;
 use EV::Websockets;
 use Digest::SHA qw(sha256_hex);
@@ -65,11 +66,7 @@ sub payload { join '', @{ $_[0][1] } }
 sub our_send {
     my ($conn, $m) = @_;
     my (undef, $fragments, $binary) = @$m;
-    if (@$fragments == 1) {
-        $binary ? $conn->send_binary($fragments->[0]) : $conn->send($fragments->[0]);
-        return;
-    }
-    $conn->send_fragment($fragments->[$_], $binary, $_ == $#$fragments) for 0 .. $#$fragments;
+    send_sample($conn, payload($m), $binary, @$fragments > 1 ? $fragments : undef);
 }
 
 # The Python actions (see t/py/interop_peer.py); data goes as hex.
@@ -303,23 +300,19 @@ my $SCENARIO_FILE = "$TMP/scenarios.json";
     close $fh or die "$SCENARIO_FILE: $!";
 }
 
-# Start interop_peer.py with @args, its output going to a log of its own.
-# Returns ($daemon, $log).
-my $spawned = 0;
-sub spawn_peer {
+# The command that runs interop_peer.py with @args (its output goes to a
+# log of its own: spawn_logged).
+sub peer_cmd {
     my (@args) = @_;
-    my $log = "$TMP/interop_peer-" . ++$spawned . '.log';
-    my $d = spawn_daemon([ $PYTHON, py_script('interop_peer.py'), @args, '--scenarios', $SCENARIO_FILE ], $log);
-    return ($d, $log);
+    return [ $PYTHON, py_script('interop_peer.py'), @args, '--scenarios', $SCENARIO_FILE ];
 }
 
 # The reports in a Python log, by scenario name; reasons as UTF-8 bytes,
-# like ours.
+# like ours.  (Python's json.dumps writes ASCII.)
 sub python_reports {
     my ($log) = @_;
     my %r;
-    for my $line (grep { /^\{/ } split /\n/, slurp($log)) {
-        my $report = eval { $JSON->decode($line) } or next;
+    for my $report (json_lines(slurp($log))) {
         for my $close (grep { $_ } @$report{qw(close_rcvd close_sent)}) {
             utf8::encode($close->[1]);
         }
@@ -370,16 +363,10 @@ sub over {
 # Our client against the Python server, one scenario after the other.
 # Returns (our records, Python's reports), both by scenario name.
 sub our_client_to_python {
-    my ($d, $log) = spawn_peer('server', '--subprotocols', join(',', @SERVER_PROTOCOLS), '--lifetime', 60);
-    my $port;
-    {
-        # The port is the first line the server prints.
-        my $poll = EV::timer(0, 0.02, sub { $port = $1 if slurp($log) =~ /\A(\d+)\n/ });
-        run_until(sub { defined $port || defined $d->{status} }, 10);
-    }
+    my ($d, $port, $log) = start_printed_server($TMP,
+        peer_cmd('server', '--subprotocols', join(',', @SERVER_PROTOCOLS), '--lifetime', 60), 'interop_peer.py server');
     if (!defined $port) {
         fail('the Python server started');
-        diag(slurp($log));
         return ({}, {}, $log);
     }
     my %ours;
@@ -417,9 +404,8 @@ sub python_to_our_server {
         compression => 0,
         our_side(\%ours),
     );
-    my ($d, $log) = spawn_peer('client', "ws://127.0.0.1:$port", '--timeout', 20);
-    run_until(sub { defined $d->{status} }, 25);
-    is(stop_daemon($d), 0, 'interop_peer.py client exited 0') or diag(slurp($log));
+    my ($status, $out, $log) = run_to_end($TMP, peer_cmd('client', "ws://127.0.0.1:$port", '--timeout', 20), 25);
+    is($status, 0, 'interop_peer.py client exited 0') or diag($out);
     run_until(sub { !grep { !$_->{refused} && !over($ours{ $_->{name} }) } @SCENARIOS }, 5);
     return (\%ours, python_reports($log), $log);
 }

@@ -14,6 +14,7 @@ use Test::More;
 use lib 't/lib';
 use NodePeer qw(node_with_ws js_script $WS_VERSION);    # before TestWS, which drops the proxy variables npm may need
 use TestWS;
+use SampleMessages;
 use EV;
 use EV::Websockets;
 use File::Temp qw(tempdir);
@@ -25,8 +26,6 @@ my $NODE = need_peer('Node.js with ws', node_with_ws());
 my $guard = EV::timer(30, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
 
 my $TMP = tempdir('ev-ws-node-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-
-my $MiB = 1 << 20;
 
 # Close reasons end in a non-ASCII character.  Our close() takes a
 # character string; on_close reports the reason as UTF-8 bytes, Node's
@@ -47,23 +46,8 @@ my $OUR_OFFER = 'permessage-deflate; client_no_context_takeover; client_max_wind
 # ($compressed true), only the random MiB does not shrink.
 sub wire_ok {
     my ($counts, $compressed, $us) = @_;
-    for ([ received => $us ], [ sent => 'Node' ]) {
-        my ($what, $who) = @$_;
-        my $bytes = $counts->{"wire_bytes_$what"} // 0;
-        if ($compressed) {
-            cmp_ok($bytes, '<', 1.5 * $MiB, "$who sent compressed messages")
-                and cmp_ok($bytes, '>', $MiB, '... the random MiB included');
-        }
-        else {
-            cmp_ok($bytes, '>', 2 * $MiB, "$who sent the messages uncompressed");
-        }
-    }
-}
-
-# The JSON objects among the lines of $text.
-sub json_lines {
-    my ($text) = @_;
-    return map { eval { decode_json($_) } // () } $text =~ /^(\{.*\})$/mg;
+    wire_size_ok($counts->{wire_bytes_received}, $compressed, $us);
+    wire_size_ok($counts->{wire_bytes_sent}, $compressed, 'Node');
 }
 
 # Run the loop until $cond->() is true, at most $secs seconds, checking it
@@ -75,22 +59,14 @@ sub poll_until {
     return run_until($cond, $secs);
 }
 
-# Start t/js/$script with @args.  Returns ($daemon, $log).
-sub spawn_node {
-    my ($script, @args) = @_;
-    return spawn_logged($TMP, [ $NODE, js_script($script), @args ]);
-}
-
 # ---- our client -> Node server ----
 
 # Start ws_echo_server.js with @args.  Returns ($daemon, $port, $log), the
 # port undef (and a diagnostic printed) if it did not come up within 10 s.
 sub start_node_server {
     my (@args) = @_;
-    my ($d, $log) = spawn_node('ws_echo_server.js', '--lifetime', 60, @args);
-    my $port = printed_port($d, $log);
-    diag("ws_echo_server.js @args did not start: " . slurp($log)) unless defined $port;
-    return ($d, $port, $log);
+    return start_printed_server($TMP,
+        [ $NODE, js_script('ws_echo_server.js'), '--lifetime', 60, @args ], "ws_echo_server.js @args");
 }
 
 # What the Node server reported about its connection(s): the list of its
@@ -100,34 +76,14 @@ sub node_events {
     return grep { ref $_ eq 'HASH' && (!defined $event || $_->{event} eq $event) } json_lines(slurp($log));
 }
 
-# The messages our client sends: [ name, payload, is_binary, fragments ].
-# With fragments (a list), the message goes out through send_fragment in
-# those pieces and the payload is what must come back.
-srand(81);
-my $compressible = substr('All work and no play makes Jack a dull boy. ' x 30000, 0, $MiB);
-my $random       = pack('N*', map { int rand 2**32 } 1 .. $MiB / 4);
-# Sent twice: when the sender keeps its compression context, the second
-# copy is a reference into the first, so an inflater that lost the
-# context shows.
-my $again        = pack('N*', map { int rand 2**32 } 1 .. 500);
-# The smiley's three bytes are split across fragments: only the whole
-# message has to be valid UTF-8, for us as a sender and for ws as receiver.
-my @frag_text    = ('frag-1 ', "frag-2 \xe2", "\x98\xba", ' frag-3');
-my @frag_binary  = ('x' x 100_000, 'y' x 100_000, 'z');
-my @frag_empty   = ('', 'a', '', '');
-my @MESSAGES = (
-    [ 'text',                        'hello',                 0 ],
-    [ 'binary',                      "\x00\x01\x02\xfe\xff",  1 ],
-    [ 'empty text',                  '',                      0 ],
-    [ 'empty binary',                '',                      1 ],
-    [ 'UTF-8 text',                  "caf\xc3\xa9 \xe2\x98\xba \xf0\x9f\x98\x80", 0 ],
-    [ '1 MiB compressible text',     $compressible,           0 ],
-    [ '1 MiB random binary',         $random,                 1 ],
-    [ '2000 random bytes',           $again,                  1 ],
-    [ 'the same 2000 bytes again',   $again,                  1 ],
-    [ 'fragmented text',             join('', @frag_text),    0, \@frag_text ],
-    [ 'fragmented binary',           join('', @frag_binary),  1, \@frag_binary ],
-    [ 'fragmented, empty fragments', join('', @frag_empty),   0, \@frag_empty ],
+# The messages our client sends (see t/lib/SampleMessages.pm), with this
+# test's own cases.
+my @MESSAGES = sample_messages(81,
+    # The smiley's three bytes are split across fragments: only the whole
+    # message has to be valid UTF-8, for us as a sender and for ws as
+    # receiver.
+    'the same 2000 bytes again' => sub { fragmented('fragmented text', 0, 'frag-1 ', "frag-2 \xe2", "\x98\xba", ' frag-3') },
+    'fragmented binary'         => sub { fragmented('fragmented, empty fragments', 0, '', 'a', '', '') },
 );
 
 # Connect our client to the Node server on $port with %opt and send
@@ -142,57 +98,36 @@ my @MESSAGES = (
 # end), info (the decoded info? answer).
 sub talk_to_node {
     my ($port, $finish, %opt) = @_;
-    my %r = (got => [], pongs => [], errors => [], close => []);
-    my $ctx = EV::Websockets::Context->new;
-    my $conn = $ctx->connect(
-        url        => "ws://127.0.0.1:$port/",
+    my $r = echo_client($port, \@MESSAGES,
         %opt,
         on_connect => sub {
-            my ($c, $headers) = @_;
-            @r{qw(headers protocol)} = ($headers, $c->get_protocol);
-            for my $m (@MESSAGES) {
-                my ($name, $payload, $binary, $fragments) = @$m;
-                if ($fragments) {
-                    $c->send_fragment($fragments->[$_], $binary, $_ == $#$fragments) for 0 .. $#$fragments;
-                }
-                else {
-                    $binary ? $c->send_binary($payload) : $c->send($payload);
-                }
-            }
+            my ($c, $r) = @_;
+            $r->{protocol} = $c->get_protocol;
             $c->send_ping('perl-ping');
             $c->send('ping?node-ping');
         },
         on_message => sub {
-            my ($c, $data, $binary) = @_;
-            push @{ $r{got} }, [ $data, $binary ];
+            my ($c, $r) = @_;
             # Node handles frames in order, so the echoes come first, then
             # "pong:node-ping" (after our pong reached Node).
-            if (@{ $r{got} } == @MESSAGES + 1) {
+            if (@{ $r->{got} } == @MESSAGES + 1) {
                 $c->send('info?');
             }
-            elsif (@{ $r{got} } == @MESSAGES + 2) {
+            elsif (@{ $r->{got} } == @MESSAGES + 2) {
                 ref $finish ? $c->close(@$finish) : $c->send($finish);
             }
         },
-        on_pong    => sub { push @{ $r{pongs} }, $_[1] },
-        on_error   => sub { push @{ $r{errors} }, $_[1] },
-        on_close   => sub { push @{ $r{close} }, [ $_[1], $_[2] ] },
     );
-    run_until(sub { @{ $r{close} } || (!$r{headers} && @{ $r{errors} }) }, 15);
-    $r{state} = $conn->state;
-    my ($info) = @{ $r{got} } == @MESSAGES + 2 ? $r{got}[-1][0] : undef;
-    $r{info} = eval { decode_json($info // '') } || {};
-    return \%r;
+    my ($info) = @{ $r->{got} } == @MESSAGES + 2 ? $r->{got}[-1][0] : undef;
+    $r->{info} = eval { decode_json($info // '') } || {};
+    return $r;
 }
 
 # Every echo arrived intact, once and in order, then "pong:node-ping" and
 # the info? answer; our ping came back as a pong with its payload.
 sub echoes_ok {
     my ($r, $name) = @_;
-    is_deeply($r->{errors}, [], "$name: no errors");
-    is(scalar @{ $r->{got} }, @MESSAGES + 2, "$name: one echo per message, then the pong report and info")
-        or diag explain [ map { [ length $_->[0], $_->[1] ] } @{ $r->{got} } ];
-    messages_match($name, \@MESSAGES, $r->{got});
+    echoes_intact($r, $name, \@MESSAGES, 2, 'then the pong report and info');
     is_deeply($r->{got}[@MESSAGES], [ 'pong:node-ping', 0 ],
         "$name: Node's ping got our automatic pong, with its payload");
     is_deeply($r->{pongs}, [ 'perl-ping' ], "$name: our send_ping got on_pong with its payload");
@@ -346,12 +281,9 @@ sub our_server {
 sub node_to_us {
     my ($opt, @args) = @_;
     my ($ctx, $port, $s) = our_server(%$opt);
-    my ($d, $log) = spawn_node('ws_client.js', "ws://127.0.0.1:$port/", '--timeout', 20, @args);
-    run_until(sub { defined $d->{status} }, 25);
-    my $status = stop_daemon($d);
+    my ($status, $out) = run_to_end($TMP, [ $NODE, js_script('ws_client.js'), "ws://127.0.0.1:$port/", '--timeout', 20, @args ], 25);
     # The client exits once its close completed; our on_close may follow.
     run_until(sub { @{ $s->{close} } }, 5) if @{ $s->{connect} };
-    my $out = slurp($log);
     my ($json) = json_lines($out);
     return ($status, $json || {}, $out, $s);
 }

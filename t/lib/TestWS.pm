@@ -319,6 +319,41 @@ sub printed_port {
     return $port;
 }
 
+# ---- Helpers for the interoperability tests (t/7*, t/8*) ----
+
+push @EXPORT, qw(start_printed_server run_to_end json_lines);
+
+# Start @$cmd (a server that prints its port first) with spawn_logged in
+# $dir and wait for the port (printed_port, 10 s).  Returns ($daemon,
+# $port, $log), the port undef, and a diagnostic naming $label (default:
+# the command) printed, if it did not come up.
+sub start_printed_server {
+    my ($dir, $cmd, $label) = @_;
+    my ($d, $log) = spawn_logged($dir, $cmd);
+    my $port = printed_port($d, $log);
+    Test::More::diag(($label // "@$cmd") . ' did not start: ' . slurp($log)) unless defined $port;
+    return ($d, $port, $log);
+}
+
+# Start @$cmd with spawn_logged in $dir and run the default loop until it
+# exits, at most $secs seconds, then stop it (stop_daemon) if it has not.
+# Returns (its wait status, its whole output, the log's path).
+sub run_to_end {
+    my ($dir, $cmd, $secs) = @_;
+    my ($d, $log) = spawn_logged($dir, $cmd);
+    run_until(sub { defined $d->{status} }, $secs);
+    my $status = stop_daemon($d);
+    return ($status, slurp($log), $log);
+}
+
+# The JSON objects among the lines of $text (UTF-8 JSON, one object per
+# line), decoded; lines that do not decode are left out.
+sub json_lines {
+    my ($text) = @_;
+    require JSON::PP;
+    return map { eval { JSON::PP::decode_json($_) } // () } $text =~ /^(\{.*\})$/mg;
+}
+
 # Stop every daemon started so far (see stop_daemon); true if each ended.
 sub stop_all_daemons {
     my $ended = grep { defined stop_daemon($_) } @spawned;
