@@ -26,53 +26,16 @@
 use strict;
 use warnings;
 
-use EV;
-use EV::Websockets;
-use Feersum;
 use FindBin;
-use IO::Socket::INET;
 use lib "$FindBin::Bin/lib";
-use Shutdown;    # eg/lib/Shutdown.pm
+use FeersumEcho;    # eg/lib/FeersumEcho.pm: the Feersum and echo plumbing
 
 $| = 1;
 
 my $port = shift // 9003;
 die "usage: $0 [port]\n" unless $port =~ /^\d+\z/ && $port <= 65535;
 
-my $ctx = EV::Websockets::Context->new;
-
-my $socket = IO::Socket::INET->new(
-    LocalAddr => '127.0.0.1',
-    LocalPort => $port,
-    Listen    => 128,
-    Proto     => 'tcp',
-    ReuseAddr => 1,
-    Blocking  => 0,
-) or die "cannot listen on 127.0.0.1:$port: $@\n";
-
-my $feersum = Feersum->endjinn;
-$feersum->use_socket($socket);
-
-# First signal: stop taking HTTP requests, close the WebSockets with 1001
-# and leave once they are gone (at most 2 seconds).  A second signal leaves
-# at once.
-my $shutdown = Shutdown->on_signals($ctx, 'server shutting down',
-    grace   => 2,
-    on_stop => sub { $feersum->unlisten },
-);
-
-# The upgrade request, rebuilt from the request's environment (Feersum has
-# already read it from the socket).
-sub upgrade_request {
-    my ($env) = @_;
-    my $request = 'GET ' . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";
-    for my $key (sort keys %$env) {
-        next unless $key =~ /^HTTP_(.+)/;
-        (my $name = $1) =~ s/_/-/g;
-        $request .= "$name: $env->{$key}\r\n";
-    }
-    return "$request\r\n";
-}
+my $echo = FeersumEcho->new($port);
 
 # A handle of our own on the request's socket.
 sub socket_of {
@@ -82,42 +45,20 @@ sub socket_of {
     return $fh;
 }
 
-$feersum->request_handler(sub {
+$echo->{feersum}->request_handler(sub {
     my ($req) = @_;
     my $env = $req->env;
-    if (($env->{HTTP_UPGRADE} // '') !~ /websocket/i) {
-        $req->send_response(400, [ 'Content-Type' => 'text/plain' ],
-            \"This is a WebSocket echo server: connect to ws://127.0.0.1:$port/\n");
+    if (!$echo->is_upgrade($env)) {
+        $req->send_response(400, [ 'Content-Type' => 'text/plain' ], \$echo->not_websocket);
         return;
     }
     my $fh = socket_of($req) or do {
         $req->send_response(500, [ 'Content-Type' => 'text/plain' ], \"cannot take the socket: $!\n");
         return;
     };
-
-    my $peer = $env->{REMOTE_ADDR} // '?';
-    my $path = $env->{PATH_INFO} // '/';
-    $ctx->adopt(
-        fh           => $fh,
-        initial_data => upgrade_request($env),
-        on_connect   => sub { print "client $peer connected, path $path\n" },
-        on_message   => sub {
-            my ($conn, $data, $is_binary) = @_;
-            $is_binary ? $conn->send_binary($data) : $conn->send($data);
-        },
-        on_close => sub {
-            my ($conn, $code, $reason) = @_;
-            print join(' ', "client $peer closed:", $code, $reason // ()), "\n";
-            $shutdown->closed;    # shutting down and the last one gone: leave
-        },
-        on_error => sub { print "client $peer error: $_[1]\n" },
-    );
+    $echo->adopt($fh, $env);
     return;    # no response: the socket now belongs to the WebSocket
 });
 
-print "listening on ws://127.0.0.1:$port/ (Ctrl-C to stop)\n";
-
-EV::run;
-undef $ctx;
-print "bye\n";
+$echo->run;
 exit 0;

@@ -25,88 +25,28 @@
 use strict;
 use warnings;
 
-use EV;
-use EV::Websockets;
-use Feersum;
 use FindBin;
-use IO::Socket::INET;
 use lib "$FindBin::Bin/lib";
-use Shutdown;    # eg/lib/Shutdown.pm
+use FeersumEcho;    # eg/lib/FeersumEcho.pm: the Feersum and echo plumbing
 
 $| = 1;
 
 my $port = shift // 9002;
 die "usage: $0 [port]\n" unless $port =~ /^\d+\z/ && $port <= 65535;
 
-my $ctx = EV::Websockets::Context->new;
-
-my $socket = IO::Socket::INET->new(
-    LocalAddr => '127.0.0.1',
-    LocalPort => $port,
-    Listen    => 128,
-    Proto     => 'tcp',
-    ReuseAddr => 1,
-    Blocking  => 0,
-) or die "cannot listen on 127.0.0.1:$port: $@\n";
-
-my $feersum = Feersum->endjinn;
-$feersum->use_socket($socket);
+my $echo    = FeersumEcho->new($port);
+my $feersum = $echo->{feersum};
 $feersum->set_psgix_io(1) if $feersum->can('set_psgix_io');
-
-# First signal: stop taking HTTP requests, close the WebSockets with 1001
-# and leave once they are gone (at most 2 seconds).  A second signal leaves
-# at once.
-my $shutdown = Shutdown->on_signals($ctx, 'server shutting down',
-    grace   => 2,
-    on_stop => sub { $feersum->unlisten },
-);
-
-# The upgrade request, rebuilt from the PSGI environment (Feersum has
-# already read it from the socket).
-sub upgrade_request {
-    my ($env) = @_;
-    my $request = 'GET ' . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";
-    for my $key (sort keys %$env) {
-        next unless $key =~ /^HTTP_(.+)/;
-        (my $name = $1) =~ s/_/-/g;
-        $request .= "$name: $env->{$key}\r\n";
-    }
-    return "$request\r\n";
-}
 
 $feersum->psgi_request_handler(sub {
     my ($env) = @_;
-    if (($env->{HTTP_UPGRADE} // '') !~ /websocket/i) {
-        return [ 400, [ 'Content-Type' => 'text/plain' ],
-            ["This is a WebSocket echo server: connect to ws://127.0.0.1:$port/\n"] ];
-    }
+    return [ 400, [ 'Content-Type' => 'text/plain' ], [ $echo->not_websocket ] ]
+        unless $echo->is_upgrade($env);
     my $io = $env->{'psgix.io'}
         or return [ 500, [ 'Content-Type' => 'text/plain' ], ["no psgix.io in this Feersum\n"] ];
-
-    # The callbacks capture only plain values, not $env.
-    my $peer = $env->{REMOTE_ADDR} // '?';
-    my $path = $env->{PATH_INFO} // '/';
-    $ctx->adopt(
-        fh           => $io,
-        initial_data => upgrade_request($env),
-        on_connect   => sub { print "client $peer connected, path $path\n" },
-        on_message   => sub {
-            my ($conn, $data, $is_binary) = @_;
-            $is_binary ? $conn->send_binary($data) : $conn->send($data);
-        },
-        on_close => sub {
-            my ($conn, $code, $reason) = @_;
-            print join(' ', "client $peer closed:", $code, $reason // ()), "\n";
-            $shutdown->closed;    # shutting down and the last one gone: leave
-        },
-        on_error => sub { print "client $peer error: $_[1]\n" },
-    );
+    $echo->adopt($io, $env);
     return sub { };    # streaming response that is never started
 });
 
-print "listening on ws://127.0.0.1:$port/ (Ctrl-C to stop)\n";
-
-EV::run;
-undef $ctx;
-print "bye\n";
+$echo->run;
 exit 0;
