@@ -176,8 +176,6 @@ struct ws_ctx {
     pid_t pid;                /* the process that owns the sockets */
 };
 
-static HV *conn_stash_hv;
-
 /* During global destruction EV's loops may already be gone: touch no
  * watcher then, only free memory. */
 #define LOOP_USABLE (PL_phase != PERL_PHASE_DESTRUCT)
@@ -190,10 +188,19 @@ static void ctx_release(ws_ctx *ctx)
 
 /* ---- watcher mirroring ------------------------------------------------- */
 
-static void conn_mark_dirty(ws_conn *c)
+/* The one test of whether c may start a watcher (its own or the
+ * context's prepare and async): it has a socket, and its context is alive
+ * and has a loop.  After a context's destruction began, nothing restarts
+ * a watcher, whatever Perl code (a DESTROY) calls. */
+static int conn_may_arm(pTHX_ const ws_conn *c)
+{
+    return c->rs && c->ctx && !c->ctx->destroyed && LOOP_USABLE;
+}
+
+static void conn_mark_dirty(pTHX_ ws_conn *c)
 {
     ws_ctx *ctx = c->ctx;
-    if (c->dirty || !ctx)
+    if (c->dirty || !conn_may_arm(aTHX_ c))
         return;
     c->dirty = 1;
     c->next_dirty = ctx->dirty;
@@ -221,10 +228,10 @@ static void conn_unmark_dirty(pTHX_ ws_conn *c)
         ev_prepare_stop(ctx->loop, &ctx->prepare);
 }
 
-static void conn_set_resolving(ws_conn *c, int resolving)
+static void conn_set_resolving(pTHX_ ws_conn *c, int resolving)
 {
     ws_ctx *ctx = c->ctx;
-    if (c->resolving == resolving || !ctx)
+    if (c->resolving == resolving || !ctx || (resolving && !conn_may_arm(aTHX_ c)))
         return;
     c->resolving = resolving;
     ctx->resolving += resolving ? 1 : -1;
@@ -232,7 +239,7 @@ static void conn_set_resolving(ws_conn *c, int resolving)
         ev_async_start(ctx->loop, &ctx->async);
         /* an answer may have come before the watcher was started */
         ev_async_send(ctx->loop, &ctx->async);
-    } else if (!ctx->resolving && ev_is_active(&ctx->async))
+    } else if (!ctx->resolving && ev_is_active(&ctx->async) && LOOP_USABLE)
         ev_async_stop(ctx->loop, &ctx->async);
 }
 
@@ -244,7 +251,7 @@ static void conn_stop_watchers(pTHX_ ws_conn *c)
     }
     c->io_events = 0;
     conn_unmark_dirty(aTHX_ c);
-    conn_set_resolving(c, 0);
+    conn_set_resolving(aTHX_ c, 0);
 }
 
 static void conn_unlink(ws_conn *c)
@@ -287,25 +294,50 @@ static void conn_release_io(pTHX_ ws_conn *c)
     SvREFCNT_dec((SV *)io);
 }
 
-/* The socket is gone: stop everything, free the Rust side, drop the
- * callbacks (breaking closure cycles) and our hold on the object.  This may
- * free c itself: callers must not touch c afterwards unless they pinned
- * c->self. */
-static void conn_teardown(pTHX_ ws_conn *c)
+/* Ending a connection takes two phases, so that no Perl code ever runs
+ * against a half-freed connection or context:
+ *
+ * conn_detach: stop its watchers, free the Rust side (closing the socket)
+ * and leave the context.  Runs no Perl code.
+ *
+ * conn_release: let go of the Perl values it holds (callbacks, adopt's
+ * handle, the hold on its own object).  Freeing them may run Perl
+ * (DESTROY of a closure's captures or of a stashed object), which then
+ * finds a connection with no socket: methods croak or do nothing, and
+ * none can start a watcher (conn_may_arm).  May free c.
+ *
+ * Every way a connection ends goes through these two: its socket closing
+ * (conn_end), its object being freed (conn_magic_free) and its context
+ * being destroyed (ctx_destroy). */
+static void conn_detach(pTHX_ ws_conn *c, int abandon)
 {
-    TRACE("connection %p torn down", (void *)c);
     conn_stop_watchers(aTHX_ c);
     if (c->rs) {
+        if (abandon)
+            ews_conn_abandon(c->rs);
         ews_conn_free(c->rs);
         c->rs = NULL;
     }
     conn_unlink(c);
+}
+
+static void conn_release(pTHX_ ws_conn *c)
+{
     callbacks_free(aTHX_ &c->cbs);
     conn_release_io(aTHX_ c);
     if (c->self_held) {
         c->self_held = 0;
         SvREFCNT_dec(c->self);
     }
+}
+
+/* The socket is gone.  Callers must not touch c afterwards unless they
+ * pinned c->self. */
+static void conn_end(pTHX_ ws_conn *c)
+{
+    TRACE("connection %p torn down", (void *)c);
+    conn_detach(aTHX_ c, 0);
+    conn_release(aTHX_ c);
 }
 
 /* Mirror what the Rust side wants into the watchers. */
@@ -315,7 +347,7 @@ static void conn_sync(pTHX_ ws_conn *c)
     struct ev_loop *loop;
     int events;
 
-    if (!c->rs || !c->ctx)
+    if (!conn_may_arm(aTHX_ c))
         return;
     ews_conn_interest(c->rs, &in);
     if (in.finished) {
@@ -325,10 +357,10 @@ static void conn_sync(pTHX_ ws_conn *c)
             ev_io_stop(c->ctx->loop, &c->io);
             ev_timer_stop(c->ctx->loop, &c->timer);
             c->io_events = 0;
-            conn_mark_dirty(c);
+            conn_mark_dirty(aTHX_ c);
             return;
         }
-        conn_teardown(aTHX_ c);
+        conn_end(aTHX_ c);
         return;
     }
     loop = c->ctx->loop;
@@ -351,9 +383,9 @@ static void conn_sync(pTHX_ ws_conn *c)
             ev_timer_start(loop, &c->timer);
         }
     }
-    conn_set_resolving(c, in.resolving);
+    conn_set_resolving(aTHX_ c, in.resolving);
     if (in.prepare)
-        conn_mark_dirty(c);
+        conn_mark_dirty(aTHX_ c);
 }
 
 /* ---- connection objects ------------------------------------------------ */
@@ -365,18 +397,17 @@ static MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_magic_free, NULL, NULL,
 static int conn_magic_free(pTHX_ SV *sv, MAGIC *mg)
 {
     ws_conn *c = (ws_conn *)mg->mg_ptr;
+    HV *stash;
     PERL_UNUSED_ARG(sv);
     if (!c)
         return 0;
     mg->mg_ptr = NULL;
     c->self_held = 0;        /* the object is going regardless */
-    conn_stop_watchers(aTHX_ c);
-    if (c->rs)
-        ews_conn_free(c->rs);
-    conn_unlink(c);
-    callbacks_free(aTHX_ &c->cbs);
-    conn_release_io(aTHX_ c);
-    SvREFCNT_dec((SV *)c->stash);
+    conn_detach(aTHX_ c, 0);
+    conn_release(aTHX_ c);
+    stash = c->stash;
+    c->stash = NULL;
+    SvREFCNT_dec((SV *)stash);
     Safefree(c);
     return 0;
 }
@@ -405,7 +436,9 @@ static ws_conn *conn_new(pTHX_ ws_ctx *ctx, ews_conn *rs, const callbacks *cbs, 
 
     obj = newSV_type(SVt_PVMG);
     sv_magicext(obj, NULL, PERL_MAGIC_ext, &conn_vtbl, (const char *)c, 0);
-    *rv = sv_bless(newRV_noinc(obj), conn_stash_hv);
+    /* looked up per call, not cached: a static would hold one
+     * interpreter's stash and bless into it from another thread */
+    *rv = sv_bless(newRV_noinc(obj), gv_stashpvs(CONN_CLASS, GV_ADD));
     c->self = obj;
     c->self_held = 1;
     SvREFCNT_inc_simple_void_NN(obj);
@@ -589,7 +622,7 @@ static void conn_settle(pTHX_ ws_conn *c, int write_replies)
     SV *self = c->self;
     SvREFCNT_inc_simple_void_NN(self);
     conn_deliver(aTHX_ c);
-    if (write_replies && c->dirty && c->rs && !c->ctx->destroyed) {
+    if (write_replies && c->dirty && conn_may_arm(aTHX_ c)) {
         conn_unmark_dirty(aTHX_ c);
         if (ews_conn_flush(c->rs))
             conn_deliver(aTHX_ c);
@@ -740,66 +773,92 @@ static void listener_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_io_start(loop, &l->io);
 }
 
-static void listener_free(pTHX_ ws_listener *l)
+/* A listener's two phases, as a connection's (conn_detach). */
+static void listener_detach(pTHX_ ws_listener *l)
 {
     if (LOOP_USABLE) {
         ev_io_stop(l->ctx->loop, &l->io);
         ev_timer_stop(l->ctx->loop, &l->retry);
     }
     ews_listener_free(l->rs);
+    l->rs = NULL;
+}
+
+static void listener_release(pTHX_ ws_listener *l)
+{
     callbacks_free(aTHX_ &l->cbs);
     Safefree(l);
 }
 
 /* Detach everything without firing callbacks: open peers get a
- * best-effort 1001, listening sockets close. */
+ * best-effort 1001, listening sockets close.  Two phases: first every
+ * watcher stops and every socket goes (no Perl code runs), then the Perl
+ * values are released; a DESTROY that runs then finds a destroyed context
+ * ("Context has been destroyed") and connections without sockets. */
 static void ctx_destroy(pTHX_ ws_ctx *ctx)
 {
+    ws_conn **conns = NULL, *c;
+    ws_listener *listeners, *l;
+    SV *loop_sv;
+    size_t n = 0, i;
+    /* A forked child only closes its copies of the descriptors: the
+     * connections still belong to the parent. */
+    int owner = getpid() == ctx->pid;
+
     if (ctx->destroyed)
         return;
     ctx->destroyed = 1;
-    /* Freeing callbacks may free the context's object (a closure held its
-     * last reference) and with it our caller's hold on ctx: keep one of
-     * our own until the end. */
+    /* Releasing Perl values may free the context's object (a closure held
+     * its last reference) and with it our caller's hold on ctx: keep one
+     * of our own until the end. */
     ctx->refs++;
     TRACE("context %p destroyed", (void *)ctx);
+
+    /* phase one: stop and close; no Perl code runs */
     if (LOOP_USABLE) {
         ev_prepare_stop(ctx->loop, &ctx->prepare);
         ev_idle_stop(ctx->loop, &ctx->idle);
         ev_async_stop(ctx->loop, &ctx->async);
     }
-    /* no more wake-ups from resolver threads */
-    ews_waker_free(ctx->waker);
+    ews_waker_free(ctx->waker);   /* no more wake-ups from resolver threads */
     ctx->waker = NULL;
-    ews_tls_free(ctx->tls);   /* connections keep what they use */
+    ews_tls_free(ctx->tls);       /* connections keep what they use */
     ctx->tls = NULL;
     ews_proxies_free(ctx->proxies);
     ctx->proxies = NULL;
-    while (ctx->dirty) {
-        ws_conn *c = ctx->dirty;
+    while ((c = ctx->dirty)) {
         ctx->dirty = c->next_dirty;
         c->dirty = 0;
         c->next_dirty = NULL;
     }
-    while (ctx->listeners) {
-        ws_listener *l = ctx->listeners;
-        ctx->listeners = l->next;
-        listener_free(aTHX_ l);
+    for (c = ctx->conns; c; c = c->next)
+        n++;
+    if (n)
+        Newx(conns, n, ws_conn *);
+    for (i = 0; (c = ctx->conns); i++) {
+        SvREFCNT_inc_simple_void_NN(c->self);   /* c lives through phase two */
+        conns[i] = c;
+        conn_detach(aTHX_ c, c->rs && owner);   /* unlinks c */
     }
-    while (ctx->conns) {
-        ws_conn *c = ctx->conns;
-        /* A forked child only closes its copies of the descriptors: the
-         * connections still belong to the parent. */
-        if (c->rs && getpid() == ctx->pid)
-            ews_conn_abandon(c->rs);
-        conn_teardown(aTHX_ c);  /* unlinks c; may free it */
-    }
+    listeners = ctx->listeners;
+    ctx->listeners = NULL;
+    for (l = listeners; l; l = l->next)
+        listener_detach(aTHX_ l);
     ctx->resolving = 0;
-    if (ctx->loop_sv) {
-        SV *loop_sv = ctx->loop_sv;
-        ctx->loop_sv = NULL;
-        SvREFCNT_dec(loop_sv);
+    loop_sv = ctx->loop_sv;
+    ctx->loop_sv = NULL;
+
+    /* phase two: release what Perl code may hang on */
+    for (i = 0; i < n; i++) {
+        conn_release(aTHX_ conns[i]);
+        SvREFCNT_dec(conns[i]->self);
     }
+    Safefree(conns);
+    while ((l = listeners)) {
+        listeners = l->next;
+        listener_release(aTHX_ l);
+    }
+    SvREFCNT_dec(loop_sv);
     ctx_release(ctx);
 }
 
@@ -892,15 +951,27 @@ static const opt_spec new_spec[] = {
 
 /* key => value pairs -> out[] by spec index.  An option given as undef is
  * &PL_sv_undef (so callers can tell it from absent, NULL).  Later
- * duplicates win; unknown keys warn. */
+ * duplicates win; unknown keys warn.  The values are private copies (get
+ * magic ran once); converting them may still run Perl (overloading), so
+ * callers convert every option before they look at the context. */
 static void parse_opts(pTHX_ SV **args, I32 n, const opt_spec *spec, SV **out)
 {
+    SV **own;
     I32 i;
     if (n % 2)
         croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
+    if (!n)
+        return;
+    /* Own every argument before any Perl code runs (a key's overloading,
+     * a value's tie): that code may grow the stack under args, or free
+     * the other arguments. */
+    Newx(own, n, SV *);
+    SAVEFREEPV(own);
+    for (i = 0; i < n; i++)
+        own[i] = sv_2mortal(SvREFCNT_inc_simple_NN(args[i]));
     for (i = 0; i < n; i += 2) {
-        const char *key = SvPV_nolen(args[i]);
-        SV *value = sv_mortalcopy(args[i + 1]);   /* runs get magic once */
+        const char *key = SvPV_nolen(own[i]);
+        SV *value = sv_mortalcopy(own[i + 1]);   /* runs get magic once */
         int j;
         for (j = 0; spec[j].name; j++)
             if (strEQ(key, spec[j].name))
@@ -932,23 +1003,57 @@ static void opts_callbacks(SV **opts, callbacks *cbs)
         cbs->cb[i] = OPT_SET(opts[i]) ? SvRV(opts[i]) : NULL;
 }
 
-static double opt_seconds(pTHX_ SV *sv)
+/* Bounds of numeric options: far past any real use, and well inside what
+ * the core's clocks and sizes hold. */
+#define MAX_SECONDS 1e9                     /* about 31 years */
+#define MAX_BYTES   9007199254740992.0      /* 2**53 */
+
+/* Read a numeric option once into *v: whether it is a number from min to
+ * max (NaN, infinities and non-numeric strings are not). */
+static int opt_in_range(pTHX_ SV *sv, NV min, NV max, NV *v)
 {
-    return OPT_SET(sv) ? SvNV(sv) : -1.0;
+    if (SvPOK(sv) && !SvROK(sv) && !looks_like_number(sv)) {
+        *v = 0;
+        return 0;
+    }
+    *v = SvNV(sv);
+    return *v >= min && *v <= max;   /* false for NaN */
 }
 
-static uint64_t opt_size(pTHX_ SV *sv)
+/* A numeric option's value: croaks, naming the option, unless it is a
+ * number from min to max. */
+static NV opt_number(pTHX_ SV *sv, const char *name, const char *unit, NV min, NV max)
 {
-    IV v = OPT_SET(sv) ? SvIV(sv) : 0;
-    return v > 0 ? (uint64_t)v : 0;
+    NV v;
+    if (!opt_in_range(aTHX_ sv, min, max, &v))
+        croak("%s must be a number of %s from %.0" NVff " to %.0" NVff,
+              name, unit, min, max);
+    return v;
+}
+
+/* Seconds; -1 when not set (the core's default applies, as for 0). */
+static double opt_seconds(pTHX_ SV *sv, const char *name)
+{
+    return OPT_SET(sv) ? opt_number(aTHX_ sv, name, "seconds", 0, MAX_SECONDS) : -1.0;
+}
+
+/* Bytes; 0 when not set. */
+static uint64_t opt_size(pTHX_ SV *sv, const char *name)
+{
+    return OPT_SET(sv) ? (uint64_t)opt_number(aTHX_ sv, name, "bytes", 0, MAX_BYTES) : 0;
+}
+
+static int opt_bool(pTHX_ SV *sv, int absent)
+{
+    return OPT_SET(sv) ? SvTRUE(sv) : absent;
 }
 
 static void opts_session(pTHX_ SV **opts, ews_session_opts *session)
 {
-    session->max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
-    session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
-    session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL]);
-    session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT]);
+    session->max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE], "max_message_size");
+    session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT], "close_timeout");
+    session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL], "ping_interval");
+    session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT], "ping_timeout");
 }
 
 /* The options listen and adopt share.  `protocol` is a name or an array
@@ -967,11 +1072,13 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
             Newxz(list, top + 2, ews_header);
             SAVEFREEPV(list);
             for (i = 0; i <= top; i++) {
-                SV **name = av_fetch(av, i, 0);
+                SV **elem = av_fetch(av, i, 0);
+                /* a copy: another element's magic cannot free its string */
+                SV *name = elem ? sv_mortalcopy(*elem) : NULL;
                 STRLEN len;
-                if (!name || !SvOK(*name) || SvROK(*name))
+                if (!name || !SvOK(name) || SvROK(name))
                     croak("protocol must be a name or an array reference of names");
-                list[n].name = SvPV(*name, len);
+                list[n].name = SvPV(name, len);
                 list[n++].name_len = len;
             }
         } else if (SvROK(protocol)) {
@@ -988,17 +1095,27 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
     so->protocols = list;
     so->n_protocols = n;
     so->headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &so->n_headers);
-    so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT]);
-    so->max_header_size = opt_size(aTHX_ opts[OS_MAX_HEADER_SIZE]);
-    so->compression = OPT_SET(opts[O_COMPRESSION]) && SvTRUE(opts[O_COMPRESSION]);
-    so->context_takeover = OPT_SET(opts[OS_CONTEXT_TAKEOVER]) && SvTRUE(opts[OS_CONTEXT_TAKEOVER]);
+    so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT], "handshake_timeout");
+    so->max_header_size = opt_size(aTHX_ opts[OS_MAX_HEADER_SIZE], "max_header_size");
+    so->compression = opt_bool(aTHX_ opts[O_COMPRESSION], 0);
+    so->context_takeover = opt_bool(aTHX_ opts[OS_CONTEXT_TAKEOVER], 0);
     opts_session(aTHX_ opts, &so->session);
 }
 
-/* A file name option as a C string; NULL when absent, undef or empty. */
-static const char *file_opt(pTHX_ SV *sv)
+/* A file name option as a C string, read once; NULL when absent, undef,
+ * empty or "0" (false, as the original took it). */
+static const char *file_opt(pTHX_ SV *sv, const char *name)
 {
-    return OPT_SET(sv) && SvTRUE(sv) ? SvPV_nolen(sv) : NULL;
+    STRLEN len;
+    const char *p;
+    if (!OPT_SET(sv))
+        return NULL;
+    p = SvPV(sv, len);
+    if (!len || (len == 1 && *p == '0'))
+        return NULL;
+    if (memchr(p, 0, len))
+        croak("%s: file name contains a NUL byte", name);
+    return p;
 }
 
 /* A string argument's bytes ("" for undef or absent), get magic run once. */
@@ -1021,7 +1138,7 @@ static void conn_send(pTHX_ SV *self, int kind, int binary, int fin, SV *data)
     ws_conn *c = conn_from_sv(aTHX_ self);
     if (ews_conn_send(conn_open(aTHX_ c), kind, binary, fin, p, len, &err))
         croak("%s", err.msg);
-    conn_mark_dirty(c);
+    conn_mark_dirty(aTHX_ c);
 }
 
 static void ctx_unpin(pTHX_ void *ctx)
@@ -1048,7 +1165,6 @@ PROTOTYPES: DISABLE
 BOOT:
 {
     I_EV_API("EV::Websockets");
-    conn_stash_hv = gv_stashpv(CONN_CLASS, GV_ADD);
 }
 
 void
@@ -1069,40 +1185,41 @@ SV *
 new(const char *class, ...)
 PREINIT:
     SV *opts[ON_COUNT] = { 0 };
+    const char *cert, *key, *ca, *proxy = NULL;
+    STRLEN proxy_len = 0;
+    uint16_t proxy_port = 1080;
+    struct ev_loop *loop = NULL;
     ews_error err;
     ews_tls *tls;
     ws_ctx *ctx;
     SV *obj;
 CODE:
     parse_opts(aTHX_ &ST(1), items - 1, new_spec, opts);
-    tls = ews_tls_new(file_opt(aTHX_ opts[ON_SSL_CERT]), file_opt(aTHX_ opts[ON_SSL_KEY]),
-                      file_opt(aTHX_ opts[ON_SSL_CA]), &err);
+    /* every option converted (Perl code may run) before anything is made */
+    cert = file_opt(aTHX_ opts[ON_SSL_CERT], "ssl_cert");
+    key = file_opt(aTHX_ opts[ON_SSL_KEY], "ssl_key");
+    ca = file_opt(aTHX_ opts[ON_SSL_CA], "ssl_ca");
+    /* proxy: absent or undef -> the environment; "" -> none */
+    if (OPT_SET(opts[ON_PROXY]))
+        proxy = SvPV(opts[ON_PROXY], proxy_len);
+    if (OPT_SET(opts[ON_PROXY_PORT]))
+        proxy_port = (uint16_t)opt_number(aTHX_ opts[ON_PROXY_PORT], "proxy_port", "port", 1, 65535);
+    if (OPT_SET(opts[ON_LOOP])) {
+        SV *loop_sv = opts[ON_LOOP];
+        if (!(SvROK(loop_sv) && sv_derived_from(loop_sv, "EV::Loop")))
+            croak("loop must be an EV::Loop object");
+        loop = INT2PTR(struct ev_loop *, SvIVX(SvRV(loop_sv)));
+    }
+    tls = ews_tls_new(cert, key, ca, &err);
     if (!tls)
         croak("Failed to create context: %s", err.msg);
     Newxz(ctx, 1, ws_ctx);
     ctx->refs = 1;
     ctx->tls = tls;
-    {
-        /* proxy: absent or undef -> the environment; "" -> none */
-        SV *proxy = opts[ON_PROXY];
-        STRLEN len = 0;
-        const char *host = OPT_SET(proxy) ? SvPV(proxy, len) : NULL;
-        IV port = OPT_SET(opts[ON_PROXY_PORT]) ? SvIV(opts[ON_PROXY_PORT]) : 1080;
-        ctx->proxies = ews_proxies_new(len ? host : NULL, len, (uint16_t)port, !OPT_SET(proxy));
-    }
-    if (OPT_SET(opts[ON_LOOP])) {
-        SV *loop = opts[ON_LOOP];
-        if (!(SvROK(loop) && sv_derived_from(loop, "EV::Loop"))) {
-            ews_tls_free(ctx->tls);
-            ews_proxies_free(ctx->proxies);
-            Safefree(ctx);
-            croak("loop must be an EV::Loop object");
-        }
-        ctx->loop = INT2PTR(struct ev_loop *, SvIVX(SvRV(loop)));
-        ctx->loop_sv = SvREFCNT_inc_simple_NN(SvRV(loop));
-    } else {
-        ctx->loop = EV_DEFAULT;
-    }
+    ctx->proxies = ews_proxies_new(proxy_len ? proxy : NULL, proxy_len, proxy_port, !OPT_SET(opts[ON_PROXY]));
+    ctx->loop = loop ? loop : EV_DEFAULT;
+    if (loop)
+        ctx->loop_sv = SvREFCNT_inc_simple_NN(SvRV(opts[ON_LOOP]));
     ev_prepare_init(&ctx->prepare, ctx_prepare_cb);
     ev_idle_init(&ctx->idle, ctx_idle_cb);
     ev_async_init(&ctx->async, ctx_async_cb);
@@ -1137,15 +1254,15 @@ CODE:
         o.protocol_len = len;
     }
     o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
-    o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT]);
+    o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT], "connect_timeout");
     opts_session(aTHX_ opts, &o.session);
-    ctx_alive(aTHX_ ctx);   /* the options' magic may have destroyed it */
-    o.ssl_verify = !OPT_SET(opts[OC_SSL_VERIFY]) || SvTRUE(opts[OC_SSL_VERIFY]);
-    o.compression = !OPT_SET(opts[O_COMPRESSION]) || SvTRUE(opts[O_COMPRESSION]);
+    o.ssl_verify = opt_bool(aTHX_ opts[OC_SSL_VERIFY], 1);
+    o.compression = opt_bool(aTHX_ opts[O_COMPRESSION], 1);
+    opts_callbacks(opts, &cbs);
+    ctx_alive(aTHX_ ctx);   /* converting the options may have destroyed it */
     rs = ews_connect(&o, ctx->waker, ctx->tls, ctx->proxies, &err);
     if (!rs)
         croak("%s", err.msg);
-    opts_callbacks(opts, &cbs);
     TRACE("connect %.*s", (int)o.url_len, o.url);
     conn_sync(aTHX_ conn_new(aTHX_ ctx, rs, &cbs, &RETVAL));
 OUTPUT:
@@ -1160,9 +1277,7 @@ PREINIT:
     ews_error err;
     ws_listener *l;
     callbacks cbs;
-    IV port = 0;
     size_t i;
-    int cert, key;
 CODE:
     ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
@@ -1172,27 +1287,24 @@ CODE:
             croak("listen: option '%s' must be a defined string", listen_spec[string_opts[i]].name);
     if (opts[OL_NAME] && strEQ(SvPV_nolen(opts[OL_NAME]), "default"))
         croak("listen: vhost name 'default' is reserved");
-    cert = opts[OL_SSL_CERT] && SvTRUE(opts[OL_SSL_CERT]) ? 1 : 0;
-    key = opts[OL_SSL_KEY] && SvTRUE(opts[OL_SSL_KEY]) ? 1 : 0;
-    if (cert != key)
+    o.ssl_cert = file_opt(aTHX_ opts[OL_SSL_CERT], "ssl_cert");
+    o.ssl_key = file_opt(aTHX_ opts[OL_SSL_KEY], "ssl_key");
+    if (!o.ssl_cert != !o.ssl_key)
         croak("listen: ssl_cert and ssl_key must both be set for TLS (only %s was given)",
-              cert ? "ssl_cert" : "ssl_key");
-    if (OPT_SET(opts[OL_PORT]))
-        port = SvIV(opts[OL_PORT]);
-    if (port < 0 || port > 65535)
-        croak("listen: port must be 0-65535");
-    if (cert) {
-        o.ssl_cert = file_opt(aTHX_ opts[OL_SSL_CERT]);
-        o.ssl_key = file_opt(aTHX_ opts[OL_SSL_KEY]);
-        o.ssl_ca = file_opt(aTHX_ opts[OL_SSL_CA]);
+              o.ssl_cert ? "ssl_cert" : "ssl_key");
+    o.ssl_ca = o.ssl_cert ? file_opt(aTHX_ opts[OL_SSL_CA], "ssl_ca") : NULL;
+    if (OPT_SET(opts[OL_PORT])) {
+        NV port;
+        if (!opt_in_range(aTHX_ opts[OL_PORT], 0, 65535, &port))
+            croak("listen: port must be 0-65535");
+        o.port = (uint16_t)port;
     }
-    o.port = (uint16_t)port;
     if (OPT_SET(opts[OL_HOST])) {
         STRLEN len;
         o.host = SvPV(opts[OL_HOST], len);
         o.host_len = len;
     }
-    o.reuse_port = OPT_SET(opts[OL_REUSE_PORT]) && SvTRUE(opts[OL_REUSE_PORT]);
+    o.reuse_port = opt_bool(aTHX_ opts[OL_REUSE_PORT], 0);
     opts_server(aTHX_ opts, &o.server);
     opts_callbacks(opts, &cbs);
     ctx_alive(aTHX_ ctx);
@@ -1235,6 +1347,11 @@ CODE:
     parse_opts(aTHX_ &ST(1), items - 1, adopt_spec, opts);
     if (!OPT_SET(opts[OA_FH]))
         croak("fh parameter is required");
+    /* the options that can run Perl first: it could close the handle */
+    opts_server(aTHX_ opts, &so);
+    opts_callbacks(opts, &cbs);
+    if (OPT_SET(opts[OA_INITIAL_DATA]))
+        data = SvPV(opts[OA_INITIAL_DATA], data_len);
     io = sv_2io(opts[OA_FH]);      /* croaks "Bad filehandle: ..." */
     if (!io || !IoIFP(io) || (fd = PerlIO_fileno(IoIFP(io))) < 0)
         croak("Invalid filehandle");
@@ -1243,10 +1360,6 @@ CODE:
     flag_len = sizeof flag;
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &flag, &flag_len) == 0 && flag)
         croak("adopt: file handle is a listening socket");
-    opts_server(aTHX_ opts, &so);
-    opts_callbacks(opts, &cbs);
-    if (OPT_SET(opts[OA_INITIAL_DATA]))
-        data = SvPV(opts[OA_INITIAL_DATA], data_len);
     ctx_alive(aTHX_ ctx);
     /* The connection owns a duplicate; the Perl handle keeps its own fd
      * (held below until the connection is done), so neither is closed
@@ -1346,7 +1459,7 @@ CODE:
     }
     if (ews_conn_close(c->rs, code, p, len, &err))
         croak("%s", err.msg);
-    conn_mark_dirty(c);
+    conn_mark_dirty(aTHX_ c);
 
 void
 pause_recv(SV *self)
