@@ -1172,10 +1172,13 @@ _set_debug(int on)
 CODE:
     ws_debug = on;
 
-int
+SV *
 _selftest_panic()
+PREINIT:
+    ews_error err;
 CODE:
-    RETVAL = ews_selftest_panic();
+    /* the guard's text for a deliberate panic, or undef if none was caught */
+    RETVAL = ews_selftest_panic(&err) == -1 ? newSVpv(err.msg, 0) : newSV(0);
 OUTPUT:
     RETVAL
 

@@ -172,8 +172,8 @@ impl Keepalive {
     /// When the keepalive next needs attention.
     fn due(&self) -> Instant {
         match self.ping_sent {
-            Some(sent) => sent + self.timeout,
-            None => self.last_heard + self.interval,
+            Some(sent) => later(sent, self.timeout),
+            None => later(self.last_heard, self.interval),
         }
     }
 }
@@ -1195,6 +1195,16 @@ impl Connection {
         self.finish(code, Some(reason));
     }
 
+    /// After a panic inside the core: this connection's state can no longer
+    /// be trusted, so it ends at once with `text` as its `on_error`.
+    pub fn fail_internal(&mut self, text: String) {
+        match self.state() {
+            State::Connected | State::Closing => self.fail(1011, text),
+            State::Connecting => self.fail_early(text),
+            State::Closed => self.notices.push_back(Notice::Error(text)),
+        }
+    }
+
     /// Fail before the handshake completed: `on_error` only.
     fn fail_early(&mut self, text: String) {
         self.enter_closed();
@@ -1219,7 +1229,7 @@ impl Connection {
     }
 
     fn set_deadline(&mut self, after: Option<Duration>) {
-        self.set_deadline_at(after.map(|d| Instant::now() + d));
+        self.set_deadline_at(after.map(|d| later(Instant::now(), d)));
     }
 
     fn set_deadline_at(&mut self, at: Option<Instant>) {
@@ -1388,7 +1398,6 @@ enum Ready {
     Notice,
 }
 
-/// The arguments of `close()` checked (in any state), or the croak text.
 /// Headers that carry the user's credentials.
 fn is_credential(name: &str) -> bool {
     ["Authorization", "Cookie", "Proxy-Authorization"]
@@ -1396,6 +1405,18 @@ fn is_credential(name: &str) -> bool {
         .any(|c| c.eq_ignore_ascii_case(name))
 }
 
+/// `from + d`, or a point so far ahead that it never comes when the sum
+/// does not fit in an `Instant`.
+fn later(from: Instant, d: Duration) -> Instant {
+    from.checked_add(d)
+        .or_else(|| from.checked_add(FAR_AHEAD))
+        .unwrap_or(from)
+}
+
+/// Longer than any timeout the binding accepts (10^9 s).
+const FAR_AHEAD: Duration = Duration::from_secs(1 << 40);
+
+/// The arguments of `close()` checked (in any state), or the croak text.
 pub fn check_close_args(code: i64, reason: &[u8]) -> Result<u16, String> {
     let code = u16::try_from(code)
         .ok()

@@ -97,7 +97,7 @@ enum ews_send_kind { EWS_TEXT, EWS_BINARY, EWS_PING, EWS_PONG, EWS_FRAGMENT };
 
 /* waker: wake(data) is called from a resolver thread */
 ews_waker *ews_waker_new(void (*wake)(void *), void *data);
-int  ews_selftest_panic(void);        /* -1: a panic was caught */
+int  ews_selftest_panic(ews_error *err);  /* -1: a panic was caught, err says */
 void ews_waker_free(ews_waker *w);   /* disables it first: no call after */
 
 /* TLS settings of a context (file names NUL-terminated, NULL: not given) */

@@ -150,18 +150,62 @@ const SEND_BINARY: c_int = 1;
 const SEND_PING: c_int = 2;
 const SEND_PONG: c_int = 3;
 
-/// Run `f`; a panic becomes `fallback` (the panic message was already
-/// printed by the panic hook).  Every entry point goes through it: a panic
-/// must not unwind into perl's C frames.
+/// Run `f`; a panic becomes `fallback` (the panic hook has printed where it
+/// happened).  Every entry point goes through this or one of the two
+/// guards below: a panic must not unwind into perl's C frames.
 fn guard<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
+/// As [`guard`], for a call that reports errors: a panic also fills `err`
+/// with [`panic_text`], for the binding to croak with.
+fn guard_err<R>(err: *mut EwsError, fallback: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        set_error(err, &panic_text(payload.as_ref()));
+        fallback
+    })
+}
+
+/// As [`guard_err`], for a call that acts on a connection (`err` may be
+/// null): after a panic the connection also ends at once, its `on_error`
+/// carrying [`panic_text`].
+fn guard_conn<R>(
+    conn: &mut Connection,
+    err: *mut EwsError,
+    fallback: R,
+    f: impl FnOnce(&mut Connection) -> R,
+) -> R {
+    match catch_unwind(AssertUnwindSafe(|| f(&mut *conn))) {
+        Ok(r) => r,
+        Err(payload) => {
+            let text = panic_text(payload.as_ref());
+            set_error(err, &text);
+            // A second panic here leaves the connection as it is.
+            let _ = catch_unwind(AssertUnwindSafe(|| conn.fail_internal(text)));
+            fallback
+        }
+    }
+}
+
+/// The fixed message for a caught panic, with what it said.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let said = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    format!("internal error in EV::Websockets (please report it): {said}")
+}
+
 /// A deliberate panic inside the guard, so that the test suite can see a
-/// panic end as the guard's fallback (-1) rather than as a crash.
+/// panic end as the guard's fallback (-1) and its message in `err`, rather
+/// than as a crash.
+///
+/// # Safety
+/// `err` is valid.
 #[unsafe(no_mangle)]
-pub extern "C" fn ews_selftest_panic() -> c_int {
-    guard(-1, || panic!("ews_selftest_panic: a deliberate panic"))
+pub unsafe extern "C" fn ews_selftest_panic(err: *mut EwsError) -> c_int {
+    guard_err(err, -1, || panic!("ews_selftest_panic: a deliberate panic"))
 }
 
 fn set_error(err: *mut EwsError, text: &str) {
@@ -281,7 +325,7 @@ pub unsafe extern "C" fn ews_tls_new(
     ca: *const c_char,
     err: *mut EwsError,
 ) -> *mut EwsTls {
-    guard(std::ptr::null_mut(), || {
+    guard_err(err, std::ptr::null_mut(), || {
         // SAFETY: guaranteed by the caller.
         let (cert, key, ca) = unsafe { (file_name(cert), file_name(key), file_name(ca)) };
         match ClientTls::new(cert.as_deref(), key.as_deref(), ca.as_deref()) {
@@ -356,7 +400,7 @@ pub unsafe extern "C" fn ews_connect(
     proxies: *const EwsProxies,
     err: *mut EwsError,
 ) -> *mut EwsConn {
-    guard(std::ptr::null_mut(), || {
+    guard_err(err, std::ptr::null_mut(), || {
         // SAFETY: guaranteed by the caller.
         let (o, waker) = unsafe { (&*opts, &(*w).waker) };
         // SAFETY: the option strings are valid for their lengths.
@@ -395,9 +439,9 @@ pub unsafe extern "C" fn ews_connect(
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_on_io(c: *mut EwsConn, readable: c_int, writable: c_int) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| {
         if writable != 0 {
             c.on_writable();
         }
@@ -411,20 +455,18 @@ pub unsafe extern "C" fn ews_conn_on_io(c: *mut EwsConn, readable: c_int, writab
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_on_timer(c: *mut EwsConn) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
-        c.on_timer()
-    })
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| c.on_timer())
 }
 
 /// # Safety
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_on_lookup(c: *mut EwsConn) -> c_int {
-    guard(0, || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), 0, |c| {
         let before = c.interest().resolving;
         c.on_lookup();
         c_int::from(before && !c.interest().resolving)
@@ -435,20 +477,18 @@ pub unsafe extern "C" fn ews_conn_on_lookup(c: *mut EwsConn) -> c_int {
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_flush(c: *mut EwsConn) -> c_int {
-    guard(1, || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
-        c_int::from(c.flush())
-    })
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), 1, |c| c_int::from(c.flush()))
 }
 
 /// # Safety
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_set_drain_wanted(c: *mut EwsConn, wanted: c_int) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| {
         c.set_drain_wanted(wanted != 0)
     })
 }
@@ -457,9 +497,9 @@ pub unsafe extern "C" fn ews_conn_set_drain_wanted(c: *mut EwsConn, wanted: c_in
 /// `c` is a live connection; `ev` is valid for writing.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_next_event(c: *mut EwsConn, ev: *mut EwsEvent) -> c_int {
-    guard(0, || {
-        // SAFETY: guaranteed by the caller.
-        let (c, ev) = unsafe { (conn_mut(c), &mut *ev) };
+    // SAFETY: guaranteed by the caller.
+    let (c, ev) = unsafe { (conn_mut(c), &mut *ev) };
+    guard_conn(c, std::ptr::null_mut(), 0, |c| {
         *ev = EwsEvent {
             kind: EV_NONE,
             binary: 0,
@@ -566,7 +606,9 @@ pub unsafe extern "C" fn ews_conn_send(
     len: usize,
     err: *mut EwsError,
 ) -> c_int {
-    guard(-1, || {
+    // SAFETY: guaranteed by the caller.
+    let (c, data) = unsafe { (conn_mut(c), bytes(data, len)) };
+    guard_conn(c, err, -1, |c| {
         let kind = match kind {
             SEND_TEXT => SendKind::Text,
             SEND_BINARY => SendKind::Binary,
@@ -577,8 +619,6 @@ pub unsafe extern "C" fn ews_conn_send(
                 fin: fin != 0,
             },
         };
-        // SAFETY: guaranteed by the caller.
-        let (c, data) = unsafe { (conn_mut(c), bytes(data, len)) };
         match c.send(kind, data) {
             Ok(()) => 0,
             Err(e) => {
@@ -599,15 +639,13 @@ pub unsafe extern "C" fn ews_conn_close(
     len: usize,
     err: *mut EwsError,
 ) -> c_int {
-    guard(-1, || {
-        // SAFETY: guaranteed by the caller.
-        let (c, reason) = unsafe { (conn_mut(c), bytes(reason, len)) };
-        match c.close(code, reason) {
-            Ok(()) => 0,
-            Err(text) => {
-                set_error(err, &text);
-                -1
-            }
+    // SAFETY: guaranteed by the caller.
+    let (c, reason) = unsafe { (conn_mut(c), bytes(reason, len)) };
+    guard_conn(c, err, -1, |c| match c.close(code, reason) {
+        Ok(()) => 0,
+        Err(text) => {
+            set_error(err, &text);
+            -1
         }
     })
 }
@@ -626,7 +664,7 @@ pub unsafe extern "C" fn ews_close_args_error(
 ) -> c_int {
     // SAFETY: guaranteed by the caller.
     let reason = unsafe { bytes(reason, len) };
-    guard(-1, || {
+    guard_err(err, -1, || {
         match crate::connection::check_close_args(code, reason) {
             Ok(_) => 0,
             Err(text) => {
@@ -641,11 +679,9 @@ pub unsafe extern "C" fn ews_close_args_error(
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_set_paused(c: *mut EwsConn, paused: c_int) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
-        c.set_paused(paused != 0)
-    })
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| c.set_paused(paused != 0))
 }
 
 /// # Safety
@@ -656,9 +692,9 @@ pub unsafe extern "C" fn ews_conn_accept_upgrade(
     extra: *const EwsHeader,
     n: usize,
 ) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let (c, extra) = unsafe { (conn_mut(c), header_list(extra, n)) };
+    // SAFETY: guaranteed by the caller.
+    let (c, extra) = unsafe { (conn_mut(c), header_list(extra, n)) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| {
         c.accept_upgrade(&extra);
     })
 }
@@ -667,22 +703,18 @@ pub unsafe extern "C" fn ews_conn_accept_upgrade(
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_reject_upgrade(c: *mut EwsConn) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
-        c.reject_upgrade()
-    })
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| c.reject_upgrade())
 }
 
 /// # Safety
 /// `c` is a live connection.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_abandon(c: *mut EwsConn) {
-    guard((), || {
-        // SAFETY: guaranteed by the caller.
-        let c = unsafe { conn_mut(c) };
-        c.abandon()
-    })
+    // SAFETY: guaranteed by the caller.
+    let c = unsafe { conn_mut(c) };
+    guard_conn(c, std::ptr::null_mut(), (), |c| c.abandon())
 }
 
 /// # Safety
@@ -801,7 +833,7 @@ pub unsafe extern "C" fn ews_listen(
     opts: *const EwsListenOpts,
     err: *mut EwsError,
 ) -> *mut EwsListener {
-    guard(std::ptr::null_mut(), || {
+    guard_err(err, std::ptr::null_mut(), || {
         // SAFETY: guaranteed by the caller.
         let o = unsafe { &*opts };
         // SAFETY: the strings and lists in `o` are valid for their lengths.
@@ -857,7 +889,7 @@ pub unsafe extern "C" fn ews_adopt(
     opts: *const EwsServerOpts,
     err: *mut EwsError,
 ) -> *mut EwsConn {
-    guard(std::ptr::null_mut(), || {
+    guard_err(err, std::ptr::null_mut(), || {
         // SAFETY: the caller hands over ownership of the open socket `fd`.
         let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         // SAFETY: guaranteed by the caller.
@@ -902,7 +934,7 @@ pub unsafe extern "C" fn ews_listener_accept(
     l: *mut EwsListener,
     err: *mut EwsError,
 ) -> *mut EwsConn {
-    guard(std::ptr::null_mut(), || {
+    guard_err(err, std::ptr::null_mut(), || {
         set_error(err, "");
         // SAFETY: guaranteed by the caller.
         match unsafe { &(*l).0 }.accept() {
@@ -929,9 +961,43 @@ pub unsafe extern "C" fn ews_listener_free(l: *mut EwsListener) {
 mod tests {
     use super::*;
 
+    fn error_text(err: &EwsError) -> String {
+        let bytes: Vec<u8> = err
+            .msg
+            .iter()
+            .take_while(|&&b| b != 0)
+            .map(|&b| b as u8)
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
     #[test]
-    fn a_panic_becomes_the_fallback() {
-        assert_eq!(ews_selftest_panic(), -1);
+    fn a_panic_becomes_the_fallback_and_a_fixed_message() {
+        let mut err = EwsError { msg: [0; 512] };
+        // SAFETY: `err` is a valid error buffer.
+        assert_eq!(unsafe { ews_selftest_panic(&mut err) }, -1);
+        assert_eq!(
+            error_text(&err),
+            "internal error in EV::Websockets (please report it): ews_selftest_panic: a deliberate panic"
+        );
         assert_eq!(guard(7, || 8), 8);
+    }
+
+    #[test]
+    fn a_panic_on_a_connection_ends_it_with_the_message() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let socket = mio::net::TcpStream::from_std(socket);
+        let mut conn = Connection::adopt(socket, Arc::new(ServerSettings::default()), b"");
+        let mut err = EwsError { msg: [0; 512] };
+        let got = guard_conn(&mut conn, &mut err, 7, |_| -> i32 { panic!("boom") });
+        assert_eq!(got, 7);
+        let text = "internal error in EV::Websockets (please report it): boom";
+        assert_eq!(error_text(&err), text);
+        assert_eq!(conn.state(), State::Closed);
+        assert!(matches!(conn.next_event(), Some(Event::Error(t)) if t == text));
+        assert!(conn.interest().finished);
     }
 }
