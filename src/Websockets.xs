@@ -1076,7 +1076,7 @@ static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
                 /* a copy: another element's magic cannot free its string */
                 SV *name = elem ? sv_mortalcopy(*elem) : NULL;
                 STRLEN len;
-                if (!name || !SvOK(name) || SvROK(name))
+                if (!name || !SvOK(name) || (SvROK(name) && !SvAMAGIC(name)))
                     croak("protocol must be a name or an array reference of names");
                 list[n].name = SvPV(name, len);
                 list[n++].name_len = len;

@@ -12,6 +12,7 @@ use TestWS;
 use RawPeer;
 use Tie::Hash;
 use Scalar::Util qw(reftype);
+use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC);
 
 my $guard = EV::timer(15, 0, sub { fail('timed out'); EV::break(EV::BREAK_ALL) });
 
@@ -167,6 +168,29 @@ subtest 'options whose stringification destroys the context' => sub {
         'connect url'          => sub { $_[0]->connect(url => $_[1]->($url)) },
         'connect header value' => sub { $_[0]->connect(url => $url, headers => { 'X-A' => $_[1]->('a') }) },
         'listen host'          => sub { $_[0]->listen(port => 0, host => $_[1]->('127.0.0.1')) },
+        # boolean and numeric options read through the same overloading
+        # (fallback); each is converted before the context is looked at
+        'connect ssl_verify'       => sub { $_[0]->connect(url => $url, ssl_verify => $_[1]->(1)) },
+        'connect compression'      => sub { $_[0]->connect(url => $url, compression => $_[1]->(1)) },
+        'connect connect_timeout'  => sub { $_[0]->connect(url => $url, connect_timeout => $_[1]->(5)) },
+        'connect max_message_size' => sub { $_[0]->connect(url => $url, max_message_size => $_[1]->(99)) },
+        'connect ping_interval'    => sub { $_[0]->connect(url => $url, ping_interval => $_[1]->(9)) },
+        'connect protocol'         => sub { $_[0]->connect(url => $url, protocol => $_[1]->('chat')) },
+        'listen port'              => sub { $_[0]->listen(port => $_[1]->(0), host => '127.0.0.1') },
+        'listen reuse_port'        => sub { $_[0]->listen(port => 0, host => '127.0.0.1', reuse_port => $_[1]->(1)) },
+        'listen compression'       => sub { $_[0]->listen(port => 0, host => '127.0.0.1', compression => $_[1]->(1)) },
+        'listen handshake_timeout' => sub { $_[0]->listen(port => 0, host => '127.0.0.1', handshake_timeout => $_[1]->(3)) },
+        'listen protocol element'  => sub { $_[0]->listen(port => 0, host => '127.0.0.1', protocol => [ 'a', $_[1]->('b') ]) },
+        'listen header value'      => sub { $_[0]->listen(port => 0, host => '127.0.0.1', headers => { 'X-A' => $_[1]->('a') }) },
+        'adopt initial_data'       => sub {
+            socketpair(my $mine, my $theirs, AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
+            $_[0]->adopt(fh => $mine, initial_data => $_[1]->(''));
+        },
+        'adopt max_message_size'   => sub {
+            socketpair(my $mine, my $theirs, AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
+            $_[0]->adopt(fh => $mine, max_message_size => $_[1]->(10));
+        },
+        'option name'              => sub { $_[0]->connect(url => $url, $_[1]->('on_error') => sub { }) },
     );
     for my $case (sort keys %cases) {
         for my $how ('DESTROY', 'last reference dropped') {
