@@ -1022,25 +1022,24 @@ static int opt_in_range(pTHX_ SV *sv, NV min, NV max, NV *v)
 
 /* A numeric option's value: croaks, naming the option, unless it is a
  * number from min to max. */
-static NV opt_number(pTHX_ SV *sv, const char *name, const char *unit, NV min, NV max)
+static NV opt_number(pTHX_ SV *sv, const char *name, const char *what, NV min, NV max)
 {
     NV v;
     if (!opt_in_range(aTHX_ sv, min, max, &v))
-        croak("%s must be a number of %s from %.0" NVff " to %.0" NVff,
-              name, unit, min, max);
+        croak("%s must be %s from %.0" NVff " to %.0" NVff, name, what, min, max);
     return v;
 }
 
 /* Seconds; -1 when not set (the core's default applies, as for 0). */
 static double opt_seconds(pTHX_ SV *sv, const char *name)
 {
-    return OPT_SET(sv) ? opt_number(aTHX_ sv, name, "seconds", 0, MAX_SECONDS) : -1.0;
+    return OPT_SET(sv) ? opt_number(aTHX_ sv, name, "a number of seconds", 0, MAX_SECONDS) : -1.0;
 }
 
 /* Bytes; 0 when not set. */
 static uint64_t opt_size(pTHX_ SV *sv, const char *name)
 {
-    return OPT_SET(sv) ? (uint64_t)opt_number(aTHX_ sv, name, "bytes", 0, MAX_BYTES) : 0;
+    return OPT_SET(sv) ? (uint64_t)opt_number(aTHX_ sv, name, "a number of bytes", 0, MAX_BYTES) : 0;
 }
 
 static int opt_bool(pTHX_ SV *sv, int absent)
@@ -1206,7 +1205,7 @@ CODE:
     if (OPT_SET(opts[ON_PROXY]))
         proxy = SvPV(opts[ON_PROXY], proxy_len);
     if (OPT_SET(opts[ON_PROXY_PORT]))
-        proxy_port = (uint16_t)opt_number(aTHX_ opts[ON_PROXY_PORT], "proxy_port", "port", 1, 65535);
+        proxy_port = (uint16_t)opt_number(aTHX_ opts[ON_PROXY_PORT], "proxy_port", "a port number", 1, 65535);
     if (OPT_SET(opts[ON_LOOP])) {
         SV *loop_sv = opts[ON_LOOP];
         if (!(SvROK(loop_sv) && sv_derived_from(loop_sv, "EV::Loop")))
@@ -1443,7 +1442,7 @@ close(SV *self, SV *code_sv = NULL, SV *reason = NULL)
 PREINIT:
     ws_conn *c;
     ews_error err;
-    IV code = 1000;
+    NV code = 1000;   /* as given: the core rejects NaN, fractions, ... */
     const char *p = "";
     STRLEN len = 0;
 CODE:
@@ -1451,7 +1450,7 @@ CODE:
     if (code_sv) {
         SvGETMAGIC(code_sv);
         if (SvOK(code_sv))
-            code = SvIV_nomg(code_sv);
+            code = SvNV_nomg(code_sv);
     }
     p = string_arg(aTHX_ reason, &len);
     c = conn_from_sv(aTHX_ self);

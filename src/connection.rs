@@ -727,7 +727,7 @@ impl Connection {
 
     /// Start the closing handshake.  The code is checked in every state;
     /// then it is a no-op unless the connection is open.
-    pub fn close(&mut self, code: i64, reason: &[u8]) -> Result<(), String> {
+    pub fn close(&mut self, code: f64, reason: &[u8]) -> Result<(), String> {
         let code = check_close_args(code, reason)?;
         if !matches!(self.phase, Phase::Open) {
             return Ok(());
@@ -1417,9 +1417,12 @@ fn later(from: Instant, d: Duration) -> Instant {
 const FAR_AHEAD: Duration = Duration::from_secs(1 << 40);
 
 /// The arguments of `close()` checked (in any state), or the croak text.
-pub fn check_close_args(code: i64, reason: &[u8]) -> Result<u16, String> {
-    let code = u16::try_from(code)
-        .ok()
+/// The code is a number as Perl gave it: NaN, an infinity or a fraction
+/// is as invalid as an out-of-range integer, and is shown as given.
+pub fn check_close_args(code: f64, reason: &[u8]) -> Result<u16, String> {
+    let code = Some(code)
+        .filter(|c| c.fract() == 0.0 && (0.0..=65535.0).contains(c))
+        .map(|c| c as u16)
         .filter(|c| frame::is_valid_close_code(*c))
         .ok_or_else(|| {
             format!(
@@ -1639,7 +1642,7 @@ mod tests {
         // The server keeps context (more compact the second time); the
         // client does not, so it holds no zlib state between messages.
         assert!(p.client.deflater.as_ref().is_some_and(|d| !d.is_active()));
-        p.client.close(1000, b"").unwrap();
+        p.client.close(1000.0, b"").unwrap();
         p.run_until(|p| p.server.state() == State::Closed);
         assert!(p.server.deflater.is_none(), "freed at close");
     }
@@ -1676,7 +1679,7 @@ mod tests {
     #[test]
     fn closing_handshake_reports_the_peer_code() {
         let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
-        p.client.close(4001, "bye".as_bytes()).unwrap();
+        p.client.close(4001.0, "bye".as_bytes()).unwrap();
         assert_eq!(p.client.state(), State::Closing);
         assert_eq!(p.client.send(SendKind::Text, b"x"), Err(SendError::NotOpen));
         p.run_until(|p| p.client.state() == State::Closed && p.server.state() == State::Closed);
@@ -1835,8 +1838,8 @@ mod tests {
         assert!(Connection::connect(&opts, &no_waker()).is_err());
         let mut c =
             Connection::connect(&ClientOptions::new("ws://127.0.0.1:1/"), &no_waker()).unwrap();
-        assert!(c.close(1005, b"").is_err());
-        assert_eq!(c.close(1000, b""), Ok(()), "no-op while connecting");
+        assert!(c.close(1005.0, b"").is_err());
+        assert_eq!(c.close(1000.0, b""), Ok(()), "no-op while connecting");
         assert_eq!(c.state(), State::Connecting);
     }
 

@@ -127,10 +127,10 @@ double ews_conn_deadline_in(const ews_conn *c);   /* < 0: no deadline */
 /* user actions */
 int  ews_conn_send(ews_conn *c, int kind, int binary, int fin,
                    const char *data, size_t len, ews_error *err);
-int  ews_conn_close(ews_conn *c, int64_t code, const char *reason, size_t len,
+int  ews_conn_close(ews_conn *c, double code, const char *reason, size_t len,
                     ews_error *err);
 /* check close() arguments without a connection; -1: invalid */
-int  ews_close_args_error(int64_t code, const char *reason, size_t len, ews_error *err);
+int  ews_close_args_error(double code, const char *reason, size_t len, ews_error *err);
 void ews_conn_set_paused(ews_conn *c, int paused);
 void ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n);
 void ews_conn_reject_upgrade(ews_conn *c);

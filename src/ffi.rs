@@ -634,7 +634,7 @@ pub unsafe extern "C" fn ews_conn_send(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_close(
     c: *mut EwsConn,
-    code: i64,
+    code: c_double,
     reason: *const c_char,
     len: usize,
     err: *mut EwsError,
@@ -657,7 +657,7 @@ pub unsafe extern "C" fn ews_conn_close(
 /// `reason` is valid for `len` bytes; `err` is valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_close_args_error(
-    code: i64,
+    code: c_double,
     reason: *const c_char,
     len: usize,
     err: *mut EwsError,

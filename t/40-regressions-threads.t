@@ -1,6 +1,10 @@
-# Regression: a thread created while connection objects exist must not get
-# copies of them.  A clone shared the parent's connection and freed it when
-# the thread ended, so the parent later used or freed it a second time.
+# Regressions with ithreads (POD: "Threads and fork").  A thread created
+# while connection objects exist must not get copies of them: a clone
+# shared the parent's connection and freed it when the thread ended, so the
+# parent later used or freed it a second time.  And nothing
+# interpreter-specific may be kept in a static: the Connection stash was,
+# so a context made in a thread blessed its connections into another
+# interpreter's stash and crashed.
 use strict;
 use warnings;
 use Config;
@@ -74,6 +78,46 @@ subtest 'a thread created inside a callback' => sub {
     is_deeply(\@got, ['from on_connect'], 'the right message');
     $conn->close;
     run_until(sub { $conn->state eq 'closed' }, 2);
+};
+
+# An echo on a loop of its own, all inside the calling interpreter: what a
+# thread does with its own context.  Returns what came back.
+sub echo_on_own_loop {
+    my ($text) = @_;
+    my $loop = EV::Loop->new;
+    my $ctx  = EV::Websockets::Context->new(loop => $loop, proxy => '');
+    my $port = $ctx->listen(port => 0, host => '127.0.0.1', on_message => sub { $_[0]->send($_[1]) });
+    my ($got, $server_class);
+    my $conn = $ctx->connect(
+        url        => "ws://127.0.0.1:$port/",
+        on_connect => sub { $_[0]->send($text) },
+        on_message => sub { $got = $_[1]; $server_class = ref $_[0]; $loop->break },
+    );
+    my $limit = $loop->timer(5, 0, sub { $loop->break });
+    $loop->run;
+    my $class = ref $conn;
+    $conn->close;
+    undef $conn;
+    undef $ctx;
+    return ($got // 'nothing') . " ($class, $server_class)";
+}
+
+subtest 'contexts made in two threads at once, then in the main interpreter' => sub {
+    my @threads = map { my $n = $_; threads->create(sub { echo_on_own_loop("thread $n") }) } 1, 2;
+    my @got = map { $_->join } @threads;
+    is_deeply(\@got, [
+        'thread 1 (EV::Websockets::Connection, EV::Websockets::Connection)',
+        'thread 2 (EV::Websockets::Connection, EV::Websockets::Connection)',
+    ], 'each thread echoed on its own loop, with connection objects of its own interpreter');
+    is(echo_on_own_loop('main'), 'main (EV::Websockets::Connection, EV::Websockets::Connection)',
+        'the main interpreter still works afterwards');
+    my $ctx  = EV::Websockets::Context->new(proxy => '');
+    my $port = echo_server($ctx, host => '127.0.0.1');
+    my $got;
+    my $conn = $ctx->connect(url => "ws://127.0.0.1:$port/", on_connect => sub { $_[0]->send('default') },
+        on_message => sub { $got = $_[1] });
+    ok(run_until(sub { defined $got }, 3), '... and on the default loop');
+    is($got, 'default', '... echoing');
 };
 
 done_testing;
