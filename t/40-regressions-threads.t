@@ -20,6 +20,8 @@ BEGIN {
 use Test::More;
 use EV;
 use EV::Websockets;
+use B ();
+use Scalar::Util qw(refaddr);
 use lib 't/lib';
 use TestWS;
 
@@ -80,37 +82,46 @@ subtest 'a thread created inside a callback' => sub {
     run_until(sub { $conn->state eq 'closed' }, 2);
 };
 
+# Whether an object is blessed into the calling interpreter's own
+# Connection stash (not merely one of that name).
+sub own_stash {
+    my ($obj) = @_;
+    my $stash = B::svref_2object($obj)->SvSTASH->object_2svref;
+    return refaddr($stash) == refaddr(\%EV::Websockets::Connection::) ? 'own stash' : 'foreign stash';
+}
+
 # An echo on a loop of its own, all inside the calling interpreter: what a
-# thread does with its own context.  Returns what came back.
+# thread does with its own context.  Returns what came back, and the class
+# and stash of the client's and the server's connection objects.
 sub echo_on_own_loop {
     my ($text) = @_;
     my $loop = EV::Loop->new;
     my $ctx  = EV::Websockets::Context->new(loop => $loop, proxy => '');
-    my $port = $ctx->listen(port => 0, host => '127.0.0.1', on_message => sub { $_[0]->send($_[1]) });
-    my ($got, $server_class);
+    my $server;
+    my $port = $ctx->listen(port => 0, host => '127.0.0.1',
+        on_message => sub { $server = ref($_[0]) . ' in its ' . own_stash($_[0]); $_[0]->send($_[1]) });
+    my $got;
     my $conn = $ctx->connect(
         url        => "ws://127.0.0.1:$port/",
         on_connect => sub { $_[0]->send($text) },
-        on_message => sub { $got = $_[1]; $server_class = ref $_[0]; $loop->break },
+        on_message => sub { $got = $_[1]; $loop->break },
     );
     my $limit = $loop->timer(5, 0, sub { $loop->break });
     $loop->run;
-    my $class = ref $conn;
+    my $client = ref($conn) . ' in its ' . own_stash($conn);
     $conn->close;
     undef $conn;
     undef $ctx;
-    return ($got // 'nothing') . " ($class, $server_class)";
+    return ($got // 'nothing') . " ($client; $server)";
 }
 
 subtest 'contexts made in two threads at once, then in the main interpreter' => sub {
     my @threads = map { my $n = $_; threads->create(sub { echo_on_own_loop("thread $n") }) } 1, 2;
     my @got = map { $_->join } @threads;
-    is_deeply(\@got, [
-        'thread 1 (EV::Websockets::Connection, EV::Websockets::Connection)',
-        'thread 2 (EV::Websockets::Connection, EV::Websockets::Connection)',
-    ], 'each thread echoed on its own loop, with connection objects of its own interpreter');
-    is(echo_on_own_loop('main'), 'main (EV::Websockets::Connection, EV::Websockets::Connection)',
-        'the main interpreter still works afterwards');
+    my $own = 'EV::Websockets::Connection in its own stash';
+    is_deeply(\@got, [ "thread 1 ($own; $own)", "thread 2 ($own; $own)" ],
+        'each thread echoed on its own loop, with connection objects of its own interpreter');
+    is(echo_on_own_loop('main'), "main ($own; $own)", 'the main interpreter still works afterwards');
     my $ctx  = EV::Websockets::Context->new(proxy => '');
     my $port = echo_server($ctx, host => '127.0.0.1');
     my $got;

@@ -55,10 +55,15 @@ my %ACTION = (
         my @x = ($c->state, $c->is_connected, $c->is_connecting, $c->send_queue_size,
                  $c->get_protocol, $c->peer_address);
     },
-    stash_object  => sub { $_[1]->stash->{ 'o' . int rand 3 } = Chaos::OnDestroy->new($_[0]) },
+    # a session object, as a chat server keeps: it holds another
+    # connection, and its DESTROY acts on it
+    stash_object  => sub {
+        my ($st, $c) = @_;
+        $c->stash->{ 'o' . int rand 3 } = Chaos::OnDestroy->new($st, another_conn($st, $c));
+    },
     drop_conn     => sub {
         my ($st, $c) = @_;
-        @{ $st->{conns} } = grep { $_ != $c } @{ $st->{conns} };
+        @{ $st->{conns} } = grep { blessed($_) && $_ != $c } @{ $st->{conns} };
     },
     connect       => sub { connect_one($_[0], pick(@{ $_[0]{ctxs} })) },
     listen        => sub { listen_one($_[0], pick(@{ $_[0]{ctxs} })) },
@@ -74,10 +79,11 @@ my @ACTIONS = sort keys %ACTION;
 my %CONN_ACTION = map { $_ => 1 } grep { !/^(?:connect|listen|connections|destroy_ctx|drop_ctx)$/ } @ACTIONS;
 my @CTX_ACTIONS = grep { !$CONN_ACTION{$_} } @ACTIONS;
 
-# Run zero to two random actions; then, now and then, die.
+# Run zero to two random actions; then, now and then, die.  DESTROYs have
+# a budget of their own, so that they still act while a sequence ends.
 sub act {
     my ($st, $where, $conn) = @_;
-    return if !$st || $st->{steps}++ >= $st->{max_steps};
+    return if !$st || $st->{ $where eq 'DESTROY' ? 'destroy_steps' : 'steps' }++ >= $st->{max_steps};
     for (1 .. int rand 3) {
         my $c = blessed($conn) && rand() < 0.7 ? $conn : pick(@{ $st->{conns} });
         my $name = $c ? pick(@ACTIONS) : pick(@CTX_ACTIONS);
@@ -87,6 +93,12 @@ sub act {
         push @{ $st->{unexpected} }, "$where:$name croaked: $err" unless grep { $err =~ $_ } @EXPECTED;
     }
     die "chaos: a deliberate die\n" if $where ne 'DESTROY' && rand() < 0.05;
+}
+
+# Some other connection this sequence has seen open (or none).
+sub another_conn {
+    my ($st, $c) = @_;
+    return pick(grep { blessed($_) && $_ != $c } @{ $st->{seen} }, @{ $st->{conns} });
 }
 
 # Callbacks for a connection or a listener: each records and acts.  They
@@ -100,7 +112,11 @@ sub callbacks {
             my $st = $weak or return;
             $st->{events}{$kind}++;
             $st->{last_event} = EV::now;
-            push @{ $st->{conns} }, $_[0] if $kind eq 'on_connect' && rand() < 0.5;
+            if ($kind eq 'on_connect') {
+                weaken($st->{seen}[ @{ $st->{seen} } ] = $_[0]);
+                push @{ $st->{conns} }, $_[0] if rand() < 0.5;
+                $_[0]->stash->{session} = Chaos::OnDestroy->new($st, another_conn($st, $_[0])) if rand() < 0.5;
+            }
             eval { $_[0]->send($_[1]) } if $kind eq 'on_message' && rand() < 0.6;
             act($st, $kind, $_[0]);
             undef $_[0] if rand() < 0.1;    # the callback's own reference too
@@ -156,8 +172,8 @@ sub run_sequence {
     my @warnings;
     local $SIG{__WARN__} = sub { push @warnings, $_[0] };
     my $st = {
-        ctxs => [], conns => [], ports => [], log => [], unexpected => [],
-        steps => 0, max_steps => $opt{steps} || 40, closed_port => $opt{closed_port},
+        ctxs => [], conns => [], seen => [], ports => [], log => [], unexpected => [],
+        steps => 0, destroy_steps => 0, max_steps => $opt{steps} || 40, closed_port => $opt{closed_port},
     };
     push @{ $st->{ctxs} }, EV::Websockets::Context->new(proxy => '') for 1 .. 1 + int rand 2;
     listen_one($st, pick(@{ $st->{ctxs} })) for 1 .. 1 + int rand 2;
@@ -181,8 +197,10 @@ sub run_sequence {
     # Tear down in a random order; DESTROYs may still act (the steps are
     # spent, so they do nothing but run).
     my @held = (@{ $st->{ctxs} }, @{ $st->{conns} });
-    @{ $st->{ctxs} } = @{ $st->{conns} } = ();
+    @{ $st->{ctxs} } = ();
+    @{ $st->{conns} } = () if rand() < 0.5;    # else DESTROYs still find them
     splice(@held, int rand @held, 1) while @held;
+    @{ $st->{conns} } = ();
     EV::run(EV::RUN_NOWAIT) for 1 .. 3;
 
     push @{ $st->{unexpected} }, map { "warning: $_" }
@@ -197,8 +215,8 @@ use Scalar::Util qw(weaken);
 # Kept in a stash: its DESTROY acts, while the connection or the context
 # that held it is being freed.
 sub new {
-    my ($class, $st) = @_;
-    my $self = bless { st => $st }, $class;
+    my ($class, $st, $peer) = @_;
+    my $self = bless { st => $st, peer => $peer }, $class;
     weaken($self->{st});
     return $self;
 }
@@ -207,7 +225,7 @@ sub DESTROY {
     my ($self) = @_;
     return if ${^GLOBAL_PHASE} eq 'DESTRUCT';
     local $@;
-    Chaos::act($self->{st}, 'DESTROY', undef);
+    Chaos::act($self->{st}, 'DESTROY', $self->{peer});
 }
 
 1;
