@@ -1,4 +1,4 @@
-# Numeric options (POD: "Numeric options"): NaN, infinities, negative
+# Numeric options (POD: "Exceptions (croak)"): NaN, infinities, negative
 # numbers, values past what the core can hold and non-numbers croak,
 # naming the option, on new, connect, listen and adopt; every value in range
 # is taken.  close() with such a code croaks with its own message.

@@ -1,4 +1,4 @@
-# The API under chaos (POD: "Lifetimes and callbacks"): seeded random
+# The API under chaos (POD: "Perl code at the boundary"): seeded random
 # sequences in which every callback kind, and the DESTROY of objects kept
 # in stashes, call random methods, destroy contexts, drop connections and
 # die.  No crash, no croak the POD does not document, no warning but the

@@ -527,6 +527,16 @@ After an explicit C<< $ctx->DESTROY >>, C<connect>, C<listen> and C<adopt>
 croak C<"Context has been destroyed"> and C<connections> returns an empty
 list. Calling DESTROY again is harmless.
 
+Destruction runs in two phases. First every watcher stops and every
+socket (listening or connected) closes, with no Perl code running. Only
+then are the Perl values the context and its connections hold released:
+callbacks, adopted handles, and connections whose last reference was the
+context's. Whatever DESTROY that runs (a session object kept in a
+connection's C<stash> that says goodbye on, or closes, other connections;
+a closure's captured object) therefore finds a destroyed context and
+connections without sockets: their methods croak or do nothing as above,
+and none of them can start a watcher on the context being freed.
+
 =head1 EV::Websockets::Connection
 
 Connection objects come from C<connect>, C<adopt>, C<connections> and
@@ -793,6 +803,29 @@ A callback option that is defined but not a CODE ref.
 
 C<listen> and C<adopt>: C<protocol> is another kind of reference, or its
 array holds undef or a reference.
+
+=back
+
+Numeric options (C<connect_timeout>, C<close_timeout>, C<ping_interval>,
+C<ping_timeout>, C<handshake_timeout>, C<max_message_size>,
+C<max_header_size>, C<proxy_port>): each is read once, and NaN, an
+infinity, a negative number, a string that is not a number and a value
+past the option's range croak with the option's name:
+
+=over 4
+
+=item C<< <name> must be a number of seconds from 0 to 1000000000 >>
+
+The timeouts and C<ping_interval>; 0 still means the default (or off for
+C<ping_interval>).
+
+=item C<< <name> must be a number of bytes from 0 to 9007199254740992 >>
+
+C<max_message_size> and C<max_header_size> (2**53); fractions are cut.
+
+=item C<< proxy_port must be a port number from 1 to 65535 >>
+
+=item C<< listen: port must be 0-65535 >>
 
 =back
 
@@ -1176,6 +1209,53 @@ pauses for 0.1 seconds instead of spinning.
 
 =back
 
+=head2 Perl code at the boundary
+
+Perl code can run wherever the module reads a Perl value: a tied hash of
+C<headers>, an overloaded option or argument, a callback's return value, a
+DESTROY. None of it can crash the module:
+
+=over 4
+
+=item *
+
+Every option and argument is converted once, before the context or
+connection is looked at; a conversion that destroys the context (or drops
+the last reference to the connection) makes the call croak
+C<"Context has been destroyed"> (or C<"Connection is not open">) instead of
+acting on freed memory. The arguments are owned for the length of the
+call, so Perl code that frees or changes the others does not matter.
+
+=item *
+
+Contexts and connections end in two phases (see L</Destroying a context>):
+sockets and watchers first, Perl values after.
+
+=item *
+
+A callback may destroy the context, close or drop its own connection, or
+die, in every callback kind (C<on_handshake> included).
+
+=item *
+
+Nothing interpreter-specific is kept in static memory: contexts made in
+several threads at once (each on its own loop) bless their connections
+into their own interpreter's classes.
+
+=item *
+
+Numeric options are range-checked (see L</Exceptions (croak)>), so no
+deadline can overflow.
+
+=item *
+
+A panic inside the Rust core is caught at the boundary and reported as
+C<< internal error in EV::Websockets (please report it): <what it said> >>:
+as the croak of the call that reported errors, or as the C<on_error> of
+the connection it happened on, which then closes (1011 once open).
+
+=back
+
 =head2 Redirects
 
 A client follows up to 5 redirects, also to another host and from wss://
@@ -1392,10 +1472,11 @@ before the module loads does the same. Without it the module prints
 nothing on STDERR except the warnings described above.
 
 A panic inside the Rust core would be a bug: it is caught at the boundary
-instead of unwinding into Perl (the process carries on; the call that
-panicked returns a failure value) and Rust prints its message on STDERR;
-please report it. C<EV::Websockets::_selftest_panic()>
-exists for the test suite: it panics on purpose and returns -1.
+instead of unwinding into Perl (the process carries on), reported as
+described in L</Perl code at the boundary>, and Rust prints where it
+happened on STDERR; please report it. C<EV::Websockets::_selftest_panic()>
+exists for the test suite: it panics on purpose and returns the message
+the guard made of it.
 
 =head1 EXAMPLES
 
