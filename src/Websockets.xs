@@ -477,17 +477,18 @@ static ews_header *header_array(pTHX_ SV *hash_ref, size_t *count)
 }
 
 /* on_handshake's verdict: accept (adding a returned hash's pairs) or
- * reject with 403. */
+ * reject with 403; a pair that may not be sent rejects with 500 and warns. */
 static void conn_handshake(pTHX_ ws_conn *c)
 {
     SV *cb = c->cbs.cb[CB_HANDSHAKE];
     SV *verdict;
     size_t n = 0;
     ews_header *extra = NULL;
-    int accepted;
+    int accepted, refused = 0;
+    ews_error err;
 
     if (!cb) {
-        ews_conn_accept_upgrade(c->rs, NULL, 0);
+        ews_conn_accept_upgrade(c->rs, NULL, 0, NULL);
         return;
     }
     {
@@ -502,7 +503,7 @@ static void conn_handshake(pTHX_ ws_conn *c)
     if (accepted && SvROK(verdict) && SvTYPE(SvRV(verdict)) == SVt_PVHV)
         extra = header_array(aTHX_ verdict, &n);
     if (c->rs && accepted) {
-        ews_conn_accept_upgrade(c->rs, extra, n);
+        refused = ews_conn_accept_upgrade(c->rs, extra, n, &err) < 0;
     } else if (c->rs) {
         TRACE("handshake rejected");
         ews_conn_reject_upgrade(c->rs);
@@ -510,6 +511,9 @@ static void conn_handshake(pTHX_ ws_conn *c)
     FREETMPS;
     LEAVE;
     SvREFCNT_dec(verdict);
+    /* Last: a __WARN__ handler may run Perl, or die. */
+    if (refused)
+        warn("EV::Websockets: on_handshake returned an invalid header: %s", err.msg);
 }
 
 /* Deliver every queued event to the user's callbacks.  c->self must be

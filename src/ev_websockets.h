@@ -132,7 +132,10 @@ int  ews_conn_close(ews_conn *c, int64_t code, const char *reason, size_t len,
 /* check close() arguments without a connection; -1: invalid */
 int  ews_close_args_error(int64_t code, const char *reason, size_t len, ews_error *err);
 void ews_conn_set_paused(ews_conn *c, int paused);
-void ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n);
+/* -1 (err set, err may be NULL): a header in extra may not be sent; the
+ * client was answered 500 instead */
+int  ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n,
+                             ews_error *err);
 void ews_conn_reject_upgrade(ews_conn *c);
 void ews_conn_abandon(ews_conn *c);
 void ews_conn_free(ews_conn *c);

@@ -648,18 +648,30 @@ pub unsafe extern "C" fn ews_conn_set_paused(c: *mut EwsConn, paused: c_int) {
     })
 }
 
+/// Accept the pending upgrade with `extra` headers; -1 (with the reason in
+/// `err`) when one of them may not be sent and the client got a 500.
+///
 /// # Safety
-/// `c` is a live connection; `extra` is null or valid for `n` headers.
+/// `c` is a live connection; `extra` is null or valid for `n` headers;
+/// `err` is null or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_accept_upgrade(
     c: *mut EwsConn,
     extra: *const EwsHeader,
     n: usize,
-) {
-    guard((), || {
+    err: *mut EwsError,
+) -> c_int {
+    guard(-1, || {
+        set_error(err, "");
         // SAFETY: guaranteed by the caller.
         let (c, extra) = unsafe { (conn_mut(c), header_list(extra, n)) };
-        c.accept_upgrade(&extra);
+        match c.accept_upgrade(&extra) {
+            Ok(()) => 0,
+            Err(text) => {
+                set_error(err, &text);
+                -1
+            }
+        }
     })
 }
 
@@ -783,6 +795,9 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     };
     settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
     settings.policy.headers = headers;
+    for p in &settings.policy.protocols {
+        crate::wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
+    }
     handshake::client::validate_user_headers(&settings.policy.headers)?;
     settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
     if o.max_header_size > 0 {

@@ -216,20 +216,28 @@ case-insensitive. The port defaults to 80 (ws) or 443 (wss); IPv6 literals go
 in brackets (C<ws://[2001:db8::1]:9001/>). The query is sent
 (C<ws://host?x=1> requests C</?x=1>); a fragment never is. Credentials in
 the URL (C<user:pass@>) are refused: pass an C<Authorization> header instead.
+A URL holding a space or a control character (CR, LF, tab, NUL, ...)
+anywhere croaks rather than being cleaned up; percent-encode such
+characters (C<%20>).
 
 =item protocol => $list
 
 Subprotocols to offer, sent verbatim as C<Sec-WebSocket-Protocol> (a comma
-list is allowed). The one the server picks is available from
+list is allowed). Each name must be an HTTP token (letters, digits and
+C<!#$%&'*+-.^_`|~>), else C<connect> croaks C<< protocol: '<name>' is not a
+valid subprotocol name >>. The one the server picks is available from
 C<get_protocol>.
 
 =item headers => { Name => 'value', ... }
 
 Extra request headers. C<Host> or C<Origin> (any case) replaces the
 module's own; a C<User-Agent> is sent only if you give one. C<Upgrade>,
-C<Connection>, C<Sec-WebSocket-Key>, C<Sec-WebSocket-Version> and
-C<Sec-WebSocket-Extensions> belong to the handshake and croak, as do names
-or values containing CR, LF or NUL.
+C<Connection>, C<Sec-WebSocket-Key>, C<Sec-WebSocket-Version>,
+C<Sec-WebSocket-Extensions> and C<Sec-WebSocket-Accept> belong to the
+handshake and croak, as do names that are not HTTP tokens (empty, or with
+a space, a colon, CR, LF or any other character outside the token set) and
+values containing CR, LF, NUL or another control character (a tab is
+allowed).
 
 =item connect_timeout => $seconds
 
@@ -359,14 +367,16 @@ Subprotocols this server speaks, in order of preference. A client offering
 none is accepted without one; a client offering one of them gets the first
 of the server's list that it offered; a client offering only others gets
 C<400 Bad Request>. A listener without C<protocol> accepts every client and
-answers without a protocol.
+answers without a protocol. Each name must be an HTTP token, else
+C<listen> croaks C<< Failed to create vhost for listening: protocol:
+'<name>' is not a valid subprotocol name >> (C<adopt> without the prefix).
 
 =item headers => { Name => 'value', ... } (response headers)
 
-Headers added to every 101 response, after the module's own. The same
-names as for C<connect> are refused (C<Upgrade>, C<Connection>,
-C<Sec-WebSocket-Key>, C<Sec-WebSocket-Version>,
-C<Sec-WebSocket-Extensions>, CR, LF or NUL), croaking
+Headers added to every 101 response, after the module's own. What is
+refused for C<connect> is refused here (the handshake's own names,
+including C<Sec-WebSocket-Accept>; names that are not tokens; CR, LF, NUL
+or other control characters in values), croaking
 C<< Failed to create vhost for listening: headers: ... >>.
 
 =item on_handshake => sub { my ($headers) = @_; ... }
@@ -376,7 +386,13 @@ server C<on_connect> receives), in scalar context. Return a hash ref to
 accept and add its pairs to this response, another true value to accept, or
 a false value to reject: the client gets C<403 Forbidden> and no server
 callback fires for it. If it dies, the connection is rejected with the
-warning C<< "EV::Websockets: exception in on_handshake: <err>" >>.
+warning C<< "EV::Websockets: exception in on_handshake: <err>" >>. The
+returned pairs are held to the rules of the C<headers> option: if one
+breaks them (a name that is not a token, a value with CR or LF, a name the
+handshake sets), nothing of the hash is sent, the client gets C<500
+Internal Server Error> instead, no server callback fires, and the module
+warns C<< "EV::Websockets: on_handshake returned an invalid header:
+<why>" >>, for example C<< value of 'X-Note' contains CR, LF or NUL >>.
 
 =item max_message_size, close_timeout, ping_interval, ping_timeout
 
@@ -814,15 +830,27 @@ C<connect>:
 
 =item C<< connect: invalid url: <why> >>
 
-C<missing host>, C<unterminated IPv6 address> or C<junk after IPv6 address>.
+C<missing host>, C<unterminated IPv6 address>, C<junk after IPv6 address>
+or C<contains a space or control character>.
+
+=item C<< protocol: '<name>' is not a valid subprotocol name >>
+
+A name of the C<protocol> list is not an HTTP token. Here and below,
+names are shown escaped (C<\r>, C<\n>, C<\0>, C<\u{...}>).
 
 =item C<< headers: '<name>' is set by the handshake >>
 
 =item C<< headers: invalid header name '<name>' >>
 
-An empty name, or one with a space, a colon, CR, LF or NUL.
+A name that is not an HTTP token: empty, or with a space, a colon, CR, LF,
+NUL or another character outside letters, digits and
+C<!#$%&'*+-.^_`|~>.
 
 =item C<< headers: value of '<name>' contains CR, LF or NUL >>
+
+=item C<< headers: value of '<name>' contains a control character >>
+
+Another control character than a tab.
 
 =item C<< connect: <TLS reason> >>
 
@@ -853,8 +881,9 @@ Or C<(only ssl_key was given)>.
 
 Bind failure (such as C<Address already in use>), unusable TLS files (the
 reasons listed for C<new> below), a C<host> that is not an IP address
-(C<< host must be an IP address, not '<host>' >>) or bad C<headers>
-(C<< headers: ... >> as for C<connect>).
+(C<< host must be an IP address, not '<host>' >>), bad C<headers>
+(C<< headers: ... >> as for C<connect>) or a bad C<protocol> name
+(C<< protocol: '<name>' is not a valid subprotocol name >>).
 
 =back
 
@@ -877,9 +906,9 @@ C<Bad filehandle: ...> messages.
 
 For example when the process is out of descriptors.
 
-=item C<< headers: ... >>
+=item C<< headers: ... >>, C<< protocol: ... >>
 
-Bad C<headers>, as for C<connect>.
+Bad C<headers> or C<protocol>, as for C<listen>.
 
 =back
 
@@ -979,6 +1008,15 @@ that cannot be reached gives C<< connect failed: <os error> >>.
 
 The proxy closed before opening the tunnel, or sent a head over 16 KiB or
 one that is not HTTP.
+
+=item C<< proxy failed: the user name in the proxy URL contains <what> >>, C<< proxy failed: the password in the proxy URL contains <what> >>
+
+The credentials of a proxy URL from the environment (after percent
+decoding, e.g. C<http://user:pa%0d%0ass@proxy>) hold C<CR, LF or NUL> or
+C<a control character>; nothing is sent to the proxy. Likewise
+C<proxy failed: the user name in the proxy URL contains ':'> (HTTP Basic
+cannot carry it) and C<proxy failed: SOCKS5 user names and passwords are
+limited to 255 bytes>. The password is never part of the text.
 
 =item C<< proxy failed: SOCKS5 <detail> >>
 
@@ -1109,6 +1147,21 @@ local programs may reach. The server does not check C<Origin>; browsers
 send it, so a server for browsers should check C<< $headers->{Origin} >>
 in C<on_handshake> (cross-site WebSocket hijacking). Failures before the
 upgrade (bad requests, TLS failures, timeouts) cost no callback.
+
+=head2 Header injection
+
+Nothing you pass can add a line to an HTTP head. Every name and value the
+module writes is checked first, whichever way it came: the C<url> of
+C<connect> (its path, query and host), C<protocol> (each name an HTTP
+token), C<headers> of C<connect>, C<listen> and C<adopt> (names tokens,
+values without CR, LF, NUL or other control characters), the hash
+C<on_handshake> returns, and the credentials of a proxy URL taken from the
+environment. Arguments croak (see L</Exceptions (croak)>); a bad
+C<on_handshake> hash answers the client C<500 Internal Server Error> with
+a warning (see L</listen>); bad proxy credentials fail the connection with
+an C<on_error> (see L</on_error messages>). A URL is refused, not cleaned
+up, when it holds a space or control character: URL parsers silently drop
+tabs and newlines, so C<ws://host/a%0d%0a> is the way to send those bytes.
 
 =head2 Limits and their defaults
 
