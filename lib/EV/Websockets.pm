@@ -457,13 +457,17 @@ query, percent-decoded, with C<.>, C<..> and C<//> resolved), C<Query> (the
 raw query string, without C<?>), C<URI> (the raw request target), C<Host>,
 C<Origin>, C<Cookie>, C<Authorization>, C<Sec-WebSocket-Protocol> (the list
 the client offered), C<User-Agent>, C<X-Forwarded-For>, and every other
-request header under its canonical name (C<X-Foo-Bar>).
+request header under its canonical name (C<X-Foo-Bar>). A header sent on
+several lines is one value here, its lines joined with C<", ">
+(C<"; "> for C<Cookie>); the upgrade is judged on the same combined
+values.
 
 Requests that are not WebSocket upgrades are answered C<426 Upgrade Required>
 (with C<Sec-WebSocket-Version: 13>), malformed upgrades (not C<GET>, not
 HTTP/1.1, a target not starting with C</>, no C<Host>, no
-C<Connection: Upgrade>, a bad C<Sec-WebSocket-Key>) C<400 Bad Request>
-(426 for an unsupported version); the server then closes the socket. Nothing that goes wrong before the
+C<Connection: Upgrade>, a bad C<Sec-WebSocket-Key>, C<Host>,
+C<Sec-WebSocket-Key> or C<Sec-WebSocket-Version> on more than one line)
+C<400 Bad Request> (426 for an unsupported version); the server then closes the socket. Nothing that goes wrong before the
 upgrade completes on a server (a refused or malformed request, a failed
 TLS handshake, a client that leaves or misses C<handshake_timeout>) fires a
 callback.
@@ -1051,7 +1055,12 @@ safeguard and should never be seen.)
 
 The server closed before answering the upgrade completely.
 
-=item C<handshake failed: bad Sec-WebSocket-Accept>
+=item C<handshake failed: bad Sec-WebSocket-Accept>, C<handshake failed: repeated Sec-WebSocket-Accept>
+
+The second: the response has more than one C<Sec-WebSocket-Accept> line.
+Lines of C<Upgrade>, C<Connection>, C<Sec-WebSocket-Protocol> and
+C<Sec-WebSocket-Extensions> repeated in a response are combined with
+commas (see L</Header injection>).
 
 =item C<handshake failed: missing 'Upgrade: websocket'>, C<handshake failed: missing 'Connection: Upgrade'>
 
@@ -1162,6 +1171,15 @@ a warning (see L</listen>); bad proxy credentials fail the connection with
 an C<on_error> (see L</on_error messages>). A URL is refused, not cleaned
 up, when it holds a space or control character: URL parsers silently drop
 tabs and newlines, so C<ws://host/a%0d%0a> is the way to send those bytes.
+
+Requests and responses that split a header over several lines are read
+as RFC 9110 allows: the lines of C<Upgrade>, C<Connection>,
+C<Sec-WebSocket-Protocol> and C<Sec-WebSocket-Extensions> count as one
+comma-separated value (C<Connection: keep-alive> then C<Connection:
+Upgrade> is an upgrade). C<Host>, C<Sec-WebSocket-Key> and
+C<Sec-WebSocket-Version> given twice get C<400 Bad Request>, and a
+response with two C<Sec-WebSocket-Accept> lines fails the client
+(C<handshake failed: repeated Sec-WebSocket-Accept>).
 
 =head2 Limits and their defaults
 

@@ -130,20 +130,28 @@ impl ClientHandshake {
                 .into());
         }
         let raw = response.headers;
-        if !headers::has_token(headers::find(raw, "Upgrade"), "websocket") {
+        // Repeated lines of a list header count as one comma-joined value
+        // (RFC 9110 §5.3); a repeated Sec-WebSocket-Accept is refused.
+        if !headers::has_token(headers::combined(raw, "Upgrade").as_deref(), "websocket") {
             return Err("handshake failed: missing 'Upgrade: websocket'".into());
         }
-        if !headers::has_token(headers::find(raw, "Connection"), "upgrade") {
+        if !headers::has_token(headers::combined(raw, "Connection").as_deref(), "upgrade") {
             return Err("handshake failed: missing 'Connection: Upgrade'".into());
         }
         let expected = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
-        if headers::find(raw, "Sec-WebSocket-Accept") != Some(expected.as_bytes()) {
-            return Err("handshake failed: bad Sec-WebSocket-Accept".into());
+        match headers::single(raw, "Sec-WebSocket-Accept") {
+            Err(headers::Repeated) => {
+                return Err("handshake failed: repeated Sec-WebSocket-Accept".into());
+            }
+            Ok(accept) if accept != Some(expected.as_bytes()) => {
+                return Err("handshake failed: bad Sec-WebSocket-Accept".into());
+            }
+            Ok(_) => {}
         }
-        let protocol = match headers::find(raw, "Sec-WebSocket-Protocol") {
+        let protocol = match headers::combined(raw, "Sec-WebSocket-Protocol") {
             None => None,
             Some(p) => {
-                let p = String::from_utf8_lossy(p).into_owned();
+                let p = String::from_utf8_lossy(&p).into_owned();
                 if !self.offered_protocols.contains(&p) {
                     return Err(format!(
                         "handshake failed: server chose subprotocol '{p}' that was not offered"
@@ -316,6 +324,51 @@ mod tests {
             String::from_utf8(out)
                 .unwrap()
                 .contains("\r\nHost: other\r\n")
+        );
+    }
+
+    #[test]
+    fn repeated_answer_lines() {
+        let (hs, _) = request(Some("chat, v2"), &[]);
+        let accept = tungstenite::handshake::derive_accept_key(hs.key.as_bytes());
+        let head = |lines: &str| format!("HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n");
+        // List headers split over several lines are combined.
+        let split = head(&format!(
+            "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: v2\r\n"
+        ));
+        match hs.read_response(split.as_bytes()).unwrap() {
+            Parsed::Complete(_, Answer::Accepted(acc)) => {
+                assert_eq!(acc.protocol.as_deref(), Some("v2"));
+                assert!(
+                    acc.headers
+                        .iter()
+                        .any(|(k, v)| k == "Connection" && v == b"keep-alive, Upgrade")
+                );
+            }
+            other => panic!("not accepted: {other:?}"),
+        }
+        let upgrade = head(&format!(
+            "Upgrade: h2c\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+        ));
+        assert!(hs.read_response(upgrade.as_bytes()).is_ok());
+        // A second accept, forged or not, is refused.
+        for second in [accept.as_str(), "Zm9yZ2Vk"] {
+            let twice = head(&format!(
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Accept: {second}\r\n"
+            ));
+            assert_eq!(
+                hs.read_response(twice.as_bytes()).unwrap_err(),
+                "handshake failed: repeated Sec-WebSocket-Accept"
+            );
+        }
+        // Two protocol lines are two protocols: the server chose both.
+        let two = answer(
+            &hs,
+            "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: v2\r\n",
+        );
+        assert_eq!(
+            hs.read_response(two.as_bytes()).unwrap_err(),
+            "handshake failed: server chose subprotocol 'chat, v2' that was not offered"
         );
     }
 

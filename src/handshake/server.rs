@@ -66,27 +66,39 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
     };
     let raw = &*request.headers;
     let version_header = "Sec-WebSocket-Version: 13\r\n";
-    if !headers::has_token(headers::find(raw, "Upgrade"), "websocket") {
+    // Repeated lines of a list header count as one comma-joined value
+    // (RFC 9110 §5.3); Host and the handshake's own single-valued headers
+    // must come once.
+    let upgrade = headers::combined(raw, "Upgrade");
+    if !headers::has_token(upgrade.as_deref(), "websocket") {
         return refuse("426 Upgrade Required", version_header);
     }
+    let (Ok(host), Ok(version), Ok(key)) = (
+        headers::single(raw, "Host"),
+        headers::single(raw, "Sec-WebSocket-Version"),
+        headers::single(raw, "Sec-WebSocket-Key"),
+    ) else {
+        return bad_request();
+    };
+    let connection = headers::combined(raw, "Connection");
     let target = request.path.unwrap_or("");
     if request.method != Some("GET")
         || request.version != Some(1)
         || !target.starts_with('/')
-        || headers::find(raw, "Host").is_none_or(|h| h.is_empty())
-        || !headers::has_token(headers::find(raw, "Connection"), "upgrade")
+        || host.is_none_or(|h| h.is_empty())
+        || !headers::has_token(connection.as_deref(), "upgrade")
     {
         return bad_request();
     }
-    if headers::find(raw, "Sec-WebSocket-Version") != Some(b"13") {
+    if version != Some(b"13") {
         return refuse("426 Upgrade Required", version_header);
     }
-    let key = match headers::find(raw, "Sec-WebSocket-Key") {
+    let key = match key {
         Some(k) if is_nonce(k) => String::from_utf8_lossy(k).into_owned(),
         _ => return bad_request(),
     };
-    let offered = headers::find(raw, "Sec-WebSocket-Protocol")
-        .map(headers::split_list)
+    let offered = headers::combined(raw, "Sec-WebSocket-Protocol")
+        .map(|list| headers::split_list(&list))
         .unwrap_or_default();
     let protocol = match choose_protocol(&policy.protocols, &offered) {
         Ok(p) => p,
@@ -320,6 +332,45 @@ mod tests {
         match read_request(text.as_bytes(), p) {
             Parsed::Complete(_, Verdict::Upgrade(req)) => req,
             other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn repeated_list_lines_are_combined() {
+        let p = policy(&["v2", "chat"]);
+        // Connection, Upgrade and Sec-WebSocket-Protocol over two lines.
+        let text = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: keep-alive\r\n\
+            Sec-WebSocket-Protocol: other\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let req = upgraded(text, &p);
+        assert_eq!(req.protocol.as_deref(), Some("chat"));
+        let get = |k: &str| {
+            req.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("Connection").unwrap(), b"keep-alive, Upgrade");
+        assert_eq!(get("Upgrade").unwrap(), b"h2c, websocket");
+        assert_eq!(get("Sec-WebSocket-Protocol").unwrap(), b"other, chat");
+    }
+
+    #[test]
+    fn repeated_single_lines_are_refused() {
+        let p = policy(&[]);
+        let other = "x3JJHMbDL1EzLkh9GBhXDw==";
+        for extra in [
+            format!("Sec-WebSocket-Key: {other}\r\n"),
+            format!("Sec-WebSocket-Key: {KEY}\r\n"),
+            "Sec-WebSocket-Version: 13\r\n".to_string(),
+            "Sec-WebSocket-Version: 8\r\n".to_string(),
+            "Host: other\r\n".to_string(),
+        ] {
+            assert!(
+                refusal(&upgrade(&extra), &p).starts_with("HTTP/1.1 400 Bad Request\r\n"),
+                "{extra:?}"
+            );
         }
     }
 
