@@ -949,7 +949,8 @@ static uint64_t opt_size(pTHX_ SV *sv)
 
 static void opts_session(pTHX_ SV **opts, ews_session_opts *session)
 {
-    session->max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE]);
+    session->max_message = OPT_SET(opts[O_MAX_MESSAGE])
+        ? opt_size(aTHX_ opts[O_MAX_MESSAGE]) : UINT64_MAX;
     session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT]);
     session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL]);
     session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT]);

@@ -40,11 +40,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a server waits for a complete upgrade request.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message a server accepts when `max_message_size` is not given
+/// (a client's default is unlimited).
+pub const DEFAULT_SERVER_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Settings that client and server connections share.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
-    /// Largest message accepted; 0 means unlimited.
+    /// Largest message accepted; 0 means unlimited (the default of
+    /// clients; servers default to [`DEFAULT_SERVER_MAX_MESSAGE`]).
     pub max_message: usize,
     /// How long a closing handshake waits for the peer.
     pub close_timeout: Duration,
@@ -117,7 +121,10 @@ impl Default for ServerSettings {
                 ..ServerPolicy::default()
             },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            session: SessionSettings::default(),
+            session: SessionSettings {
+                max_message: DEFAULT_SERVER_MAX_MESSAGE,
+                ..SessionSettings::default()
+            },
             tls: None,
         }
     }

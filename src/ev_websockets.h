@@ -28,7 +28,9 @@ typedef struct {
 
 /* per-connection settings of both sides; seconds <= 0 mean "not set" */
 typedef struct {
-    uint64_t max_message;                       /* 0: unlimited             */
+    uint64_t max_message;                       /* 0: unlimited; UINT64_MAX:
+                                                   not given (server 16 MiB,
+                                                   client unlimited)        */
     double close_timeout;                       /* default 5 s              */
     double ping_interval;                       /* not set: no keepalive    */
     double ping_timeout;                        /* not set: ping_interval   */

@@ -77,11 +77,19 @@ pub struct EwsSessionOpts {
     ping_timeout: c_double,
 }
 
+/// `max_message` when the option was not given.
+const MAX_MESSAGE_UNSET: u64 = u64::MAX;
+
 impl EwsSessionOpts {
-    fn settings(&self) -> SessionSettings {
+    /// The settings, with `default_max_message` when `max_message` was not
+    /// given (0 given means unlimited).
+    fn settings(&self, default_max_message: usize) -> SessionSettings {
         let defaults = SessionSettings::default();
         SessionSettings {
-            max_message: usize::try_from(self.max_message).unwrap_or(usize::MAX),
+            max_message: match self.max_message {
+                MAX_MESSAGE_UNSET => default_max_message,
+                n => usize::try_from(n).unwrap_or(usize::MAX),
+            },
             close_timeout: seconds(self.close_timeout).unwrap_or(defaults.close_timeout),
             ping_interval: seconds(self.ping_interval),
             ping_timeout: seconds(self.ping_timeout),
@@ -370,7 +378,7 @@ pub unsafe extern "C" fn ews_connect(
         // SAFETY: as above.
         options.headers = unsafe { header_list(o.headers, o.n_headers) };
         options.connect_timeout = seconds(o.connect_timeout).unwrap_or(options.connect_timeout);
-        options.session = o.session.settings();
+        options.session = o.session.settings(SessionSettings::default().max_message);
         options.verify = o.ssl_verify != 0;
         options.compression = o.compression != 0;
         // SAFETY: `tls` is null or a live TLS handle, per the caller.
@@ -803,7 +811,7 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     if o.max_header_size > 0 {
         settings.policy.max_head = usize::try_from(o.max_header_size).unwrap_or(usize::MAX);
     }
-    settings.session = o.session.settings();
+    settings.session = o.session.settings(settings.session.max_message);
     settings.policy.compression = o.compression != 0;
     settings.policy.context_takeover = o.context_takeover != 0;
     Ok(settings)
@@ -943,6 +951,23 @@ pub unsafe extern "C" fn ews_listener_free(l: *mut EwsListener) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_message_default_applies_only_when_not_given() {
+        let opts = |max_message| EwsSessionOpts {
+            max_message,
+            close_timeout: 0.0,
+            ping_interval: 0.0,
+            ping_timeout: 0.0,
+        };
+        let server = crate::connection::DEFAULT_SERVER_MAX_MESSAGE;
+        assert_eq!(server, 16 * 1024 * 1024);
+        assert_eq!(ServerSettings::default().session.max_message, server);
+        assert_eq!(opts(MAX_MESSAGE_UNSET).settings(server).max_message, server);
+        assert_eq!(opts(MAX_MESSAGE_UNSET).settings(0).max_message, 0);
+        assert_eq!(opts(0).settings(server).max_message, 0);
+        assert_eq!(opts(1000).settings(server).max_message, 1000);
+    }
 
     #[test]
     fn a_panic_becomes_the_fallback() {

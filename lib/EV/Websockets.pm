@@ -250,8 +250,9 @@ deadline of 30 seconds applies. Redirects do not restart it.
 =item max_message_size => $bytes
 
 Largest incoming message accepted, in bytes, counted after reassembly
-(and decompression); 0 (or undef), the default, means unlimited. A message
-of exactly this size is accepted. A larger one fires C<on_error> with
+(and decompression); 0 (or undef), the default for C<connect>, means
+unlimited (servers default to 16 MiB, see L</listen>). A message of
+exactly this size is accepted. A larger one fires C<on_error> with
 C<"message exceeds max_message_size">, then the connection is closed with
 code 1009 and C<on_close> reports 1009. The check is made on each frame's
 declared length, so an oversized message is refused before its bytes are
@@ -262,7 +263,7 @@ the limit.
 
 With 0 (unlimited) a peer can make the process buffer a message of any
 size, in one frame or in any number of fragments: set a limit on every
-connection that faces untrusted peers.
+client connection that faces untrusted servers.
 
 =item ssl_verify => 0
 
@@ -394,7 +395,13 @@ Internal Server Error> instead, no server callback fires, and the module
 warns C<< "EV::Websockets: on_handshake returned an invalid header:
 <why>" >>, for example C<< value of 'X-Note' contains CR, LF or NUL >>.
 
-=item max_message_size, close_timeout, ping_interval, ping_timeout
+=item max_message_size => $bytes
+
+As for C<connect>, but the default (option not given, or undef) is
+16 MiB (16777216 bytes): a client cannot make the server buffer more for
+one message unless you allow it. 0 means unlimited.
+
+=item close_timeout, ping_interval, ping_timeout
 
 As for C<connect>.
 
@@ -489,7 +496,8 @@ If C<initial_data> holds a complete request, C<on_connect> may fire inside
 C<adopt>, which then returns the connection already C<connected>. The second
 argument of C<on_connect> is always C<undef> for adopted connections.
 
-Options: C<fh> (required), C<initial_data>, C<max_message_size>,
+Options: C<fh> (required), C<initial_data>, C<max_message_size> (default
+16 MiB, as for C<listen>),
 C<protocol>, C<headers>, C<on_handshake>, C<handshake_timeout>,
 C<max_header_size>, C<close_timeout>, C<ping_interval>, C<ping_timeout>, C<compression>,
 C<context_takeover>, and the callbacks, all as for C<listen>.
@@ -1185,12 +1193,15 @@ response with two C<Sec-WebSocket-Accept> lines fails the client
 
 =over 4
 
-=item C<max_message_size>: 0, unlimited
+=item C<max_message_size>: 16 MiB on servers, unlimited on clients
 
 Bounds each incoming message after reassembly and decompression; checked
-on declared frame lengths, so nothing over the limit is buffered. With 0 a
-peer can make the process buffer (or inflate) a message of any size: set
-it on every connection facing untrusted peers.
+on declared frame lengths, so nothing over the limit is buffered.
+C<listen> and C<adopt> default to 16 MiB (16777216 bytes); C<connect>
+defaults to 0, unlimited. With 0 a peer can make the process buffer (or
+inflate) a message of any size: give a server C<< max_message_size => 0 >>
+only for trusted clients, and set a limit on clients that talk to
+untrusted servers.
 
 =item C<handshake_timeout>: 10 seconds (server)
 
