@@ -75,18 +75,31 @@ static void callbacks_free(pTHX_ callbacks *cbs)
     }
 }
 
-/* Call a user callback under G_EVAL.  Takes ownership of the nargs new
- * SVs in args.  A die is warned as "EV::Websockets: exception in <what>",
- * and the caller's $@ is left as it was (G_EVAL clears or sets it; it is
- * copied only when it holds something).  With want_result, returns a new
- * copy of the scalar result (or NULL after a die). */
-static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result)
+/* Whether $@ holds something, told without running its overloading
+ * (SvTRUE would call an exception object's bool, which may die). */
+static int errsv_holds(pTHX)
+{
+    SV *e = ERRSV;
+    if (SvROK(e))
+        return 1;
+    if (!SvOK(e))
+        return 0;
+    return SvPOK(e) ? SvCUR(e) > 0 : 1;
+}
+
+/* call_sv under G_EVAL with the nargs new SVs in args (taken over), so
+ * that no die unwinds through the event loop's C frames.  The caller's $@
+ * is left as it was (G_EVAL clears or sets it; it is copied only when it
+ * holds something).  With want_result, returns a new copy of the scalar
+ * result (or NULL after a die).  *died gets the exception, or NULL. */
+static SV *call_caught(pTHX_ SV *cb, SV **args, int nargs, int want_result, SV **died)
 {
     dSP;
     SV *result = NULL;
-    SV *saved_error = SvTRUE(ERRSV) ? newSVsv(ERRSV) : NULL;
+    SV *saved_error = errsv_holds(aTHX) ? newSVsv(ERRSV) : NULL;
     int i, count;
 
+    *died = NULL;
     ENTER;
     SAVETMPS;
     SvREFCNT_inc_simple_void_NN(cb);  /* the callback may free its holder */
@@ -101,8 +114,8 @@ static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result
     count = call_sv(cb, (want_result ? G_SCALAR : G_VOID | G_DISCARD) | G_EVAL);
 
     SPAGAIN;
-    if (SvTRUE(ERRSV)) {
-        warn("EV::Websockets: exception in %s: %" SVf, cb_what[which], SVfARG(ERRSV));
+    if (errsv_holds(aTHX)) {
+        *died = newSVsv(ERRSV);
         if (want_result && count)
             (void)POPs;
     } else if (want_result && count) {
@@ -116,9 +129,40 @@ static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result
     if (saved_error) {
         sv_setsv(ERRSV, saved_error);
         SvREFCNT_dec(saved_error);
-    } else if (SvTRUE(ERRSV)) {
+    } else if (errsv_holds(aTHX)) {
         sv_setpvs(ERRSV, "");
     }
+    return result;
+}
+
+/* warn(text, detail) from inside the loop.  It goes through Perl
+ * (EV::Websockets::_warn) under G_EVAL: a __WARN__ handler that dies, or a
+ * detail whose stringification dies, is dropped, as EV drops a die in one
+ * of its callbacks, instead of unwinding through the loop.  Takes over
+ * both SVs. */
+static void warn_caught(pTHX_ SV *text, SV *detail)
+{
+    SV *args[2], *died;
+    CV *cv = get_cv("EV::Websockets::_warn", 0);
+    args[0] = text;
+    args[1] = detail;
+    if (!cv) {   /* the module's Perl half is not loaded */
+        SvREFCNT_dec(text);
+        SvREFCNT_dec(detail);
+        return;
+    }
+    call_caught(aTHX_ (SV *)cv, args, 2, 0, &died);
+    SvREFCNT_dec(died);
+}
+
+/* Call a user callback: call_caught, with a die warned as
+ * "EV::Websockets: exception in <what>: <the exception>". */
+static SV *invoke(pTHX_ SV *cb, int which, SV **args, int nargs, int want_result)
+{
+    SV *died;
+    SV *result = call_caught(aTHX_ cb, args, nargs, want_result, &died);
+    if (died)
+        warn_caught(aTHX_ newSVpvf("EV::Websockets: exception in %s: ", cb_what[which]), died);
     return result;
 }
 
@@ -510,17 +554,18 @@ static ews_header *header_array(pTHX_ SV *hash_ref, size_t *count)
 }
 
 /* on_handshake's verdict: accept (adding a returned hash's pairs) or
- * reject with 403. */
+ * reject with 403; a pair that may not be sent rejects with 500 and warns. */
 static void conn_handshake(pTHX_ ws_conn *c)
 {
     SV *cb = c->cbs.cb[CB_HANDSHAKE];
     SV *verdict;
     size_t n = 0;
     ews_header *extra = NULL;
-    int accepted;
+    int accepted, refused = 0;
+    ews_error err;
 
     if (!cb) {
-        ews_conn_accept_upgrade(c->rs, NULL, 0);
+        ews_conn_accept_upgrade(c->rs, NULL, 0, NULL);
         return;
     }
     {
@@ -535,7 +580,7 @@ static void conn_handshake(pTHX_ ws_conn *c)
     if (accepted && SvROK(verdict) && SvTYPE(SvRV(verdict)) == SVt_PVHV)
         extra = header_array(aTHX_ verdict, &n);
     if (c->rs && accepted) {
-        ews_conn_accept_upgrade(c->rs, extra, n);
+        refused = ews_conn_accept_upgrade(c->rs, extra, n, &err) < 0;
     } else if (c->rs) {
         TRACE("handshake rejected");
         ews_conn_reject_upgrade(c->rs);
@@ -543,6 +588,9 @@ static void conn_handshake(pTHX_ ws_conn *c)
     FREETMPS;
     LEAVE;
     SvREFCNT_dec(verdict);
+    if (refused)
+        warn_caught(aTHX_ newSVpvs("EV::Websockets: on_handshake returned an invalid header: "),
+                    newSVpv(err.msg, 0));
 }
 
 /* Deliver every queued event to the user's callbacks.  c->self must be
@@ -1049,7 +1097,8 @@ static int opt_bool(pTHX_ SV *sv, int absent)
 
 static void opts_session(pTHX_ SV **opts, ews_session_opts *session)
 {
-    session->max_message = opt_size(aTHX_ opts[O_MAX_MESSAGE], "max_message_size");
+    session->max_message = OPT_SET(opts[O_MAX_MESSAGE])
+        ? opt_size(aTHX_ opts[O_MAX_MESSAGE], "max_message_size") : UINT64_MAX;
     session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT], "close_timeout");
     session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL], "ping_interval");
     session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT], "ping_timeout");

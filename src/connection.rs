@@ -40,11 +40,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a server waits for a complete upgrade request.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message a server accepts when `max_message_size` is not given
+/// (a client's default is unlimited).
+pub const DEFAULT_SERVER_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Settings that client and server connections share.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
-    /// Largest message accepted; 0 means unlimited.
+    /// Largest message accepted; 0 means unlimited (the default of
+    /// clients; servers default to [`DEFAULT_SERVER_MAX_MESSAGE`]).
     pub max_message: usize,
     /// How long a closing handshake waits for the peer.
     pub close_timeout: Duration,
@@ -117,7 +121,10 @@ impl Default for ServerSettings {
                 ..ServerPolicy::default()
             },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            session: SessionSettings::default(),
+            session: SessionSettings {
+                max_message: DEFAULT_SERVER_MAX_MESSAGE,
+                ..SessionSettings::default()
+            },
             tls: None,
         }
     }
@@ -409,6 +416,9 @@ impl Connection {
     pub fn connect(opts: &ClientOptions, waker: &Waker) -> Result<Connection, String> {
         let target = endpoint::parse(&opts.url).map_err(|e| e.to_string())?;
         crate::handshake::client::validate_user_headers(&opts.headers)?;
+        if let Some(p) = opts.protocol.as_deref().filter(|p| !p.is_empty()) {
+            crate::wire::check_protocol_list(p).map_err(|why| format!("protocol: {why}"))?;
+        }
         if target.tls {
             let tls = opts
                 .tls
@@ -446,14 +456,20 @@ impl Connection {
         r.upgrade.clear();
         r.tunnel = None;
         r.resolving_for = None;
-        let handshake = ClientHandshake::write_request(
+        let handshake = match ClientHandshake::write_request(
             target,
             r.protocol.as_deref(),
             r.compression,
             &r.headers,
             &mut r.upgrade,
-        );
+        ) {
+            Ok(handshake) => handshake,
+            Err(why) => return self.fail_early(format!("handshake failed: {why}")),
+        };
         let proxy = r.proxies.for_host(&target.host);
+        if let Some(Err(text)) = proxy.map(Proxy::check_auth) {
+            return self.fail_early(text);
+        }
         let (host, port) = match proxy {
             // socks5:// sends an address: resolve the server's name first.
             Some(proxy) if proxy.resolves_locally() && target.ip_literal().is_none() => {
@@ -461,7 +477,10 @@ impl Connection {
                 (target.host.clone(), target.port)
             }
             Some(proxy) => {
-                let (tunnel, first) = Tunnel::start(proxy, &target.host, target.port);
+                let (tunnel, first) = match Tunnel::start(proxy, &target.host, target.port) {
+                    Ok(started) => started,
+                    Err(text) => return self.fail_early(text),
+                };
                 r.tunnel = Some(tunnel);
                 self.out.push_raw(&first);
                 (proxy.host.clone(), proxy.port)
@@ -772,19 +791,27 @@ impl Connection {
         }
     }
 
-    /// Server: answer the pending upgrade request with a 101.
-    pub fn accept_upgrade(&mut self, extra_headers: &[(String, Vec<u8>)]) {
+    /// Server: answer the pending upgrade request with a 101.  Headers
+    /// that may not be sent (see [`crate::handshake::check_extra_header`])
+    /// refuse the request with a 500 instead, and are the error.
+    pub fn accept_upgrade(&mut self, extra_headers: &[(String, Vec<u8>)]) -> Result<(), String> {
         let Phase::AwaitingVerdict(request) = std::mem::replace(&mut self.phase, Phase::Open)
         else {
-            return;
+            return Ok(());
         };
         let settings = self.server.as_ref().expect("server connection");
-        request.write_response(&settings.policy, extra_headers, self.out.raw_buf());
+        if let Err(why) =
+            request.write_response(&settings.policy, extra_headers, self.out.raw_buf())
+        {
+            self.refuse(server::http_answer("500 Internal Server Error", ""));
+            return Err(why);
+        }
         self.protocol = request.protocol;
         if let Some((params, _)) = request.deflate {
             self.enable_deflate(&params, Role::Server);
         }
         self.opened();
+        Ok(())
     }
 
     /// Server: refuse the pending upgrade request with a 403.
@@ -872,7 +899,11 @@ impl Connection {
             Ok(addrs) if !addrs.is_empty() && socks.is_some() => {
                 // The server's address is known: now to the SOCKS5 proxy.
                 let (proxy, port) = socks.expect("checked in the guard");
-                let (tunnel, first) = Tunnel::start(&proxy, &addrs[0].ip().to_string(), port);
+                let (tunnel, first) = match Tunnel::start(&proxy, &addrs[0].ip().to_string(), port)
+                {
+                    Ok(started) => started,
+                    Err(text) => return self.fail_early(text),
+                };
                 self.out.push_raw(&first);
                 let r = self.request.as_mut().expect("a client resolves");
                 r.tunnel = Some(tunnel);
@@ -1501,7 +1532,8 @@ mod tests {
         while let Some(event) = conn.next_event() {
             let event = owned(event);
             if event == Seen::Handshake {
-                conn.accept_upgrade(&[("X-Test".into(), b"1".to_vec())]);
+                conn.accept_upgrade(&[("X-Test".into(), b"1".to_vec())])
+                    .unwrap();
             }
             seen.push(event);
         }
@@ -1692,6 +1724,53 @@ mod tests {
             Some(&Seen::Closed(4001, Some(Vec::new())))
         );
         assert!(p.client.interest().finished);
+    }
+
+    /// Headers that may not be sent, from the application's verdict: the
+    /// client gets a 500, and nothing of them.
+    #[test]
+    fn unsendable_verdict_headers_answer_500() {
+        let listener =
+            Listener::bind(crate::listener::Bind::default(), ServerSettings::default()).unwrap();
+        let opts = ClientOptions::new(&format!("ws://127.0.0.1:{}/", listener.port()));
+        let mut client = Connection::connect(&opts, &no_waker()).unwrap();
+        let (mut client_seen, mut server, mut verdict) = (Vec::new(), None, None);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !client_seen.iter().any(|s| matches!(s, Seen::Error(_))) {
+            turn(&mut client, &mut client_seen);
+            if server.is_none() {
+                server = listener.accept().unwrap();
+            }
+            if let Some(s) = server.as_mut() {
+                let interest = s.interest();
+                if interest.write {
+                    s.on_writable();
+                }
+                if interest.read {
+                    s.on_readable();
+                }
+                s.flush();
+                while let Some(event) = s.next_event() {
+                    if owned(event) == Seen::Handshake {
+                        let forged = b"a\r\nSec-WebSocket-Accept: forged".to_vec();
+                        verdict = Some(s.accept_upgrade(&[("X-Note".into(), forged)]));
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no answer");
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            verdict,
+            Some(Err("value of 'X-Note' contains CR, LF or NUL".into()))
+        );
+        assert_eq!(
+            client_seen,
+            [Seen::Error(
+                "handshake failed: HTTP 500 Internal Server Error".into()
+            )]
+        );
+        assert_eq!(server.unwrap().state(), State::Closed);
     }
 
     #[test]

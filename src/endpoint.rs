@@ -52,8 +52,11 @@ impl fmt::Display for UrlError {
 }
 
 /// Parse a WebSocket URL.  The scheme is case-insensitive; the port, when
-/// written, must be 1-65535; userinfo is refused.
+/// written, must be 1-65535; userinfo is refused; so are spaces and
+/// control characters anywhere, before the url crate would quietly drop
+/// (tabs, newlines) or encode them.
 pub fn parse(input: &str) -> Result<Endpoint, UrlError> {
+    crate::wire::check_target(input).map_err(UrlError::Invalid)?;
     let (tls, rest) = split_scheme(input).ok_or(UrlError::Scheme)?;
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     if authority.contains('@') {
@@ -208,5 +211,36 @@ mod tests {
         }
         assert_eq!(parse("ws://u:p@h/"), Err(UrlError::Credentials));
         assert!(matches!(parse("ws:///x"), Err(UrlError::Invalid(_))));
+    }
+
+    #[test]
+    fn spaces_and_control_characters_are_refused_not_altered() {
+        let refused = UrlError::Invalid("contains a space or control character".into());
+        for bad in [
+            "ws://127.0.0.1:1234/a b\r\nX: y",
+            "ws://h/a b",
+            "ws://h/a\tb",
+            "ws://h/a\nb",
+            "ws://h/a\rb",
+            "ws://h/?q=a\nb",
+            "ws://h\n/",
+            "ws://h/\0",
+            "ws://h/#a b",
+            " ws://h/",
+            "ws://h/\x7f",
+        ] {
+            assert_eq!(parse(bad), Err(refused.clone()), "{bad:?}");
+        }
+        assert_eq!(
+            refused.to_string(),
+            "connect: invalid url: contains a space or control character"
+        );
+        // What the url crate does to them otherwise: tabs and newlines
+        // vanish, spaces are encoded.
+        let quiet = url::Url::parse("ws://h/a\tb\r\nc").unwrap();
+        assert_eq!(quiet.path(), "/abc");
+        let e = parse("ws://h/a%20b?c=%0d%0a").unwrap();
+        assert_eq!(e.resource, "/a%20b?c=%0d%0a");
+        assert_eq!(parse("ws://h/ä").unwrap().resource, "/%C3%A4");
     }
 }

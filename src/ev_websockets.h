@@ -28,7 +28,9 @@ typedef struct {
 
 /* per-connection settings of both sides; seconds <= 0 mean "not set" */
 typedef struct {
-    uint64_t max_message;                       /* 0: unlimited             */
+    uint64_t max_message;                       /* 0: unlimited; UINT64_MAX:
+                                                   not given (server 16 MiB,
+                                                   client unlimited)        */
     double close_timeout;                       /* default 5 s              */
     double ping_interval;                       /* not set: no keepalive    */
     double ping_timeout;                        /* not set: ping_interval   */
@@ -132,7 +134,10 @@ int  ews_conn_close(ews_conn *c, double code, const char *reason, size_t len,
 /* check close() arguments without a connection; -1: invalid */
 int  ews_close_args_error(double code, const char *reason, size_t len, ews_error *err);
 void ews_conn_set_paused(ews_conn *c, int paused);
-void ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n);
+/* -1 (err set, err may be NULL): a header in extra may not be sent; the
+ * client was answered 500 instead */
+int  ews_conn_accept_upgrade(ews_conn *c, const ews_header *extra, size_t n,
+                             ews_error *err);
 void ews_conn_reject_upgrade(ews_conn *c);
 void ews_conn_abandon(ews_conn *c);
 void ews_conn_free(ews_conn *c);

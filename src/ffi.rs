@@ -77,11 +77,19 @@ pub struct EwsSessionOpts {
     ping_timeout: c_double,
 }
 
+/// `max_message` when the option was not given.
+const MAX_MESSAGE_UNSET: u64 = u64::MAX;
+
 impl EwsSessionOpts {
-    fn settings(&self) -> SessionSettings {
+    /// The settings, with `default_max_message` when `max_message` was not
+    /// given (0 given means unlimited).
+    fn settings(&self, default_max_message: usize) -> SessionSettings {
         let defaults = SessionSettings::default();
         SessionSettings {
-            max_message: usize::try_from(self.max_message).unwrap_or(usize::MAX),
+            max_message: match self.max_message {
+                MAX_MESSAGE_UNSET => default_max_message,
+                n => usize::try_from(n).unwrap_or(usize::MAX),
+            },
             close_timeout: seconds(self.close_timeout).unwrap_or(defaults.close_timeout),
             ping_interval: seconds(self.ping_interval),
             ping_timeout: seconds(self.ping_timeout),
@@ -414,7 +422,7 @@ pub unsafe extern "C" fn ews_connect(
         // SAFETY: as above.
         options.headers = unsafe { header_list(o.headers, o.n_headers) };
         options.connect_timeout = seconds(o.connect_timeout).unwrap_or(options.connect_timeout);
-        options.session = o.session.settings();
+        options.session = o.session.settings(SessionSettings::default().max_message);
         options.verify = o.ssl_verify != 0;
         options.compression = o.compression != 0;
         // SAFETY: `tls` is null or a live TLS handle, per the caller.
@@ -684,18 +692,30 @@ pub unsafe extern "C" fn ews_conn_set_paused(c: *mut EwsConn, paused: c_int) {
     guard_conn(c, std::ptr::null_mut(), (), |c| c.set_paused(paused != 0))
 }
 
+/// Accept the pending upgrade with `extra` headers; -1 (with the reason in
+/// `err`) when one of them may not be sent and the client got a 500.
+///
 /// # Safety
-/// `c` is a live connection; `extra` is null or valid for `n` headers.
+/// `c` is a live connection; `extra` is null or valid for `n` headers;
+/// `err` is null or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_accept_upgrade(
     c: *mut EwsConn,
     extra: *const EwsHeader,
     n: usize,
-) {
+    err: *mut EwsError,
+) -> c_int {
     // SAFETY: guaranteed by the caller.
     let (c, extra) = unsafe { (conn_mut(c), header_list(extra, n)) };
-    guard_conn(c, std::ptr::null_mut(), (), |c| {
-        c.accept_upgrade(&extra);
+    guard_conn(c, err, -1, |c| {
+        set_error(err, "");
+        match c.accept_upgrade(&extra) {
+            Ok(()) => 0,
+            Err(text) => {
+                set_error(err, &text);
+                -1
+            }
+        }
     })
 }
 
@@ -815,12 +835,15 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     };
     settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
     settings.policy.headers = headers;
+    for p in &settings.policy.protocols {
+        crate::wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
+    }
     handshake::client::validate_user_headers(&settings.policy.headers)?;
     settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
     if o.max_header_size > 0 {
         settings.policy.max_head = usize::try_from(o.max_header_size).unwrap_or(usize::MAX);
     }
-    settings.session = o.session.settings();
+    settings.session = o.session.settings(settings.session.max_message);
     settings.policy.compression = o.compression != 0;
     settings.policy.context_takeover = o.context_takeover != 0;
     Ok(settings)
@@ -969,6 +992,23 @@ mod tests {
             .map(|&b| b as u8)
             .collect();
         String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn max_message_default_applies_only_when_not_given() {
+        let opts = |max_message| EwsSessionOpts {
+            max_message,
+            close_timeout: 0.0,
+            ping_interval: 0.0,
+            ping_timeout: 0.0,
+        };
+        let server = crate::connection::DEFAULT_SERVER_MAX_MESSAGE;
+        assert_eq!(server, 16 * 1024 * 1024);
+        assert_eq!(ServerSettings::default().session.max_message, server);
+        assert_eq!(opts(MAX_MESSAGE_UNSET).settings(server).max_message, server);
+        assert_eq!(opts(MAX_MESSAGE_UNSET).settings(0).max_message, 0);
+        assert_eq!(opts(0).settings(server).max_message, 0);
+        assert_eq!(opts(1000).settings(server).max_message, 1000);
     }
 
     #[test]

@@ -68,6 +68,41 @@ pub fn find_all<'a>(raw: &'a [httparse::Header<'_>], name: &str) -> impl Iterato
         .map(|h| trim(h.value))
 }
 
+/// Every line of a header combined into one value, as RFC 9110 §5.3
+/// allows for list-valued fields: the non-empty values joined with
+/// `", "`, in order.  `None` when no line has the name.
+pub fn combined(raw: &[httparse::Header<'_>], name: &str) -> Option<Vec<u8>> {
+    let mut lines = find_all(raw, name).peekable();
+    lines.peek()?;
+    let mut out = Vec::new();
+    for value in lines.filter(|v| !v.is_empty()) {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value);
+    }
+    Some(out)
+}
+
+/// A header that may appear on one line only came on several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+/// The value of a header that may appear on one line only; [`Repeated`]
+/// when there are several (two different values for one thing are an
+/// attack, two equal ones a broken peer).
+pub fn single<'a>(
+    raw: &'a [httparse::Header<'_>],
+    name: &str,
+) -> Result<Option<&'a [u8]>, Repeated> {
+    let mut lines = find_all(raw, name);
+    let first = lines.next();
+    match lines.next() {
+        Some(_) => Err(Repeated),
+        None => Ok(first),
+    }
+}
+
 /// Whether a comma-separated header value holds `token` (case-insensitive).
 pub fn has_token(value: Option<&[u8]>, token: &str) -> bool {
     value.is_some_and(|v| {
@@ -140,5 +175,26 @@ mod tests {
         assert!(has_token(Some(b"keep-alive, Upgrade"), "upgrade"));
         assert!(!has_token(None, "upgrade"));
         assert_eq!(split_list(b" chat, , v2 "), vec!["chat", "v2"]);
+    }
+
+    #[test]
+    fn repeated_lines() {
+        let h = |name, value| httparse::Header { name, value };
+        let raw = [
+            h("Connection", &b"keep-alive"[..]),
+            h("Host", b"a"),
+            h("connection", b" Upgrade "),
+            h("Connection", b""),
+            h("Empty", b""),
+        ];
+        assert_eq!(
+            combined(&raw, "CONNECTION").as_deref(),
+            Some(&b"keep-alive, Upgrade"[..])
+        );
+        assert_eq!(combined(&raw, "Empty").as_deref(), Some(&b""[..]));
+        assert_eq!(combined(&raw, "Missing"), None);
+        assert_eq!(single(&raw, "host"), Ok(Some(&b"a"[..])));
+        assert_eq!(single(&raw, "Missing"), Ok(None));
+        assert_eq!(single(&raw, "Connection"), Err(Repeated));
     }
 }

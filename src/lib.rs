@@ -23,6 +23,7 @@ pub mod resolver;
 pub mod tls;
 pub mod transport;
 pub mod utf8;
+pub mod wire;
 
 #[allow(unsafe_code)]
 mod ffi;

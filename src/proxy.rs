@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::headers;
+use crate::{headers, wire};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyKind {
@@ -27,6 +27,16 @@ impl Proxy {
     /// Whether the server's name must be resolved here first.
     pub fn resolves_locally(&self) -> bool {
         self.kind == ProxyKind::Socks5 { remote_dns: false }
+    }
+
+    /// The `on_error` text when the URL's credentials cannot be sent (see
+    /// [`check_credentials`]).
+    pub fn check_auth(&self) -> Result<(), String> {
+        match &self.auth {
+            Some((user, pass)) => check_credentials(&self.kind, user, pass)
+                .map_err(|why| format!("proxy failed: {why}")),
+            None => Ok(()),
+        }
     }
 
     /// `[scheme://][user[:pass]@]host[:port][/...]`, host possibly `[v6]`;
@@ -170,8 +180,10 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// The tunnel and the first bytes to send to the proxy.
-    pub fn start(proxy: &Proxy, host: &str, port: u16) -> (Tunnel, Vec<u8>) {
+    /// The tunnel and the first bytes to send to the proxy, or the
+    /// `on_error` text when the proxy's credentials cannot be sent.
+    pub fn start(proxy: &Proxy, host: &str, port: u16) -> Result<(Tunnel, Vec<u8>), String> {
+        proxy.check_auth()?;
         let tunnel = |stage| Tunnel {
             stage,
             host: host.to_string(),
@@ -190,7 +202,7 @@ impl Tunnel {
                     request.push_str(&format!("Proxy-Authorization: Basic {credentials}\r\n"));
                 }
                 request.push_str("\r\n");
-                (tunnel(Stage::HttpAnswer), request.into_bytes())
+                Ok((tunnel(Stage::HttpAnswer), request.into_bytes()))
             }
             ProxyKind::Socks5 { .. } => {
                 // Methods offered: none, and user/password when we have one.
@@ -199,7 +211,7 @@ impl Tunnel {
                 } else {
                     vec![5, 1, 0]
                 };
-                (tunnel(Stage::SocksMethod), greeting)
+                Ok((tunnel(Stage::SocksMethod), greeting))
             }
         }
     }
@@ -212,11 +224,12 @@ impl Tunnel {
                 [] | [_] => TunnelStep::NeedMore,
                 [5, 0, ..] => self.socks_connect(2),
                 [5, 2, ..] if self.auth.is_some() => {
+                    // Lengths checked by `check_credentials`.
                     let (user, pass) = self.auth.as_ref().expect("checked above");
-                    let mut msg = vec![1, user.len().min(255) as u8];
-                    msg.extend_from_slice(&user.as_bytes()[..user.len().min(255)]);
-                    msg.push(pass.len().min(255) as u8);
-                    msg.extend_from_slice(&pass.as_bytes()[..pass.len().min(255)]);
+                    let mut msg = vec![1, user.len() as u8];
+                    msg.extend_from_slice(user.as_bytes());
+                    msg.push(pass.len() as u8);
+                    msg.extend_from_slice(pass.as_bytes());
                     self.stage = Stage::SocksAuth;
                     TunnelStep::Send {
                         used: 2,
@@ -258,6 +271,24 @@ impl Tunnel {
         msg.extend_from_slice(&self.port.to_be_bytes());
         self.stage = Stage::SocksConnect;
         TunnelStep::Send { used, bytes: msg }
+    }
+}
+
+/// Credentials from a proxy URL (after percent-decoding), before they are
+/// sent: no control characters ([`wire::check_text`]), no `:` in an HTTP
+/// user name (Basic, RFC 7617 §2), at most 255 bytes each for SOCKS5
+/// (RFC 1929).  The texts never show the password.
+fn check_credentials(kind: &ProxyKind, user: &str, pass: &str) -> Result<(), String> {
+    wire::check_text("the user name in the proxy URL", user.as_bytes())?;
+    wire::check_text("the password in the proxy URL", pass.as_bytes())?;
+    match kind {
+        ProxyKind::Http if user.contains(':') => {
+            Err("the user name in the proxy URL contains ':'".into())
+        }
+        ProxyKind::Socks5 { .. } if user.len() > 255 || pass.len() > 255 => {
+            Err("SOCKS5 user names and passwords are limited to 255 bytes".into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -384,7 +415,7 @@ mod tests {
     #[test]
     fn http_connect() {
         let proxy = Proxy::parse("http://u:p@proxy:3128").unwrap();
-        let (mut t, request) = Tunnel::start(&proxy, "::1", 9001);
+        let (mut t, request) = Tunnel::start(&proxy, "::1", 9001).unwrap();
         let request = String::from_utf8(request).unwrap();
         assert_eq!(
             request,
@@ -404,7 +435,7 @@ mod tests {
     #[test]
     fn socks5_with_auth() {
         let proxy = Proxy::parse("socks5://ab:cd@s:1080").unwrap();
-        let (mut t, greeting) = Tunnel::start(&proxy, "example.com", 80);
+        let (mut t, greeting) = Tunnel::start(&proxy, "example.com", 80).unwrap();
         assert_eq!(greeting, [5, 2, 0, 2]);
         let auth = vec![1, 2, b'a', b'b', 2, b'c', b'd'];
         assert_eq!(
@@ -430,6 +461,40 @@ mod tests {
             TunnelStep::Open(10)
         );
         assert!(matches!(t.advance(&[5, 5, 0, 1]), TunnelStep::Failed(e) if e.contains("refused")));
+    }
+
+    #[test]
+    fn credentials_are_checked_before_they_are_sent() {
+        let start = |url: &str| Tunnel::start(&Proxy::parse(url).unwrap(), "example.com", 80);
+        for url in [
+            "http://user:s3c%0d%0aret@proxy:3128",
+            "http://us%0aer:s3cret@proxy:3128",
+            "socks5://user:s3c%00ret@proxy",
+            "socks5h://us%0d%0aer:s3cret@proxy",
+        ] {
+            let err = start(url).unwrap_err();
+            assert!(err.starts_with("proxy failed: the "), "{url}: {err}");
+            assert!(err.contains("CR, LF or NUL"), "{url}: {err}");
+            assert!(
+                !err.contains("s3c"),
+                "{url}: the password is not shown: {err}"
+            );
+        }
+        assert!(
+            start("http://a%01b:c@proxy")
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(start("http://a%3ab:c@proxy").unwrap_err().contains("':'"));
+        let long = "x".repeat(256);
+        assert!(
+            start(&format!("socks5://{long}:p@proxy"))
+                .unwrap_err()
+                .contains("255 bytes")
+        );
+        assert!(start(&format!("http://{long}:p@proxy")).is_ok());
+        assert!(start("socks5://a%3ab:c@proxy").is_ok());
+        assert!(start("http://us%20er:p%09w@proxy").is_ok());
     }
 
     #[test]

@@ -79,4 +79,33 @@ subtest 'die in the error handler' => sub {
     is(scalar @warnings, 1, 'no other warnings') or diag(explain(\@warnings));
 };
 
+subtest 'a __WARN__ handler or an exception that dies while it is reported' => sub {
+    # The report of a callback's die goes through Perl under an eval: a
+    # die there is dropped (as EV drops one in its own callbacks) instead
+    # of unwinding through the loop, and everything goes on.
+    package DiesWhenShown { use overload '""' => sub { die "cannot show\n" }, fallback => 1 }
+    my $ctx  = EV::Websockets::Context->new(proxy => '');
+    my $port = echo_server($ctx, host => '127.0.0.1');
+    my @got;
+    my $conn = $ctx->connect(
+        url        => "ws://127.0.0.1:$port/",
+        on_connect => sub { $_[0]->send('one') },
+        on_message => sub {
+            my ($c, $data) = @_;
+            push @got, $data;
+            $c->send('two') if $data eq 'one';
+            die bless {}, 'DiesWhenShown' if $data eq 'one';
+            die "boom\n";
+        },
+    );
+    my $handler_ran;
+    {
+        local $SIG{__WARN__} = sub { $handler_ran++; die "the handler dies\n" };
+        ok(run_until(sub { @got == 2 }, 3), 'both messages arrived: the loop went on');
+    }
+    is_deeply(\@got, ['one', 'two'], 'in order');
+    ok($handler_ran, 'the dying __WARN__ handler was called');
+    ok($conn->is_connected, 'the connection is still open');
+};
+
 done_testing;

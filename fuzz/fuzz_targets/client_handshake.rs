@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let protocol = (flags & 1 != 0).then_some("chat, superchat");
     let mut request = Vec::new();
     let handshake =
-        ClientHandshake::write_request(&endpoint, protocol, flags & 2 != 0, &[], &mut request);
+        ClientHandshake::write_request(&endpoint, protocol, flags & 2 != 0, &[], &mut request)
+            .expect("a valid request");
     if let Ok(Parsed::Complete(used, _)) = handshake.read_response(answer) {
         assert!(used <= answer.len());
     }

@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let proxy = Proxy::parse(PROXIES[usize::from(which % 4)]).expect("a valid proxy URL");
-    let (mut tunnel, _greeting) = Tunnel::start(&proxy, "example.com", 443);
+    let (mut tunnel, _greeting) =
+        Tunnel::start(&proxy, "example.com", 443).expect("sendable credentials");
     let piece = usize::from(*piece).max(1);
     let (mut buffered, mut offered) = (Vec::new(), 0);
     while offered < answer.len() {

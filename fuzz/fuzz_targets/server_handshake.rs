@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(used <= request.len());
         if let Verdict::Upgrade(upgrade) = verdict {
             let mut out = Vec::new();
-            upgrade.write_response(&policy, &[], &mut out);
+            upgrade
+                .write_response(&policy, &[], &mut out)
+                .expect("the policy's headers can be sent");
             assert!(out.starts_with(b"HTTP/1.1 101 "));
         }
     }

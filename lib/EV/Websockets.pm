@@ -12,6 +12,11 @@ XSLoader::load('EV::Websockets', $VERSION);
 
 _set_debug(1) if $ENV{EV_WS_DEBUG};
 
+# Warnings from inside the event loop (a callback's exception, a bad
+# on_handshake header), called by the XS under G_EVAL: a __WARN__ handler
+# or an exception's overloading that dies cannot unwind through the loop.
+sub _warn { warn @_ }
+
 package EV::Websockets::Context;
 
 # Split a proxy URL into (host, port).  Kept in Perl so tests can call it
@@ -216,20 +221,28 @@ case-insensitive. The port defaults to 80 (ws) or 443 (wss); IPv6 literals go
 in brackets (C<ws://[2001:db8::1]:9001/>). The query is sent
 (C<ws://host?x=1> requests C</?x=1>); a fragment never is. Credentials in
 the URL (C<user:pass@>) are refused: pass an C<Authorization> header instead.
+A URL holding a space or a control character (CR, LF, tab, NUL, ...)
+anywhere croaks rather than being cleaned up; percent-encode such
+characters (C<%20>).
 
 =item protocol => $list
 
 Subprotocols to offer, sent verbatim as C<Sec-WebSocket-Protocol> (a comma
-list is allowed). The one the server picks is available from
+list is allowed). Each name must be an HTTP token (letters, digits and
+C<!#$%&'*+-.^_`|~>), else C<connect> croaks C<< protocol: '<name>' is not a
+valid subprotocol name >>. The one the server picks is available from
 C<get_protocol>.
 
 =item headers => { Name => 'value', ... }
 
 Extra request headers. C<Host> or C<Origin> (any case) replaces the
 module's own; a C<User-Agent> is sent only if you give one. C<Upgrade>,
-C<Connection>, C<Sec-WebSocket-Key>, C<Sec-WebSocket-Version> and
-C<Sec-WebSocket-Extensions> belong to the handshake and croak, as do names
-or values containing CR, LF or NUL.
+C<Connection>, C<Sec-WebSocket-Key>, C<Sec-WebSocket-Version>,
+C<Sec-WebSocket-Extensions> and C<Sec-WebSocket-Accept> belong to the
+handshake and croak, as do names that are not HTTP tokens (empty, or with
+a space, a colon, CR, LF or any other character outside the token set) and
+values containing CR, LF, NUL or another control character (a tab is
+allowed).
 
 =item connect_timeout => $seconds
 
@@ -242,8 +255,9 @@ deadline of 30 seconds applies. Redirects do not restart it.
 =item max_message_size => $bytes
 
 Largest incoming message accepted, in bytes, counted after reassembly
-(and decompression); 0 (or undef), the default, means unlimited. A message
-of exactly this size is accepted. A larger one fires C<on_error> with
+(and decompression); 0 (or undef), the default for C<connect>, means
+unlimited (servers default to 16 MiB, see L</listen>). A message of
+exactly this size is accepted. A larger one fires C<on_error> with
 C<"message exceeds max_message_size">, then the connection is closed with
 code 1009 and C<on_close> reports 1009. The check is made on each frame's
 declared length, so an oversized message is refused before its bytes are
@@ -254,7 +268,7 @@ the limit.
 
 With 0 (unlimited) a peer can make the process buffer a message of any
 size, in one frame or in any number of fragments: set a limit on every
-connection that faces untrusted peers.
+client connection that faces untrusted servers.
 
 =item ssl_verify => 0
 
@@ -359,14 +373,16 @@ Subprotocols this server speaks, in order of preference. A client offering
 none is accepted without one; a client offering one of them gets the first
 of the server's list that it offered; a client offering only others gets
 C<400 Bad Request>. A listener without C<protocol> accepts every client and
-answers without a protocol.
+answers without a protocol. Each name must be an HTTP token, else
+C<listen> croaks C<< Failed to create vhost for listening: protocol:
+'<name>' is not a valid subprotocol name >> (C<adopt> without the prefix).
 
 =item headers => { Name => 'value', ... } (response headers)
 
-Headers added to every 101 response, after the module's own. The same
-names as for C<connect> are refused (C<Upgrade>, C<Connection>,
-C<Sec-WebSocket-Key>, C<Sec-WebSocket-Version>,
-C<Sec-WebSocket-Extensions>, CR, LF or NUL), croaking
+Headers added to every 101 response, after the module's own. What is
+refused for C<connect> is refused here (the handshake's own names,
+including C<Sec-WebSocket-Accept>; names that are not tokens; CR, LF, NUL
+or other control characters in values), croaking
 C<< Failed to create vhost for listening: headers: ... >>.
 
 =item on_handshake => sub { my ($headers) = @_; ... }
@@ -376,9 +392,21 @@ server C<on_connect> receives), in scalar context. Return a hash ref to
 accept and add its pairs to this response, another true value to accept, or
 a false value to reject: the client gets C<403 Forbidden> and no server
 callback fires for it. If it dies, the connection is rejected with the
-warning C<< "EV::Websockets: exception in on_handshake: <err>" >>.
+warning C<< "EV::Websockets: exception in on_handshake: <err>" >>. The
+returned pairs are held to the rules of the C<headers> option: if one
+breaks them (a name that is not a token, a value with CR or LF, a name the
+handshake sets), nothing of the hash is sent, the client gets C<500
+Internal Server Error> instead, no server callback fires, and the module
+warns C<< "EV::Websockets: on_handshake returned an invalid header:
+<why>" >>, for example C<< value of 'X-Note' contains CR, LF or NUL >>.
 
-=item max_message_size, close_timeout, ping_interval, ping_timeout
+=item max_message_size => $bytes
+
+As for C<connect>, but the default (option not given, or undef) is
+16 MiB (16777216 bytes): a client cannot make the server buffer more for
+one message unless you allow it. 0 means unlimited.
+
+=item close_timeout, ping_interval, ping_timeout
 
 As for C<connect>.
 
@@ -441,13 +469,17 @@ query, percent-decoded, with C<.>, C<..> and C<//> resolved), C<Query> (the
 raw query string, without C<?>), C<URI> (the raw request target), C<Host>,
 C<Origin>, C<Cookie>, C<Authorization>, C<Sec-WebSocket-Protocol> (the list
 the client offered), C<User-Agent>, C<X-Forwarded-For>, and every other
-request header under its canonical name (C<X-Foo-Bar>).
+request header under its canonical name (C<X-Foo-Bar>). A header sent on
+several lines is one value here, its lines joined with C<", ">
+(C<"; "> for C<Cookie>); the upgrade is judged on the same combined
+values.
 
 Requests that are not WebSocket upgrades are answered C<426 Upgrade Required>
 (with C<Sec-WebSocket-Version: 13>), malformed upgrades (not C<GET>, not
 HTTP/1.1, a target not starting with C</>, no C<Host>, no
-C<Connection: Upgrade>, a bad C<Sec-WebSocket-Key>) C<400 Bad Request>
-(426 for an unsupported version); the server then closes the socket. Nothing that goes wrong before the
+C<Connection: Upgrade>, a bad C<Sec-WebSocket-Key>, C<Host>,
+C<Sec-WebSocket-Key> or C<Sec-WebSocket-Version> on more than one line)
+C<400 Bad Request> (426 for an unsupported version); the server then closes the socket. Nothing that goes wrong before the
 upgrade completes on a server (a refused or malformed request, a failed
 TLS handshake, a client that leaves or misses C<handshake_timeout>) fires a
 callback.
@@ -469,7 +501,8 @@ If C<initial_data> holds a complete request, C<on_connect> may fire inside
 C<adopt>, which then returns the connection already C<connected>. The second
 argument of C<on_connect> is always C<undef> for adopted connections.
 
-Options: C<fh> (required), C<initial_data>, C<max_message_size>,
+Options: C<fh> (required), C<initial_data>, C<max_message_size> (default
+16 MiB, as for C<listen>),
 C<protocol>, C<headers>, C<on_handshake>, C<handshake_timeout>,
 C<max_header_size>, C<close_timeout>, C<ping_interval>, C<ping_timeout>, C<compression>,
 C<context_takeover>, and the callbacks, all as for C<listen>.
@@ -847,15 +880,27 @@ C<connect>:
 
 =item C<< connect: invalid url: <why> >>
 
-C<missing host>, C<unterminated IPv6 address> or C<junk after IPv6 address>.
+C<missing host>, C<unterminated IPv6 address>, C<junk after IPv6 address>
+or C<contains a space or control character>.
+
+=item C<< protocol: '<name>' is not a valid subprotocol name >>
+
+A name of the C<protocol> list is not an HTTP token. Here and below,
+names are shown escaped (C<\r>, C<\n>, C<\0>, C<\u{...}>).
 
 =item C<< headers: '<name>' is set by the handshake >>
 
 =item C<< headers: invalid header name '<name>' >>
 
-An empty name, or one with a space, a colon, CR, LF or NUL.
+A name that is not an HTTP token: empty, or with a space, a colon, CR, LF,
+NUL or another character outside letters, digits and
+C<!#$%&'*+-.^_`|~>.
 
 =item C<< headers: value of '<name>' contains CR, LF or NUL >>
+
+=item C<< headers: value of '<name>' contains a control character >>
+
+Another control character than a tab.
 
 =item C<< connect: <TLS reason> >>
 
@@ -886,8 +931,9 @@ Or C<(only ssl_key was given)>.
 
 Bind failure (such as C<Address already in use>), unusable TLS files (the
 reasons listed for C<new> below), a C<host> that is not an IP address
-(C<< host must be an IP address, not '<host>' >>) or bad C<headers>
-(C<< headers: ... >> as for C<connect>).
+(C<< host must be an IP address, not '<host>' >>), bad C<headers>
+(C<< headers: ... >> as for C<connect>) or a bad C<protocol> name
+(C<< protocol: '<name>' is not a valid subprotocol name >>).
 
 =back
 
@@ -910,9 +956,9 @@ C<Bad filehandle: ...> messages.
 
 For example when the process is out of descriptors.
 
-=item C<< headers: ... >>
+=item C<< headers: ... >>, C<< protocol: ... >>
 
-Bad C<headers>, as for C<connect>.
+Bad C<headers> or C<protocol>, as for C<listen>.
 
 =back
 
@@ -1013,6 +1059,15 @@ that cannot be reached gives C<< connect failed: <os error> >>.
 The proxy closed before opening the tunnel, or sent a head over 16 KiB or
 one that is not HTTP.
 
+=item C<< proxy failed: the user name in the proxy URL contains <what> >>, C<< proxy failed: the password in the proxy URL contains <what> >>
+
+The credentials of a proxy URL from the environment (after percent
+decoding, e.g. C<http://user:pa%0d%0ass@proxy>) hold C<CR, LF or NUL> or
+C<a control character>; nothing is sent to the proxy. Likewise
+C<proxy failed: the user name in the proxy URL contains ':'> (HTTP Basic
+cannot carry it) and C<proxy failed: SOCKS5 user names and passwords are
+limited to 255 bytes>. The password is never part of the text.
+
 =item C<< proxy failed: SOCKS5 <detail> >>
 
 C<< SOCKS5 error <n> (<meaning>) >> (the proxy's reply code, for example
@@ -1046,7 +1101,12 @@ safeguard and should never be seen.)
 
 The server closed before answering the upgrade completely.
 
-=item C<handshake failed: bad Sec-WebSocket-Accept>
+=item C<handshake failed: bad Sec-WebSocket-Accept>, C<handshake failed: repeated Sec-WebSocket-Accept>
+
+The second: the response has more than one C<Sec-WebSocket-Accept> line.
+Lines of C<Upgrade>, C<Connection>, C<Sec-WebSocket-Protocol> and
+C<Sec-WebSocket-Extensions> repeated in a response are combined with
+commas (see L</Header injection>).
 
 =item C<handshake failed: missing 'Upgrade: websocket'>, C<handshake failed: missing 'Connection: Upgrade'>
 
@@ -1143,16 +1203,43 @@ send it, so a server for browsers should check C<< $headers->{Origin} >>
 in C<on_handshake> (cross-site WebSocket hijacking). Failures before the
 upgrade (bad requests, TLS failures, timeouts) cost no callback.
 
+=head2 Header injection
+
+Nothing you pass can add a line to an HTTP head. Every name and value the
+module writes is checked first, whichever way it came: the C<url> of
+C<connect> (its path, query and host), C<protocol> (each name an HTTP
+token), C<headers> of C<connect>, C<listen> and C<adopt> (names tokens,
+values without CR, LF, NUL or other control characters), the hash
+C<on_handshake> returns, and the credentials of a proxy URL taken from the
+environment. Arguments croak (see L</Exceptions (croak)>); a bad
+C<on_handshake> hash answers the client C<500 Internal Server Error> with
+a warning (see L</listen>); bad proxy credentials fail the connection with
+an C<on_error> (see L</on_error messages>). A URL is refused, not cleaned
+up, when it holds a space or control character: URL parsers silently drop
+tabs and newlines, so C<ws://host/a%0d%0a> is the way to send those bytes.
+
+Requests and responses that split a header over several lines are read
+as RFC 9110 allows: the lines of C<Upgrade>, C<Connection>,
+C<Sec-WebSocket-Protocol> and C<Sec-WebSocket-Extensions> count as one
+comma-separated value (C<Connection: keep-alive> then C<Connection:
+Upgrade> is an upgrade). C<Host>, C<Sec-WebSocket-Key> and
+C<Sec-WebSocket-Version> given twice get C<400 Bad Request>, and a
+response with two C<Sec-WebSocket-Accept> lines fails the client
+(C<handshake failed: repeated Sec-WebSocket-Accept>).
+
 =head2 Limits and their defaults
 
 =over 4
 
-=item C<max_message_size>: 0, unlimited
+=item C<max_message_size>: 16 MiB on servers, unlimited on clients
 
 Bounds each incoming message after reassembly and decompression; checked
-on declared frame lengths, so nothing over the limit is buffered. With 0 a
-peer can make the process buffer (or inflate) a message of any size: set
-it on every connection facing untrusted peers.
+on declared frame lengths, so nothing over the limit is buffered.
+C<listen> and C<adopt> default to 16 MiB (16777216 bytes); C<connect>
+defaults to 0, unlimited. With 0 a peer can make the process buffer (or
+inflate) a message of any size: give a server C<< max_message_size => 0 >>
+only for trusted clients, and set a limit on clients that talk to
+untrusted servers.
 
 =item C<handshake_timeout>: 10 seconds (server)
 

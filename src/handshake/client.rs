@@ -4,38 +4,18 @@ use super::{MAX_HEAD, MAX_HEADERS, Parsed};
 use crate::deflate::{self, DeflateParams};
 use crate::endpoint::Endpoint;
 use crate::headers::{self, HeaderList};
-
-/// Headers the handshake itself writes; a user may not set them.
-const RESERVED: [&str; 5] = [
-    "Upgrade",
-    "Connection",
-    "Sec-WebSocket-Key",
-    "Sec-WebSocket-Version",
-    "Sec-WebSocket-Extensions",
-];
+use crate::wire;
 
 /// Headers the user may replace instead of duplicating.
 const REPLACEABLE: [&str; 2] = ["Host", "Origin"];
 
-/// Check user headers before anything is sent: no reserved names, no CR,
-/// LF or NUL anywhere, no empty name.
+/// Check user headers before anything is sent: no name the handshake
+/// writes itself, names that are tokens, no CR, LF, NUL or other control
+/// character in values ([`super::check_extra_header`]).
 pub fn validate_user_headers(list: &[(String, Vec<u8>)]) -> Result<(), String> {
-    for (name, value) in list {
-        if let Some(r) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
-            return Err(format!("headers: '{r}' is set by the handshake"));
-        }
-        let bad = |b: &u8| matches!(b, b'\r' | b'\n' | b'\0');
-        if name.is_empty() || name.bytes().any(|b| bad(&b) || b == b':' || b == b' ') {
-            return Err(format!(
-                "headers: invalid header name '{}'",
-                name.escape_default()
-            ));
-        }
-        if value.iter().any(bad) {
-            return Err(format!("headers: value of '{name}' contains CR, LF or NUL"));
-        }
-    }
-    Ok(())
+    list.iter()
+        .try_for_each(|(name, value)| super::check_extra_header(name, value))
+        .map_err(|why| format!("headers: {why}"))
 }
 
 /// A request that was sent, and what the answer must match.
@@ -48,38 +28,50 @@ pub struct ClientHandshake {
 
 impl ClientHandshake {
     /// Write the upgrade request into `out`, offering permessage-deflate
-    /// if `compression`.  `user_headers` must have passed
-    /// [`validate_user_headers`].
+    /// if `compression`.  `user_headers` should have passed
+    /// [`validate_user_headers`] and `protocol`
+    /// [`wire::check_protocol_list`]; whatever did not is refused here, and
+    /// then nothing is written.
     pub fn write_request(
         endpoint: &Endpoint,
         protocol: Option<&str>,
         compression: bool,
         user_headers: &[(String, Vec<u8>)],
         out: &mut Vec<u8>,
-    ) -> ClientHandshake {
-        let key = tungstenite::handshake::client::generate_key();
+    ) -> Result<ClientHandshake, String> {
         let user = |name: &str| {
             user_headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_slice())
         };
+        let origin = endpoint.origin();
+        let host = user("Host").unwrap_or(endpoint.host_header.as_bytes());
+        let origin = user("Origin").unwrap_or(origin.as_bytes());
+        let protocol = protocol.filter(|p| !p.is_empty());
+        validate_user_headers(user_headers)?;
+        protocol
+            .map_or(Ok(()), wire::check_protocol_list)
+            .map_err(|why| format!("protocol: {why}"))?;
+        wire::check_target(&endpoint.resource)
+            .and_then(|()| wire::check_value("Host", host))
+            .and_then(|()| wire::check_value("Origin", origin))
+            .map_err(|why| format!("url: {why}"))?;
+
+        let key = tungstenite::handshake::client::generate_key();
         out.extend_from_slice(b"GET ");
         out.extend_from_slice(endpoint.resource.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        out.extend_from_slice(user("Host").unwrap_or(endpoint.host_header.as_bytes()));
+        out.extend_from_slice(host);
         out.extend_from_slice(b"\r\nOrigin: ");
-        match user("Origin") {
-            Some(v) => out.extend_from_slice(v),
-            None => out.extend_from_slice(endpoint.origin().as_bytes()),
-        }
+        out.extend_from_slice(origin);
         out.extend_from_slice(
             b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ",
         );
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"\r\nSec-WebSocket-Version: 13\r\n");
         let offered_protocols = match protocol {
-            Some(p) if !p.is_empty() => {
+            Some(p) => {
                 out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
                 out.extend_from_slice(p.as_bytes());
                 out.extend_from_slice(b"\r\n");
@@ -102,11 +94,11 @@ impl ClientHandshake {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        ClientHandshake {
+        Ok(ClientHandshake {
             key,
             offered_protocols,
             offered_deflate: compression,
-        }
+        })
     }
 
     /// Check the server's answer.  On success: the response headers and the
@@ -138,20 +130,28 @@ impl ClientHandshake {
                 .into());
         }
         let raw = response.headers;
-        if !headers::has_token(headers::find(raw, "Upgrade"), "websocket") {
+        // Repeated lines of a list header count as one comma-joined value
+        // (RFC 9110 §5.3); a repeated Sec-WebSocket-Accept is refused.
+        if !headers::has_token(headers::combined(raw, "Upgrade").as_deref(), "websocket") {
             return Err("handshake failed: missing 'Upgrade: websocket'".into());
         }
-        if !headers::has_token(headers::find(raw, "Connection"), "upgrade") {
+        if !headers::has_token(headers::combined(raw, "Connection").as_deref(), "upgrade") {
             return Err("handshake failed: missing 'Connection: Upgrade'".into());
         }
         let expected = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
-        if headers::find(raw, "Sec-WebSocket-Accept") != Some(expected.as_bytes()) {
-            return Err("handshake failed: bad Sec-WebSocket-Accept".into());
+        match headers::single(raw, "Sec-WebSocket-Accept") {
+            Err(headers::Repeated) => {
+                return Err("handshake failed: repeated Sec-WebSocket-Accept".into());
+            }
+            Ok(accept) if accept != Some(expected.as_bytes()) => {
+                return Err("handshake failed: bad Sec-WebSocket-Accept".into());
+            }
+            Ok(_) => {}
         }
-        let protocol = match headers::find(raw, "Sec-WebSocket-Protocol") {
+        let protocol = match headers::combined(raw, "Sec-WebSocket-Protocol") {
             None => None,
             Some(p) => {
-                let p = String::from_utf8_lossy(p).into_owned();
+                let p = String::from_utf8_lossy(&p).into_owned();
                 if !self.offered_protocols.contains(&p) {
                     return Err(format!(
                         "handshake failed: server chose subprotocol '{p}' that was not offered"
@@ -200,7 +200,7 @@ mod tests {
     fn request(protocol: Option<&str>, user: &[(String, Vec<u8>)]) -> (ClientHandshake, String) {
         let ep = endpoint::parse("ws://example.com:8080/chat?room=1").unwrap();
         let mut out = Vec::new();
-        let hs = ClientHandshake::write_request(&ep, protocol, true, user, &mut out);
+        let hs = ClientHandshake::write_request(&ep, protocol, true, user, &mut out).unwrap();
         (hs, String::from_utf8(out).unwrap())
     }
 
@@ -239,9 +239,137 @@ mod tests {
             bad("upgrade", b"x").unwrap_err(),
             "headers: 'Upgrade' is set by the handshake"
         );
-        assert!(bad("X-A", b"a\r\nB: c").is_err());
-        assert!(bad("X\nA", b"a").is_err());
+        assert_eq!(
+            bad("X-A", b"a\r\nB: c").unwrap_err(),
+            "headers: value of 'X-A' contains CR, LF or NUL"
+        );
+        assert_eq!(
+            bad("X\nA", b"a").unwrap_err(),
+            "headers: invalid header name 'X\\nA'"
+        );
+        assert!(bad("X A", b"a").is_err());
+        assert!(bad("X(A)", b"a").is_err());
+        assert!(bad("", b"a").is_err());
+        assert_eq!(
+            bad("sec-websocket-accept", b"x").unwrap_err(),
+            "headers: 'Sec-WebSocket-Accept' is set by the handshake"
+        );
         assert!(bad("X-A", b"ok").is_ok());
+        assert!(bad("Host", b"h:1").is_ok());
+    }
+
+    /// What the writer refuses even when no caller checked first: nothing
+    /// is written then.
+    #[test]
+    fn writer_refuses_what_would_inject() {
+        let ep = endpoint::parse("ws://example.com/").unwrap();
+        let write = |ep: &Endpoint, protocol: Option<&str>, user: &[(String, Vec<u8>)]| {
+            let mut out = Vec::new();
+            let r = ClientHandshake::write_request(ep, protocol, false, user, &mut out);
+            (r.map(|_| ()), out)
+        };
+        let header = |n: &str, v: &[u8]| vec![(n.to_string(), v.to_vec())];
+        let cases = [
+            (
+                ep.clone(),
+                Some("chat\r\nX-Evil: 1"),
+                vec![],
+                "protocol: 'chat\\r\\nX-Evil: 1' is not a valid subprotocol name",
+            ),
+            (
+                ep.clone(),
+                None,
+                header("Host", b"h\r\nX-Evil: 1"),
+                "headers: value of 'Host' contains CR, LF or NUL",
+            ),
+            (
+                ep.clone(),
+                None,
+                header("Origin", b"o\nX: 1"),
+                "headers: value of 'Origin' contains CR, LF or NUL",
+            ),
+            (
+                ep.clone(),
+                None,
+                header("X\r\nEvil", b"1"),
+                "headers: invalid header name 'X\\r\\nEvil'",
+            ),
+            (
+                Endpoint {
+                    resource: "/a b\r\nX: y".into(),
+                    ..ep.clone()
+                },
+                None,
+                vec![],
+                "url: contains a space or control character",
+            ),
+            (
+                Endpoint {
+                    host_header: "h\r\nX: y".into(),
+                    ..ep.clone()
+                },
+                None,
+                vec![],
+                "url: value of 'Host' contains CR, LF or NUL",
+            ),
+        ];
+        for (ep, protocol, user, want) in cases {
+            let (r, out) = write(&ep, protocol, &user);
+            assert_eq!(r, Err(want.to_string()));
+            assert!(out.is_empty(), "{want}: nothing written");
+        }
+        let (r, out) = write(&ep, Some("chat, v2"), &header("Host", b"other"));
+        assert!(r.is_ok());
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("\r\nHost: other\r\n")
+        );
+    }
+
+    #[test]
+    fn repeated_answer_lines() {
+        let (hs, _) = request(Some("chat, v2"), &[]);
+        let accept = tungstenite::handshake::derive_accept_key(hs.key.as_bytes());
+        let head = |lines: &str| format!("HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n");
+        // List headers split over several lines are combined.
+        let split = head(&format!(
+            "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: v2\r\n"
+        ));
+        match hs.read_response(split.as_bytes()).unwrap() {
+            Parsed::Complete(_, Answer::Accepted(acc)) => {
+                assert_eq!(acc.protocol.as_deref(), Some("v2"));
+                assert!(
+                    acc.headers
+                        .iter()
+                        .any(|(k, v)| k == "Connection" && v == b"keep-alive, Upgrade")
+                );
+            }
+            other => panic!("not accepted: {other:?}"),
+        }
+        let upgrade = head(&format!(
+            "Upgrade: h2c\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+        ));
+        assert!(hs.read_response(upgrade.as_bytes()).is_ok());
+        // A second accept, forged or not, is refused.
+        for second in [accept.as_str(), "Zm9yZ2Vk"] {
+            let twice = head(&format!(
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Accept: {second}\r\n"
+            ));
+            assert_eq!(
+                hs.read_response(twice.as_bytes()).unwrap_err(),
+                "handshake failed: repeated Sec-WebSocket-Accept"
+            );
+        }
+        // Two protocol lines are two protocols: the server chose both.
+        let two = answer(
+            &hs,
+            "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: v2\r\n",
+        );
+        assert_eq!(
+            hs.read_response(two.as_bytes()).unwrap_err(),
+            "handshake failed: server chose subprotocol 'chat, v2' that was not offered"
+        );
     }
 
     #[test]

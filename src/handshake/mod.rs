@@ -3,6 +3,28 @@
 pub mod client;
 pub mod server;
 
+use crate::wire;
+
+/// Headers the handshake itself writes; the application may not set them.
+const RESERVED: [&str; 6] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Accept",
+];
+
+/// A header the application adds (the `headers` of connect, listen and
+/// adopt, the hash on_handshake returns): not one of the handshake's own,
+/// and well-formed ([`wire::check_header`]).
+pub fn check_extra_header(name: &str, value: &[u8]) -> Result<(), String> {
+    if let Some(r) = RESERVED.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(format!("'{r}' is set by the handshake"));
+    }
+    wire::check_header(name, value)
+}
+
 /// Largest request or response head accepted, in bytes.
 pub const MAX_HEAD: usize = 16 * 1024;
 

@@ -3,6 +3,7 @@
 use super::{MAX_HEADERS, Parsed};
 use crate::deflate::{self, DeflateParams};
 use crate::headers::{self, HeaderList};
+use crate::wire;
 
 /// What a listener answers with, shared by all its connections.
 #[derive(Debug, Default, Clone)]
@@ -65,27 +66,39 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
     };
     let raw = &*request.headers;
     let version_header = "Sec-WebSocket-Version: 13\r\n";
-    if !headers::has_token(headers::find(raw, "Upgrade"), "websocket") {
+    // Repeated lines of a list header count as one comma-joined value
+    // (RFC 9110 §5.3); Host and the handshake's own single-valued headers
+    // must come once.
+    let upgrade = headers::combined(raw, "Upgrade");
+    if !headers::has_token(upgrade.as_deref(), "websocket") {
         return refuse("426 Upgrade Required", version_header);
     }
+    let (Ok(host), Ok(version), Ok(key)) = (
+        headers::single(raw, "Host"),
+        headers::single(raw, "Sec-WebSocket-Version"),
+        headers::single(raw, "Sec-WebSocket-Key"),
+    ) else {
+        return bad_request();
+    };
+    let connection = headers::combined(raw, "Connection");
     let target = request.path.unwrap_or("");
     if request.method != Some("GET")
         || request.version != Some(1)
         || !target.starts_with('/')
-        || headers::find(raw, "Host").is_none_or(|h| h.is_empty())
-        || !headers::has_token(headers::find(raw, "Connection"), "upgrade")
+        || host.is_none_or(|h| h.is_empty())
+        || !headers::has_token(connection.as_deref(), "upgrade")
     {
         return bad_request();
     }
-    if headers::find(raw, "Sec-WebSocket-Version") != Some(b"13") {
+    if version != Some(b"13") {
         return refuse("426 Upgrade Required", version_header);
     }
-    let key = match headers::find(raw, "Sec-WebSocket-Key") {
+    let key = match key {
         Some(k) if is_nonce(k) => String::from_utf8_lossy(k).into_owned(),
         _ => return bad_request(),
     };
-    let offered = headers::find(raw, "Sec-WebSocket-Protocol")
-        .map(headers::split_list)
+    let offered = headers::combined(raw, "Sec-WebSocket-Protocol")
+        .map(|list| headers::split_list(&list))
         .unwrap_or_default();
     let protocol = match choose_protocol(&policy.protocols, &offered) {
         Ok(p) => p,
@@ -124,13 +137,20 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
 
 impl UpgradeRequest {
     /// Write the 101 answer: the protocol if chosen, then the listener's
-    /// headers, then the per-connection ones.
+    /// headers, then the per-connection ones.  A header that does not pass
+    /// [`crate::handshake::check_extra_header`] is refused with its reason,
+    /// and then nothing is written.
     pub fn write_response(
         &self,
         policy: &ServerPolicy,
         extra: &[(String, Vec<u8>)],
         out: &mut Vec<u8>,
-    ) {
+    ) -> Result<(), String> {
+        let added = || policy.headers.iter().chain(extra);
+        added().try_for_each(|(name, value)| super::check_extra_header(name, value))?;
+        if let Some(p) = &self.protocol {
+            wire::check_protocol(p)?;
+        }
         let accept = tungstenite::handshake::derive_accept_key(self.key.as_bytes());
         out.extend_from_slice(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
@@ -147,13 +167,14 @@ impl UpgradeRequest {
             out.extend_from_slice(answer.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        for (name, value) in policy.headers.iter().chain(extra) {
+        for (name, value) in added() {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
+        Ok(())
     }
 }
 
@@ -278,7 +299,8 @@ mod tests {
         assert_eq!(get("X-Forwarded-For").unwrap(), b"1.2.3.4");
         assert_eq!(get("Sec-WebSocket-Protocol").unwrap(), b"chat, v2");
         let mut out = Vec::new();
-        req.write_response(&p, &[("X-Per".into(), b"2".to_vec())], &mut out);
+        req.write_response(&p, &[("X-Per".into(), b"2".to_vec())], &mut out)
+            .unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -304,6 +326,98 @@ mod tests {
             read_request(b"GET / HTTP/1.1\r\nHo", &p),
             Parsed::Incomplete
         ));
+    }
+
+    fn upgraded(text: &str, p: &ServerPolicy) -> UpgradeRequest {
+        match read_request(text.as_bytes(), p) {
+            Parsed::Complete(_, Verdict::Upgrade(req)) => req,
+            other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn repeated_list_lines_are_combined() {
+        let p = policy(&["v2", "chat"]);
+        // Connection, Upgrade and Sec-WebSocket-Protocol over two lines.
+        let text = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: keep-alive\r\n\
+            Sec-WebSocket-Protocol: other\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let req = upgraded(text, &p);
+        assert_eq!(req.protocol.as_deref(), Some("chat"));
+        let get = |k: &str| {
+            req.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("Connection").unwrap(), b"keep-alive, Upgrade");
+        assert_eq!(get("Upgrade").unwrap(), b"h2c, websocket");
+        assert_eq!(get("Sec-WebSocket-Protocol").unwrap(), b"other, chat");
+    }
+
+    #[test]
+    fn repeated_single_lines_are_refused() {
+        let p = policy(&[]);
+        let other = "x3JJHMbDL1EzLkh9GBhXDw==";
+        for extra in [
+            format!("Sec-WebSocket-Key: {other}\r\n"),
+            format!("Sec-WebSocket-Key: {KEY}\r\n"),
+            "Sec-WebSocket-Version: 13\r\n".to_string(),
+            "Sec-WebSocket-Version: 8\r\n".to_string(),
+            "Host: other\r\n".to_string(),
+        ] {
+            assert!(
+                refusal(&upgrade(&extra), &p).starts_with("HTTP/1.1 400 Bad Request\r\n"),
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_refuses_unsendable_headers() {
+        let p = policy(&["chat"]);
+        let req = upgraded(&upgrade("Sec-WebSocket-Protocol: chat\r\n"), &p);
+        let header = |n: &str, v: &[u8]| vec![(n.to_string(), v.to_vec())];
+        for (extra, why) in [
+            (
+                header("X-Note", b"a\r\nSec-WebSocket-Accept: forged"),
+                "value of 'X-Note' contains CR, LF or NUL",
+            ),
+            (
+                header("X-Note\r\nSec-WebSocket-Accept", b"forged"),
+                "invalid header name 'X-Note\\r\\nSec-WebSocket-Accept'",
+            ),
+            (
+                header("Sec-WebSocket-Accept", b"forged"),
+                "'Sec-WebSocket-Accept' is set by the handshake",
+            ),
+            (
+                header("X", b"\x01"),
+                "value of 'X' contains a control character",
+            ),
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(req.write_response(&p, &extra, &mut out), Err(why.into()));
+            assert!(out.is_empty(), "{why}: nothing written");
+        }
+        // Listener headers are held to the same rules.
+        let mut bad = p.clone();
+        bad.headers = header("X-Static", b"1\nX: 2");
+        let mut out = Vec::new();
+        assert!(req.write_response(&bad, &[], &mut out).is_err());
+        assert!(out.is_empty());
+        assert!(
+            req.write_response(&p, &header("X-Ok", b"a\tb"), &mut out)
+                .is_ok()
+        );
+        assert_eq!(
+            String::from_utf8(out)
+                .unwrap()
+                .matches("Sec-WebSocket-Accept")
+                .count(),
+            1
+        );
     }
 
     #[test]
