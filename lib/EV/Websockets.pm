@@ -1321,7 +1321,11 @@ sockets and watchers first, Perl values after.
 =item *
 
 A callback may destroy the context, close or drop its own connection, or
-die, in every callback kind (C<on_handshake> included).
+die, in every callback kind (C<on_handshake> included). The warning that
+reports a die is given under an eval of its own: a C<$SIG{__WARN__}>
+handler that dies, or an exception object whose overloading dies when it
+is shown, is dropped there (as EV drops a die in its own callbacks), and
+the loop goes on.
 
 =item *
 
