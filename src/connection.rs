@@ -650,6 +650,8 @@ impl Connection {
         }
     }
 
+    /// User payload bytes the kernel does not have yet; with TLS that
+    /// includes what the session holds, encrypted or not.
     pub fn queued(&self) -> usize {
         match self.phase {
             Phase::Closed => 0,
@@ -1104,6 +1106,17 @@ impl Connection {
         if !matches!(self.phase, Phase::Open | Phase::Closing) {
             return None;
         }
+        // A client that sent its close frame and shut down its side may
+        // still read: the server writes what is left first (or until
+        // close_timeout), then closes.
+        if read_error.is_none()
+            && self.server.is_some()
+            && self.close_sent
+            && self.close_received.is_some()
+            && !self.all_written()
+        {
+            return None;
+        }
         // After the peer's close frame a reset is no error: it said goodbye.
         if let Some(text) = read_error.filter(|_| self.close_received.is_none()) {
             self.notices.push_back(Notice::Error(text));
@@ -1167,16 +1180,25 @@ impl Connection {
         self.finish_server_close();
     }
 
-    /// The server closes TCP first, once both close frames have passed.
+    /// The server closes TCP first, once both close frames have passed
+    /// and everything it queued is with the kernel.  Until then the write
+    /// watcher runs and `close_timeout` bounds the wait.
     fn finish_server_close(&mut self) {
         if self.server.is_some()
             && matches!(self.phase, Phase::Closing)
             && self.close_sent
             && self.close_received.is_some()
-            && self.out.is_empty()
+            && self.all_written()
         {
             self.finish_close();
         }
+    }
+
+    /// Nothing waits to be written: the send queue is empty and so is the
+    /// TLS session's buffer of records (an empty queue alone means only
+    /// that the session took the bytes).
+    fn all_written(&self) -> bool {
+        self.out.is_empty() && !self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// End of an established connection: the peer's close code, or 1006.
@@ -1553,10 +1575,18 @@ mod tests {
         }
 
         fn open_with(settings: ServerSettings, url_host: &str, client: SessionSettings) -> Pair {
+            let secure = settings.tls.is_some();
             let listener = Listener::bind(crate::listener::Bind::default(), settings).unwrap();
-            let mut opts =
-                ClientOptions::new(&format!("ws://{url_host}:{}/path?q=1", listener.port()));
+            let scheme = if secure { "wss" } else { "ws" };
+            let mut opts = ClientOptions::new(&format!(
+                "{scheme}://{url_host}:{}/path?q=1",
+                listener.port()
+            ));
             opts.session = client;
+            if secure {
+                let ca = cert_file("ca.pem");
+                opts.tls = Some(Arc::new(ClientTls::new(None, None, Some(&ca)).unwrap()));
+            }
             let mut client = Connection::connect(&opts, &no_waker()).unwrap();
             let mut client_seen = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -1607,6 +1637,133 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A wss:// pair (certificates from t/certs), 127.0.0.1 only.
+    fn open_tls(mut settings: ServerSettings) -> Pair {
+        let config =
+            tls::server_config(&cert_file("server.pem"), &cert_file("server-key.pem"), None);
+        settings.tls = Some(config.unwrap());
+        settings.policy.compression = false;
+        let client = SessionSettings {
+            close_timeout: settings.session.close_timeout,
+            ..SessionSettings::default()
+        };
+        Pair::open_with(settings, "127.0.0.1", client)
+    }
+
+    fn cert_file(name: &str) -> String {
+        format!("{}/t/certs/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// Make the kernel hold little of what `from` writes to `to` (a few
+    /// KiB each way), so that a TLS session keeps the rest.
+    fn shrink_buffers(from: &Connection, to: &Connection) {
+        let send = socket2::SockRef::from(from.socket.as_ref().unwrap());
+        send.set_send_buffer_size(4096).unwrap();
+        let recv = socket2::SockRef::from(to.socket.as_ref().unwrap());
+        recv.set_recv_buffer_size(4096).unwrap();
+    }
+
+    /// 60 KiB that differ everywhere: less than a TLS session buffers, so
+    /// the send queue empties into the session at once.
+    fn tail_message() -> Vec<u8> {
+        (0..60 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect()
+    }
+
+    /// The server sent a message and its close frame and has the client's
+    /// close frame (and, with `half_close`, the end of its stream) while
+    /// its TLS session still holds most of the message: it closes only
+    /// once the client has all of it.
+    fn close_waits_for_tls_records(half_close: bool) {
+        let mut p = open_tls(ServerSettings::default());
+        shrink_buffers(&p.server, &p.client);
+        let big = tail_message();
+        p.server.send(SendKind::Binary, &big).unwrap();
+        p.server.close(1000.0, b"done").unwrap();
+        p.client.close(1000.0, b"bye").unwrap();
+        p.client.flush();
+        if half_close {
+            let socket = p.client.socket.as_ref().unwrap();
+            socket.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        // Only the server runs: it writes what the kernel takes and reads
+        // the client's close frame.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.server.close_received.is_none() && p.server.state() != State::Closed {
+            assert!(Instant::now() < deadline, "{:?}", p.server_seen);
+            turn(&mut p.server, &mut p.server_seen);
+            std::thread::yield_now();
+        }
+        if half_close {
+            // and the end of the client's stream
+            turn(&mut p.server, &mut p.server_seen);
+        }
+        assert_eq!(p.server.state(), State::Closing, "still writing");
+        assert!(p.server.tls.as_ref().unwrap().wants_write());
+        assert!(p.server.out.is_empty(), "the session took everything");
+        assert!(p.server.queued() > 40 * 1024, "and it counts as queued");
+        assert!(p.server.interest().write, "the write watcher runs");
+        assert!(!p.server.interest().finished);
+        p.run_until(|p| p.client.state() == State::Closed && p.server.state() == State::Closed);
+        assert_eq!(
+            p.client_seen[1..],
+            [
+                Seen::Message(true, big),
+                Seen::Closed(1000, Some(b"done".to_vec()))
+            ]
+        );
+        assert_eq!(
+            p.server_seen.last(),
+            Some(&Seen::Closed(1000, Some(b"bye".to_vec())))
+        );
+    }
+
+    #[test]
+    fn tls_close_waits_for_the_session_records() {
+        close_waits_for_tls_records(false);
+    }
+
+    #[test]
+    fn tls_close_waits_for_the_session_records_after_a_half_close() {
+        close_waits_for_tls_records(true);
+    }
+
+    #[test]
+    fn tls_drain_waits_for_the_session_records() {
+        let mut p = open_tls(ServerSettings::default());
+        shrink_buffers(&p.server, &p.client);
+        let big = tail_message();
+        p.server.send(SendKind::Binary, &big).unwrap();
+        turn(&mut p.server, &mut p.server_seen);
+        assert!(p.server.out.is_empty() && p.server.tls.as_ref().unwrap().wants_write());
+        assert!(p.server.queued() > 40 * 1024);
+        assert!(!p.server_seen.contains(&Seen::Drain));
+        p.run_until(|p| p.server_seen.contains(&Seen::Drain));
+        assert_eq!(p.server.queued(), 0);
+        p.run_until(|p| p.client_seen.contains(&Seen::Message(true, big.clone())));
+    }
+
+    #[test]
+    fn tls_close_timeout_bounds_a_peer_that_never_reads() {
+        let mut settings = ServerSettings::default();
+        settings.session.close_timeout = Duration::from_millis(100);
+        let mut p = open_tls(settings);
+        shrink_buffers(&p.server, &p.client);
+        p.server.send(SendKind::Binary, &tail_message()).unwrap();
+        p.server.close(1000.0, b"done").unwrap();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        while p.server.state() != State::Closed {
+            assert!(Instant::now() < deadline);
+            turn(&mut p.server, &mut p.server_seen);
+            std::thread::yield_now();
+        }
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(p.server_seen.last(), Some(&Seen::Closed(1006, None)));
+        assert!(p.server.interest().finished);
     }
 
     /// The messages among what a side has seen.

@@ -16,11 +16,15 @@ const COMPACT_AFTER: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Outbound {
     buf: Vec<u8>,
-    /// Bytes of `buf` the socket has taken.
+    /// Bytes of `buf` the sink has taken.
     sent: usize,
     /// Stream position of `buf[0]`: bytes written before it, in all.
     base: u64,
-    /// The user-payload frames not fully written: stream positions where
+    /// Stream position up to which the kernel has the bytes.  A TLS session
+    /// holds what it took until its records are written: then this lags
+    /// behind the bytes taken from `buf`.
+    delivered: u64,
+    /// The user-payload frames not fully delivered: stream positions where
     /// each one's payload starts and where the frame ends.
     frames: VecDeque<(u64, u64)>,
     /// Payload bytes of the frames in `frames`, written or not.
@@ -46,6 +50,7 @@ impl Outbound {
             buf: Vec::new(),
             sent: 0,
             base: 0,
+            delivered: 0,
             frames: VecDeque::new(),
             queued_payload: 0,
             pong_end: 0,
@@ -53,18 +58,20 @@ impl Outbound {
         }
     }
 
+    /// Nothing left in the buffer (a TLS session may still hold bytes).
     pub fn is_empty(&self) -> bool {
         self.sent == self.buf.len()
     }
 
-    /// User payload bytes not yet handed to the socket.
+    /// User payload bytes the kernel does not have yet: queued here, or
+    /// taken by a TLS session that has not written them.
     pub fn queued_payload(&self) -> usize {
-        // Of the first frame, the kernel may have taken a part already.
-        let written = self.frames.front().map_or(0, |&(payload_start, end)| {
-            let written = self.written_pos().saturating_sub(payload_start);
-            written.min(end - payload_start) as usize
+        // Of the first frame, the kernel may have a part already.
+        let delivered = self.frames.front().map_or(0, |&(payload_start, end)| {
+            let delivered = self.delivered.saturating_sub(payload_start);
+            delivered.min(end - payload_start) as usize
         });
-        self.queued_payload - written
+        self.queued_payload - delivered
     }
 
     /// Stream position of the first byte not yet written.
@@ -119,9 +126,9 @@ impl Outbound {
         self.pong_end = self.base + self.buf.len() as u64;
     }
 
-    /// Whether an automatic pong has not been fully written yet.
+    /// Whether an automatic pong has not fully reached the kernel yet.
     pub fn has_unsent_pong(&self) -> bool {
-        self.written_pos() < self.pong_end
+        self.delivered < self.pong_end
     }
 
     /// Queue a close frame; `code` None sends an empty close payload.
@@ -144,8 +151,18 @@ impl Outbound {
         );
     }
 
-    /// One `write` call with everything pending.
+    /// One `write` call with everything pending, to the kernel: what it
+    /// takes is delivered.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<Flushed> {
+        let result = self.pass_to(sink);
+        self.delivered();
+        result
+    }
+
+    /// One `write` call with everything pending, to a sink that keeps what
+    /// it takes (a TLS session) until [`Outbound::delivered`] says the
+    /// kernel has it.
+    pub fn pass_to(&mut self, sink: &mut impl Write) -> io::Result<Flushed> {
         if self.is_empty() {
             return Ok(Flushed::All);
         }
@@ -162,16 +179,21 @@ impl Outbound {
         })
     }
 
-    fn advance(&mut self, n: usize) {
-        self.sent += n;
-        let written = self.written_pos();
+    /// Everything passed on so far has reached the kernel.
+    pub fn delivered(&mut self) {
+        self.delivered = self.written_pos();
         while let Some(&(payload_start, end)) = self.frames.front() {
-            if end > written {
+            if end > self.delivered {
                 break;
             }
             self.queued_payload -= (end - payload_start) as usize;
             self.frames.pop_front();
         }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.sent += n;
+        let written = self.written_pos();
         if self.sent == self.buf.len()
             || (self.sent >= COMPACT_AFTER && self.sent >= self.buf.len() - self.sent)
         {
@@ -254,6 +276,28 @@ mod tests {
         assert_eq!(out.write_to(&mut sink).unwrap(), Flushed::All);
         assert_eq!(out.queued_payload(), 0);
         assert_eq!(sink.taken.len(), 10 + big.len() + 6);
+    }
+
+    #[test]
+    fn passed_on_bytes_count_until_delivered() {
+        let mut out = Outbound::new(false);
+        out.push_frame(OpCode::Data(Data::Binary), true, &[1; 300], true);
+        out.push_pong(b"p");
+        let mut session = Trickle {
+            taken: Vec::new(),
+            limit: 100,
+        };
+        assert_eq!(out.pass_to(&mut session).unwrap(), Flushed::Partial);
+        assert_eq!(out.queued_payload(), 300, "the session holds them");
+        session.limit = 1000;
+        assert_eq!(out.pass_to(&mut session).unwrap(), Flushed::All);
+        assert!(out.is_empty());
+        assert_eq!(out.queued_payload(), 300);
+        assert!(out.has_unsent_pong());
+        out.delivered();
+        assert_eq!(out.queued_payload(), 0);
+        assert!(!out.has_unsent_pong());
+        assert_eq!(session.taken.len(), 4 + 300 + 3);
     }
 
     #[test]

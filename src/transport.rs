@@ -83,8 +83,14 @@ pub fn receive(
     })
 }
 
-/// Hand what `out` holds to the socket: one `write` in the clear; through
-/// TLS, as much plaintext as the session buffers, then its records.
+/// Hand what `out` holds to the socket: one `write` in the clear.
+/// Through TLS, the records the session still holds go first; once the
+/// kernel has them all, as much plaintext as the session buffers is passed
+/// on and its records written.  Plaintext goes to the session only while
+/// it is empty, so what it holds is what `out` passed on last, which `out`
+/// counts as queued until the records are written.  [`Flushed::All`]
+/// means the session holds nothing either: everything queued reached the
+/// kernel.
 pub fn send(
     socket: &mut TcpStream,
     tls: Option<&mut rustls::Connection>,
@@ -93,9 +99,16 @@ pub fn send(
     let Some(tls) = tls else {
         return out.write_to(socket);
     };
-    out.write_to(&mut tls.writer())?;
-    let records_out = flush_records(socket, tls)?;
-    Ok(if records_out && out.is_empty() {
+    if !flush_records(socket, tls)? {
+        return Ok(Flushed::Partial);
+    }
+    out.delivered();
+    out.pass_to(&mut tls.writer())?;
+    if !flush_records(socket, tls)? {
+        return Ok(Flushed::Partial);
+    }
+    out.delivered();
+    Ok(if out.is_empty() {
         Flushed::All
     } else {
         Flushed::Partial

@@ -633,8 +633,10 @@ for every pong received.
 
 Number of payload bytes queued and not yet handed to the socket (framing not
 counted; compressed messages count as their compressed size). It rises as
-soon as you send, since nothing is written inside a send call. 0 when the
-connection is gone; never croaks.
+soon as you send, since nothing is written inside a send call. Over TLS it
+includes what the TLS session has taken but not yet written to the socket
+(up to 64 KB, counted until all of it is written), so it falls in steps of
+up to that size. 0 when the connection is gone; never croaks.
 
 =head2 close
 
@@ -655,7 +657,9 @@ boundary), and messages from the peer are still delivered. The module waits
 for the peer's close frame (at most C<close_timeout>, 5 seconds by default);
 the server side closes TCP first; then C<on_close> fires with the code and
 reason of the peer's close frame (normally the echo of yours), or 1006 if
-none came in time. C<on_drain> does not fire after C<close>.
+none came in time. The server closes TCP only once everything it sent has
+been written to the socket, including what a TLS session still held
+(within C<close_timeout>). C<on_drain> does not fire after C<close>.
 
 =head2 pause_recv, resume_recv
 
