@@ -78,25 +78,13 @@ subtest 'server: repeated list lines are combined, single ones refused' => sub {
 
 # A raw server answering each upgrade with a 101 whose header lines are
 # $lines->($accept); returns its port.
-my @keep;
 sub raw_101 {
     my ($lines) = @_;
-    my $listen = IO::Socket::INET->new(
-        Listen => 4, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1,
-    ) or die "listen: $!";
-    my %clients;
-    push @keep, [ $listen, \%clients, EV::io($listen, EV::READ, sub {
-        my $sock = $listen->accept or return;
-        my $head = '';
-        $clients{$sock} = [ $sock, EV::io($sock, EV::READ, sub {
-            sysread($sock, $head, 4096, length $head) or return delete $clients{$sock};
-            return unless $head =~ /\r\n\r\n/;
-            my ($k) = $head =~ /^Sec-WebSocket-Key: *(\S+)/mi;
-            syswrite($sock, "HTTP/1.1 101 Switching Protocols\r\n"
-                . join('', map { "$_\r\n" } $lines->(RawPeer::accept_key($k))) . "\r\n");
-        }) ];
-    }) ];
-    return $listen->sockport;
+    return http_answerer(sub {
+        my ($k) = $_[1] =~ /^Sec-WebSocket-Key: *(\S+)/mi;
+        return "HTTP/1.1 101 Switching Protocols\r\n"
+            . join('', map { "$_\r\n" } $lines->(RawPeer::accept_key($k))) . "\r\n";
+    }, keep_open => 1);
 }
 
 subtest 'client: repeated list lines are combined, a second accept refused' => sub {

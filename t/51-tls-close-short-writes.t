@@ -148,31 +148,23 @@ subtest 'the client sends 200 KB and closes at once' => sub {
     is_deeply($lines, [ 'close 1000 ' ], 'the client got our echo of its close');
 };
 
-subtest 'both send and close at once' => sub {
-    my $ours = big_message('client', 2000);
-    my ($r, $lines, $sent, $port) = against_peer_server(
-        [ 'send:server:61440', 'close' ],
-        on_connect => sub { $_[0]->send_binary($ours); $_[0]->close(1000, 'bye') },
-    );
-    is_deeply($r->{messages}, $sent, "the server's message arrived whole (length, digest)");
-    is_deeply($r->{close}, [ 1000, 'done' ], "then the server's clean 1000 close");
-    is_deeply($r->{errors} || [], [], 'no error');
-    is_deeply($lines, [ $port, 'message ' . summary($ours), 'close 1000 bye' ],
-        'the server got our message, then our close');
-};
-
-subtest 'both send 200 KB and close at once' => sub {
-    my $ours = big_message('client', 204800);
-    my ($r, $lines, $sent, $port) = against_peer_server(
-        [ 'send:server:204800', 'close' ],
-        on_connect => sub { $_[0]->send_binary($ours); $_[0]->close(1000, 'bye') },
-    );
-    is_deeply($r->{messages}, $sent, "the server's message arrived whole (length, digest)");
-    is_deeply($r->{close}, [ 1000, 'done' ], "then the server's clean 1000 close");
-    is_deeply($r->{errors} || [], [], 'no error');
-    is_deeply($lines, [ $port, 'message ' . summary($ours), 'close 1000 bye' ],
-        'the server got our whole message, then our close');
-};
+# Both send and close at once: the server's message waits in TLS while
+# the closes cross, small and then 200 KB each way.
+for my $size ([ 61440, 2000 ], [ 204800, 204800 ]) {
+    my ($theirs, $mine) = @$size;
+    subtest "both send ($theirs and $mine bytes) and close at once" => sub {
+        my $ours = big_message('client', $mine);
+        my ($r, $lines, $sent, $port) = against_peer_server(
+            [ "send:server:$theirs", 'close' ],
+            on_connect => sub { $_[0]->send_binary($ours); $_[0]->close(1000, 'bye') },
+        );
+        is_deeply($r->{messages}, $sent, "the server's message arrived whole (length, digest)");
+        is_deeply($r->{close}, [ 1000, 'done' ], "then the server's clean 1000 close");
+        is_deeply($r->{errors} || [], [], 'no error');
+        is_deeply($lines, [ $port, 'message ' . summary($ours), 'close 1000 bye' ],
+            'the server got our whole message, then our close');
+    };
+}
 
 subtest 'close_timeout still ends a close to a peer that never reads' => sub {
     my (%r, $closing_at);

@@ -278,6 +278,14 @@ mod tests {
         }
     }
 
+    /// A header of a request as handed to Perl.
+    fn header(req: &UpgradeRequest, name: &str) -> Option<Vec<u8>> {
+        req.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
     #[test]
     fn accepts_and_answers() {
         let p = policy(&["v2", "chat"]);
@@ -287,12 +295,7 @@ mod tests {
         };
         assert_eq!(n, text.len());
         assert_eq!(req.protocol.as_deref(), Some("v2"));
-        let get = |k: &str| {
-            req.headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        };
+        let get = |k: &str| header(&req, k);
         assert_eq!(get("Path").unwrap(), b"/a/b/d e");
         assert_eq!(get("Query").unwrap(), b"x=1");
         assert_eq!(get("URI").unwrap(), b"/a//b/./c/../d%20e?x=1");
@@ -345,12 +348,7 @@ mod tests {
             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         let req = upgraded(text, &p);
         assert_eq!(req.protocol.as_deref(), Some("chat"));
-        let get = |k: &str| {
-            req.headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        };
+        let get = |k: &str| header(&req, k);
         assert_eq!(get("Connection").unwrap(), b"keep-alive, Upgrade");
         assert_eq!(get("Upgrade").unwrap(), b"h2c, websocket");
         assert_eq!(get("Sec-WebSocket-Protocol").unwrap(), b"other, chat");

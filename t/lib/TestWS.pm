@@ -47,11 +47,12 @@ sub run_until {
 }
 
 # A server on 127.0.0.1 that answers every HTTP request with the bytes
-# $answer->($request_target, $request_head), then closes.  Returns its port; it lives as
-# long as the process.
+# $answer->($request_target, $request_head), then closes (with keep_open,
+# holds the connection open instead, reading no more: for a 101).  Returns
+# its port; it lives as long as the process.
 my @answerers;
 sub http_answerer {
-    my ($answer) = @_;
+    my ($answer, %opt) = @_;
     my $listen = IO::Socket::INET->new(
         Listen => 16, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1,
     ) or die "listen: $!";
@@ -63,7 +64,7 @@ sub http_answerer {
             sysread($sock, $head, 4096, length $head) or return delete $clients{$sock};
             return unless $head =~ m{\A\w+ (\S+) HTTP/1\.1\r\n.*?\r\n\r\n}s;
             syswrite($sock, $answer->($1, $head));
-            delete $clients{$sock};
+            $opt{keep_open} ? ($clients{$sock} = $sock) : delete $clients{$sock};
         });
     }) ];
     return $listen->sockport;
