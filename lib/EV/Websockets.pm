@@ -1198,6 +1198,12 @@ for tests, or when the peer is authenticated some other way.
 A TLS listener with C<ssl_ca> requires and verifies client certificates;
 without C<ssl_ca> it accepts any client.
 
+A connection closes its socket only once the TLS session has written all
+its records as well as the send queue: the end of the last message before
+a close is never cut off, however slowly the peer reads (bounded by
+C<close_timeout>). C<send_queue_size> counts what the TLS session still
+holds.
+
 =head2 Listening
 
 C<listen> binds all interfaces, IPv4 and IPv6, unless C<host> names one
