@@ -19,12 +19,12 @@ use mio::net::TcpStream;
 
 use crate::deflate::{self, Compressor, DeflateParams};
 use crate::endpoint::{self, Endpoint};
-use crate::frame::{self, Control, Data, FrameHeader, OpCode};
+use crate::frame::{self, Control, Data, FrameHeader, OpCode, Role};
 use crate::handshake::Parsed;
 use crate::handshake::client::{Answer, ClientHandshake};
 use crate::handshake::server::{self, ServerPolicy, UpgradeRequest, Verdict};
 use crate::headers::HeaderList;
-use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
+use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
 use crate::os_error;
 use crate::outbound::{Flushed, Outbound};
 use crate::pool;

@@ -3,6 +3,13 @@
 pub use tungstenite::protocol::frame::FrameHeader;
 pub use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
+/// Which end of the connection we are: it decides the masking rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
 /// Close codes a peer may put on the wire and `close()` accepts
 /// (RFC 6455 §7.4 plus the registered 1012-1014).
 pub fn is_valid_close_code(code: u16) -> bool {

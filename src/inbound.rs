@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 
 use crate::deflate::{Decompressor, InflateError};
-use crate::frame::{self, Control, Data, FrameHeader, OpCode};
+use crate::frame::{self, Control, Data, FrameHeader, OpCode, Role};
 use crate::pool;
 use crate::utf8::{self, Utf8Stream};
 
@@ -119,13 +119,6 @@ impl InBuf {
             }
         }
     }
-}
-
-/// Which end of the connection we are: it decides the masking rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Client,
-    Server,
 }
 
 /// Where a payload lies: a range of the buffer given to

@@ -6,8 +6,8 @@
 #![no_main]
 
 use ev_websockets::deflate::Decompressor;
-use ev_websockets::frame;
-use ev_websockets::inbound::{InBuf, Inbound, MessageReader, Payload, Role, Step};
+use ev_websockets::frame::{self, Role};
+use ev_websockets::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 mod codec;
 mod negotiate;
 
-use crate::inbound::Role;
+use crate::frame::Role;
 pub use codec::{Compressor, Decompressor, InflateError};
 
 pub use negotiate::{CLIENT_OFFER, DeflateParams, choose_offer, read_answer};
