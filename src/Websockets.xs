@@ -45,16 +45,25 @@ static int ws_debug;
 
 /* ---- callbacks --------------------------------------------------------- */
 
-enum { CB_CONNECT, CB_MESSAGE, CB_CLOSE, CB_ERROR, CB_PONG, CB_DRAIN,
-       CB_HANDSHAKE, CB_COUNT };
+/* Every callback option, once: its id, its option name, and the <what> of
+ * "exception in <what>" warnings.  (The core's options are in
+ * src/options.rs; conn_deliver says which event calls which callback, and
+ * with what arguments.) */
+#define CALLBACKS(X)                                                    \
+    X(CONNECT,   "on_connect",   "connect handler")                    \
+    X(MESSAGE,   "on_message",   "message handler")                    \
+    X(CLOSE,     "on_close",     "close handler")                      \
+    X(ERROR,     "on_error",     "error handler")                      \
+    X(PONG,      "on_pong",      "pong handler")                       \
+    X(DRAIN,     "on_drain",     "drain handler")                      \
+    X(HANDSHAKE, "on_handshake", "on_handshake")
 
-/* option name and the <what> of "exception in <what>" warnings */
-static const char *const cb_option[CB_COUNT] = {
-    "on_connect", "on_message", "on_close", "on_error", "on_pong",
-    "on_drain", "on_handshake" };
-static const char *const cb_what[CB_COUNT] = {
-    "connect handler", "message handler", "close handler", "error handler",
-    "pong handler", "drain handler", "on_handshake" };
+#define CB_ID(id, name, what) CB_##id,
+#define CB_NAME(id, name, what) name,
+#define CB_WHAT(id, name, what) what,
+enum { CALLBACKS(CB_ID) CB_COUNT };
+static const char *const cb_name[CB_COUNT] = { CALLBACKS(CB_NAME) };
+static const char *const cb_what[CB_COUNT] = { CALLBACKS(CB_WHAT) };
 
 typedef struct { SV *cb[CB_COUNT]; } callbacks;
 
@@ -208,8 +217,7 @@ struct ws_ctx {
     ev_prepare prepare;       /* flush + deliver before the loop blocks */
     ev_async async;           /* resolver threads wake us */
     ews_waker *waker;
-    ews_tls *tls;             /* what wss:// clients trust and show */
-    ews_proxies *proxies;     /* how clients reach servers */
+    ews_client *client;       /* TLS and proxies of its clients */
     ws_conn *conns;
     ws_conn *dirty;
     ws_listener *listeners;
@@ -870,10 +878,8 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     }
     ews_waker_free(ctx->waker);   /* no more wake-ups from resolver threads */
     ctx->waker = NULL;
-    ews_tls_free(ctx->tls);       /* connections keep what they use */
-    ctx->tls = NULL;
-    ews_proxies_free(ctx->proxies);
-    ctx->proxies = NULL;
+    ews_client_free(ctx->client);   /* connections keep what they use */
+    ctx->client = NULL;
     while ((c = ctx->dirty)) {
         ctx->dirty = c->next_dirty;
         c->dirty = 0;
@@ -943,69 +949,97 @@ static ws_ctx *ctx_alive(pTHX_ ws_ctx *ctx)
 
 /* ---- options ----------------------------------------------------------- */
 
-enum { OPT_VALUE, OPT_CODE, OPT_HASH };
-
+/* One call's options.  Callbacks, and the options that are Perl objects
+ * (loop, fh), stay here; every other option belongs to the core's table
+ * (src/options.rs), which says its shape and checks its value. */
 typedef struct {
-    const char *name;
-    int kind;
-} opt_spec;
+    ews_options *core;
+    callbacks cbs;            /* borrowed from the mortal option values */
+    SV *object;               /* `loop` (new) or `fh` (adopt): NULL if absent */
+} call_opts;
 
-/* Options common to connect and listen, then each one's own; the callback
- * options come first so that index == CB_* for them. */
-#define CALLBACK_OPTS                                                   \
-    { "on_connect", OPT_CODE }, { "on_message", OPT_CODE },             \
-    { "on_close", OPT_CODE }, { "on_error", OPT_CODE },                 \
-    { "on_pong", OPT_CODE }, { "on_drain", OPT_CODE },                  \
-    { "on_handshake", OPT_CODE }
+static void options_free(pTHX_ void *core)
+{
+    ews_options_free((ews_options *)core);
+}
 
-enum { O_HEADERS = CB_COUNT, O_PROTOCOL, O_MAX_MESSAGE, O_CLOSE_TIMEOUT,
-       O_PING_INTERVAL, O_PING_TIMEOUT, O_COMPRESSION, O_FIRST_OWN };
+/* A name, or an array ref of names, as a list for the core; the list and
+ * copies of the names live until the end of the XS call. */
+static ews_header *name_array(pTHX_ SV *value, const char *option, size_t *count)
+{
+    AV *av = SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVAV ? (AV *)SvRV(value) : NULL;
+    SSize_t i, n = av ? av_top_index(av) + 1 : 1;
+    ews_header *list;
 
-#define COMMON_OPTS                                                     \
-    CALLBACK_OPTS, { "headers", OPT_HASH }, { "protocol", OPT_VALUE },  \
-    { "max_message_size", OPT_VALUE }, { "close_timeout", OPT_VALUE },  \
-    { "ping_interval", OPT_VALUE }, { "ping_timeout", OPT_VALUE },      \
-    { "compression", OPT_VALUE }
+    if (!av && SvROK(value))
+        croak("%s must be a name or an array reference of names", option);
+    Newxz(list, n ? n : 1, ews_header);
+    SAVEFREEPV(list);
+    for (i = 0; i < n; i++) {
+        SV **elem = av ? av_fetch(av, i, 0) : &value;
+        /* a copy: another element's magic cannot free its string */
+        SV *name = elem ? sv_mortalcopy(*elem) : NULL;
+        STRLEN len;
+        if (!name || !SvOK(name) || (SvROK(name) && !SvAMAGIC(name)))
+            croak("%s must be a name or an array reference of names", option);
+        list[i].name = SvPV(name, len);
+        list[i].name_len = len;
+    }
+    *count = n;
+    return list;
+}
 
-enum { OC_URL = O_FIRST_OWN, OC_CONNECT_TIMEOUT, OC_SSL_VERIFY, OC_COUNT };
-static const opt_spec connect_spec[] = {
-    COMMON_OPTS, { "url", OPT_VALUE }, { "connect_timeout", OPT_VALUE },
-    { "ssl_verify", OPT_VALUE }, { NULL, 0 } };
+/* Convert one option's value by the shape the core asks for, and set it. */
+static void opt_set(pTHX_ ews_options *core, int index, int shape, const char *key, SV *value)
+{
+    ews_value v = { 0 };
+    ews_error err;
 
-/* listen and adopt: the server options first, so their indexes agree */
-enum { OS_HANDSHAKE_TIMEOUT = O_FIRST_OWN, OS_CONTEXT_TAKEOVER, OS_MAX_HEADER_SIZE,
-       OS_FIRST_OWN };
-#define SERVER_OPTS COMMON_OPTS, { "handshake_timeout", OPT_VALUE },  \
-    { "context_takeover", OPT_VALUE }, { "max_header_size", OPT_VALUE }
+    if (!SvOK(value)) {
+        v.undef = 1;
+    } else {
+        switch (shape) {
+        case EWS_SHAPE_NUMBER:
+            /* a string that does not look like a number is not one */
+            v.is_number = !(SvPOK(value) && !SvROK(value) && !looks_like_number(value));
+            v.number = v.is_number ? SvNV(value) : 0;
+            break;
+        case EWS_SHAPE_TEXT: {
+            STRLEN len;
+            v.text = SvPV(value, len);
+            v.len = len;
+            break;
+        }
+        case EWS_SHAPE_BOOL:
+            v.truth = SvTRUE(value);
+            break;
+        case EWS_SHAPE_NAMES:
+            v.items = name_array(aTHX_ value, key, &v.n_items);
+            break;
+        case EWS_SHAPE_HEADERS:
+            if (!(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVHV))
+                croak("%s must be a hash reference", key);
+            v.items = header_array(aTHX_ value, &v.n_items);
+            break;
+        }
+    }
+    if (ews_options_set(core, index, &v, &err))
+        croak("%s", err.msg);
+}
 
-enum { OL_PORT = OS_FIRST_OWN, OL_HOST, OL_REUSE_PORT, OL_NAME, OL_SSL_CERT,
-       OL_SSL_KEY, OL_SSL_CA, OL_COUNT };
-static const opt_spec listen_spec[] = {
-    SERVER_OPTS, { "port", OPT_VALUE }, { "host", OPT_VALUE },
-    { "reuse_port", OPT_VALUE }, { "name", OPT_VALUE },
-    { "ssl_cert", OPT_VALUE }, { "ssl_key", OPT_VALUE }, { "ssl_ca", OPT_VALUE },
-    { NULL, 0 } };
-
-enum { OA_FH = OS_FIRST_OWN, OA_INITIAL_DATA, OA_COUNT };
-static const opt_spec adopt_spec[] = {
-    SERVER_OPTS, { "fh", OPT_VALUE }, { "initial_data", OPT_VALUE }, { NULL, 0 } };
-
-enum { ON_LOOP, ON_PROXY, ON_PROXY_PORT, ON_SSL_CERT, ON_SSL_KEY, ON_SSL_CA,
-       ON_SSL_INIT, ON_COUNT };
-static const opt_spec new_spec[] = {
-    { "loop", OPT_VALUE }, { "proxy", OPT_VALUE }, { "proxy_port", OPT_VALUE },
-    { "ssl_cert", OPT_VALUE }, { "ssl_key", OPT_VALUE }, { "ssl_ca", OPT_VALUE },
-    { "ssl_init", OPT_VALUE }, { NULL, 0 } };
-
-/* key => value pairs -> out[] by spec index.  An option given as undef is
- * &PL_sv_undef (so callers can tell it from absent, NULL).  Later
- * duplicates win; unknown keys warn.  The values are private copies (get
- * magic ran once); converting them may still run Perl (overloading), so
- * callers convert every option before they look at the context. */
-static void parse_opts(pTHX_ SV **args, I32 n, const opt_spec *spec, SV **out)
+/* key => value pairs of a call (an EWS_CALL_*) into *out.  `object`
+ * names the call's Perl object option, if it has one; callbacks are
+ * taken by every call but new.  Later duplicates win; unknown keys warn.
+ * Every value is converted here, once, and converting may run Perl
+ * (overloading, ties): callers look at the context only afterwards. */
+static void parse_opts(pTHX_ SV **args, I32 n, int call, const char *object, call_opts *out)
 {
     SV **own;
     I32 i;
+
+    Zero(out, 1, call_opts);
+    out->core = ews_options_new(call);
+    SAVEDESTRUCTOR_X(options_free, out->core);
     if (n % 2)
         croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
     if (!n)
@@ -1018,152 +1052,34 @@ static void parse_opts(pTHX_ SV **args, I32 n, const opt_spec *spec, SV **out)
     for (i = 0; i < n; i++)
         own[i] = sv_2mortal(SvREFCNT_inc_simple_NN(args[i]));
     for (i = 0; i < n; i += 2) {
-        const char *key = SvPV_nolen(own[i]);
+        STRLEN key_len;
+        const char *key = SvPV(own[i], key_len);
         SV *value = sv_mortalcopy(own[i + 1]);   /* runs get magic once */
-        int j;
-        for (j = 0; spec[j].name; j++)
-            if (strEQ(key, spec[j].name))
+        int j, shape, index;
+
+        for (j = 0; call != EWS_CALL_NEW && j < CB_COUNT; j++)
+            if (strEQ(key, cb_name[j]))
                 break;
-        if (!spec[j].name) {
-            warn("EV::Websockets: unknown option '%s'", key);
-            continue;
-        }
-        if (!SvOK(value)) {
-            out[j] = &PL_sv_undef;
-            continue;
-        }
-        if (spec[j].kind == OPT_CODE
-            && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVCV))
-            croak("%s must be a code reference", spec[j].name);
-        if (spec[j].kind == OPT_HASH
-            && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVHV))
-            croak("%s must be a hash reference", spec[j].name);
-        out[j] = value;
-    }
-}
-
-#define OPT_SET(sv) ((sv) && SvOK(sv))
-
-static void opts_callbacks(SV **opts, callbacks *cbs)
-{
-    int i;
-    for (i = 0; i < CB_COUNT; i++)
-        cbs->cb[i] = OPT_SET(opts[i]) ? SvRV(opts[i]) : NULL;
-}
-
-/* Bounds of numeric options: far past any real use, and well inside what
- * the core's clocks and sizes hold. */
-#define MAX_SECONDS 1e9                     /* about 31 years */
-#define MAX_BYTES   9007199254740992.0      /* 2**53 */
-
-/* Read a numeric option once into *v: whether it is a number from min to
- * max (NaN, infinities and non-numeric strings are not). */
-static int opt_in_range(pTHX_ SV *sv, NV min, NV max, NV *v)
-{
-    if (SvPOK(sv) && !SvROK(sv) && !looks_like_number(sv)) {
-        *v = 0;
-        return 0;
-    }
-    *v = SvNV(sv);
-    return *v >= min && *v <= max;   /* false for NaN */
-}
-
-/* A numeric option's value: croaks, naming the option, unless it is a
- * number from min to max. */
-static NV opt_number(pTHX_ SV *sv, const char *name, const char *what, NV min, NV max)
-{
-    NV v;
-    if (!opt_in_range(aTHX_ sv, min, max, &v))
-        croak("%s must be %s from %.0" NVff " to %.0" NVff, name, what, min, max);
-    return v;
-}
-
-/* Seconds; -1 when not set (the core's default applies, as for 0). */
-static double opt_seconds(pTHX_ SV *sv, const char *name)
-{
-    return OPT_SET(sv) ? opt_number(aTHX_ sv, name, "a number of seconds", 0, MAX_SECONDS) : -1.0;
-}
-
-/* Bytes; 0 when not set. */
-static uint64_t opt_size(pTHX_ SV *sv, const char *name)
-{
-    return OPT_SET(sv) ? (uint64_t)opt_number(aTHX_ sv, name, "a number of bytes", 0, MAX_BYTES) : 0;
-}
-
-static int opt_bool(pTHX_ SV *sv, int absent)
-{
-    return OPT_SET(sv) ? SvTRUE(sv) : absent;
-}
-
-static void opts_session(pTHX_ SV **opts, ews_session_opts *session)
-{
-    session->max_message = OPT_SET(opts[O_MAX_MESSAGE])
-        ? opt_size(aTHX_ opts[O_MAX_MESSAGE], "max_message_size") : UINT64_MAX;
-    session->close_timeout = opt_seconds(aTHX_ opts[O_CLOSE_TIMEOUT], "close_timeout");
-    session->ping_interval = opt_seconds(aTHX_ opts[O_PING_INTERVAL], "ping_interval");
-    session->ping_timeout = opt_seconds(aTHX_ opts[O_PING_TIMEOUT], "ping_timeout");
-}
-
-/* The options listen and adopt share.  `protocol` is a name or an array
- * ref of names in the server's order of preference.  Strings are borrowed
- * from the option values; arrays are freed at the end of the XS call. */
-static void opts_server(pTHX_ SV **opts, ews_server_opts *so)
-{
-    SV *protocol = opts[O_PROTOCOL];
-    ews_header *list = NULL;
-    size_t n = 0;
-
-    if (OPT_SET(protocol)) {
-        if (SvROK(protocol) && SvTYPE(SvRV(protocol)) == SVt_PVAV) {
-            AV *av = (AV *)SvRV(protocol);
-            SSize_t i, top = av_top_index(av);
-            Newxz(list, top + 2, ews_header);
-            SAVEFREEPV(list);
-            for (i = 0; i <= top; i++) {
-                SV **elem = av_fetch(av, i, 0);
-                /* a copy: another element's magic cannot free its string */
-                SV *name = elem ? sv_mortalcopy(*elem) : NULL;
-                STRLEN len;
-                if (!name || !SvOK(name) || (SvROK(name) && !SvAMAGIC(name)))
-                    croak("protocol must be a name or an array reference of names");
-                list[n].name = SvPV(name, len);
-                list[n++].name_len = len;
-            }
-        } else if (SvROK(protocol)) {
-            croak("protocol must be a name or an array reference of names");
+        if (call != EWS_CALL_NEW && j < CB_COUNT) {
+            if (SvOK(value) && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVCV))
+                croak("%s must be a code reference", key);
+            out->cbs.cb[j] = SvOK(value) ? SvRV(value) : NULL;
+        } else if (object && strEQ(key, object)) {
+            out->object = SvOK(value) ? value : NULL;
+        } else if ((index = ews_options_find(out->core, key, key_len, &shape)) >= 0) {
+            opt_set(aTHX_ out->core, index, shape, key, value);
         } else {
-            STRLEN len;
-            Newxz(list, 1, ews_header);
-            SAVEFREEPV(list);
-            list[0].name = SvPV(protocol, len);
-            list[0].name_len = len;
-            n = 1;
+            warn("EV::Websockets: unknown option '%s'", key);
         }
     }
-    so->protocols = list;
-    so->n_protocols = n;
-    so->headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &so->n_headers);
-    so->handshake_timeout = opt_seconds(aTHX_ opts[OS_HANDSHAKE_TIMEOUT], "handshake_timeout");
-    so->max_header_size = opt_size(aTHX_ opts[OS_MAX_HEADER_SIZE], "max_header_size");
-    so->compression = opt_bool(aTHX_ opts[O_COMPRESSION], 0);
-    so->context_takeover = opt_bool(aTHX_ opts[OS_CONTEXT_TAKEOVER], 0);
-    opts_session(aTHX_ opts, &so->session);
 }
 
-/* A file name option as a C string, read once; NULL when absent, undef,
- * empty or "0" (false, as the original took it). */
-static const char *file_opt(pTHX_ SV *sv, const char *name)
+/* The checks that look at several options: croaks if one fails. */
+static void opts_check(pTHX_ const call_opts *opts)
 {
-    STRLEN len;
-    const char *p;
-    if (!OPT_SET(sv))
-        return NULL;
-    p = SvPV(sv, len);
-    if (!len || (len == 1 && *p == '0'))
-        return NULL;
-    if (memchr(p, 0, len))
-        croak("%s: file name contains a NUL byte", name);
-    return p;
+    ews_error err;
+    if (ews_options_check(opts->core, &err))
+        croak("%s", err.msg);
 }
 
 /* A string argument's bytes ("" for undef or absent), get magic run once. */
@@ -1235,42 +1151,29 @@ MODULE = EV::Websockets   PACKAGE = EV::Websockets::Context
 SV *
 new(const char *class, ...)
 PREINIT:
-    SV *opts[ON_COUNT] = { 0 };
-    const char *cert, *key, *ca, *proxy = NULL;
-    STRLEN proxy_len = 0;
-    uint16_t proxy_port = 1080;
+    call_opts opts;
     struct ev_loop *loop = NULL;
     ews_error err;
-    ews_tls *tls;
+    ews_client *client;
     ws_ctx *ctx;
     SV *obj;
 CODE:
-    parse_opts(aTHX_ &ST(1), items - 1, new_spec, opts);
-    /* every option converted (Perl code may run) before anything is made */
-    cert = file_opt(aTHX_ opts[ON_SSL_CERT], "ssl_cert");
-    key = file_opt(aTHX_ opts[ON_SSL_KEY], "ssl_key");
-    ca = file_opt(aTHX_ opts[ON_SSL_CA], "ssl_ca");
-    /* proxy: absent or undef -> the environment; "" -> none */
-    if (OPT_SET(opts[ON_PROXY]))
-        proxy = SvPV(opts[ON_PROXY], proxy_len);
-    if (OPT_SET(opts[ON_PROXY_PORT]))
-        proxy_port = (uint16_t)opt_number(aTHX_ opts[ON_PROXY_PORT], "proxy_port", "a port number", 1, 65535);
-    if (OPT_SET(opts[ON_LOOP])) {
-        SV *loop_sv = opts[ON_LOOP];
-        if (!(SvROK(loop_sv) && sv_derived_from(loop_sv, "EV::Loop")))
+    parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_NEW, "loop", &opts);
+    opts_check(aTHX_ &opts);
+    if (opts.object) {
+        if (!(SvROK(opts.object) && sv_derived_from(opts.object, "EV::Loop")))
             croak("loop must be an EV::Loop object");
-        loop = INT2PTR(struct ev_loop *, SvIVX(SvRV(loop_sv)));
+        loop = INT2PTR(struct ev_loop *, SvIVX(SvRV(opts.object)));
     }
-    tls = ews_tls_new(cert, key, ca, &err);
-    if (!tls)
+    client = ews_client_new(opts.core, &err);
+    if (!client)
         croak("Failed to create context: %s", err.msg);
     Newxz(ctx, 1, ws_ctx);
     ctx->refs = 1;
-    ctx->tls = tls;
-    ctx->proxies = ews_proxies_new(proxy_len ? proxy : NULL, proxy_len, proxy_port, !OPT_SET(opts[ON_PROXY]));
+    ctx->client = client;
     ctx->loop = loop ? loop : EV_DEFAULT;
     if (loop)
-        ctx->loop_sv = SvREFCNT_inc_simple_NN(SvRV(opts[ON_LOOP]));
+        ctx->loop_sv = SvREFCNT_inc_simple_NN(SvRV(opts.object));
     ev_prepare_init(&ctx->prepare, ctx_prepare_cb);
     ev_idle_init(&ctx->idle, ctx_idle_cb);
     ev_async_init(&ctx->async, ctx_async_cb);
@@ -1286,86 +1189,42 @@ OUTPUT:
 SV *
 connect(EV::Websockets::Context ctx, ...)
 PREINIT:
-    SV *opts[OC_COUNT] = { 0 };
-    ews_connect_opts o = { 0 };
+    call_opts opts;
     ews_error err;
-    callbacks cbs;
     ews_conn *rs;
-    STRLEN len;
 CODE:
     ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
-    parse_opts(aTHX_ &ST(1), items - 1, connect_spec, opts);
-    if (!OPT_SET(opts[OC_URL]))
-        croak("url parameter is required");
-    o.url = SvPV(opts[OC_URL], len);
-    o.url_len = len;
-    if (OPT_SET(opts[O_PROTOCOL])) {
-        o.protocol = SvPV(opts[O_PROTOCOL], len);
-        o.protocol_len = len;
-    }
-    o.headers = header_array(aTHX_ OPT_SET(opts[O_HEADERS]) ? opts[O_HEADERS] : NULL, &o.n_headers);
-    o.connect_timeout = opt_seconds(aTHX_ opts[OC_CONNECT_TIMEOUT], "connect_timeout");
-    opts_session(aTHX_ opts, &o.session);
-    o.ssl_verify = opt_bool(aTHX_ opts[OC_SSL_VERIFY], 1);
-    o.compression = opt_bool(aTHX_ opts[O_COMPRESSION], 1);
-    opts_callbacks(opts, &cbs);
+    parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_CONNECT, NULL, &opts);
+    opts_check(aTHX_ &opts);
     ctx_alive(aTHX_ ctx);   /* converting the options may have destroyed it */
-    rs = ews_connect(&o, ctx->waker, ctx->tls, ctx->proxies, &err);
+    rs = ews_connect(opts.core, ctx->waker, ctx->client, &err);
     if (!rs)
         croak("%s", err.msg);
-    TRACE("connect %.*s", (int)o.url_len, o.url);
-    conn_sync(aTHX_ conn_new(aTHX_ ctx, rs, &cbs, &RETVAL));
+    TRACE("connect %p", (void *)rs);
+    conn_sync(aTHX_ conn_new(aTHX_ ctx, rs, &opts.cbs, &RETVAL));
 OUTPUT:
     RETVAL
 
 IV
 listen(EV::Websockets::Context ctx, ...)
 PREINIT:
-    SV *opts[OL_COUNT] = { 0 };
-    static const int string_opts[] = { OL_NAME, O_PROTOCOL, OL_SSL_CERT, OL_SSL_KEY, OL_SSL_CA };
-    ews_listen_opts o = { 0 };
+    call_opts opts;
     ews_error err;
     ws_listener *l;
-    callbacks cbs;
-    size_t i;
 CODE:
     ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
-    parse_opts(aTHX_ &ST(1), items - 1, listen_spec, opts);
-    for (i = 0; i < sizeof string_opts / sizeof *string_opts; i++)
-        if (opts[string_opts[i]] == &PL_sv_undef)
-            croak("listen: option '%s' must be a defined string", listen_spec[string_opts[i]].name);
-    if (opts[OL_NAME] && strEQ(SvPV_nolen(opts[OL_NAME]), "default"))
-        croak("listen: vhost name 'default' is reserved");
-    o.ssl_cert = file_opt(aTHX_ opts[OL_SSL_CERT], "ssl_cert");
-    o.ssl_key = file_opt(aTHX_ opts[OL_SSL_KEY], "ssl_key");
-    if (!o.ssl_cert != !o.ssl_key)
-        croak("listen: ssl_cert and ssl_key must both be set for TLS (only %s was given)",
-              o.ssl_cert ? "ssl_cert" : "ssl_key");
-    o.ssl_ca = o.ssl_cert ? file_opt(aTHX_ opts[OL_SSL_CA], "ssl_ca") : NULL;
-    if (OPT_SET(opts[OL_PORT])) {
-        NV port;
-        if (!opt_in_range(aTHX_ opts[OL_PORT], 0, 65535, &port))
-            croak("listen: port must be 0-65535");
-        o.port = (uint16_t)port;
-    }
-    if (OPT_SET(opts[OL_HOST])) {
-        STRLEN len;
-        o.host = SvPV(opts[OL_HOST], len);
-        o.host_len = len;
-    }
-    o.reuse_port = opt_bool(aTHX_ opts[OL_REUSE_PORT], 0);
-    opts_server(aTHX_ opts, &o.server);
-    opts_callbacks(opts, &cbs);
+    parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_LISTEN, NULL, &opts);
+    opts_check(aTHX_ &opts);
     ctx_alive(aTHX_ ctx);
     Newxz(l, 1, ws_listener);
-    l->rs = ews_listen(&o, &err);
+    l->rs = ews_listen(opts.core, &err);
     if (!l->rs) {
         Safefree(l);
         croak("Failed to create vhost for listening: %s", err.msg);
     }
-    callbacks_copy(&l->cbs, &cbs);
+    callbacks_copy(&l->cbs, &opts.cbs);
     l->ctx = ctx;
     l->next = ctx->listeners;
     ctx->listeners = l;
@@ -1380,30 +1239,24 @@ OUTPUT:
 SV *
 adopt(EV::Websockets::Context ctx, ...)
 PREINIT:
-    SV *opts[OA_COUNT] = { 0 };
-    ews_server_opts so = { 0 };
+    call_opts opts;
     ews_error err;
-    callbacks cbs;
     ews_conn *rs;
     ws_conn *c;
     IO *io;
     int fd, dup_fd, flag;
     socklen_t flag_len = sizeof flag;
     struct stat st;
-    const char *data = NULL;
-    STRLEN data_len = 0;
 CODE:
     ctx_pin(aTHX_ ctx);
     ctx_alive(aTHX_ ctx);
-    parse_opts(aTHX_ &ST(1), items - 1, adopt_spec, opts);
-    if (!OPT_SET(opts[OA_FH]))
+    /* every option converted (Perl may run) before the handle is looked at:
+     * that code could close it */
+    parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_ADOPT, "fh", &opts);
+    if (!opts.object)
         croak("fh parameter is required");
-    /* the options that can run Perl first: it could close the handle */
-    opts_server(aTHX_ opts, &so);
-    opts_callbacks(opts, &cbs);
-    if (OPT_SET(opts[OA_INITIAL_DATA]))
-        data = SvPV(opts[OA_INITIAL_DATA], data_len);
-    io = sv_2io(opts[OA_FH]);      /* croaks "Bad filehandle: ..." */
+    opts_check(aTHX_ &opts);
+    io = sv_2io(opts.object);      /* croaks "Bad filehandle: ..." */
     if (!io || !IoIFP(io) || (fd = PerlIO_fileno(IoIFP(io))) < 0)
         croak("Invalid filehandle");
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &flag, &flag_len) < 0 || fstat(fd, &st) < 0)
@@ -1418,10 +1271,10 @@ CODE:
     dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0)
         croak("adopt: cannot duplicate the file handle: %s", Strerror(errno));
-    rs = ews_adopt(dup_fd, data, data_len, &so, &err);
+    rs = ews_adopt(dup_fd, opts.core, &err);
     if (!rs)
         croak("%s", err.msg);
-    c = conn_new(aTHX_ ctx, rs, &cbs, &RETVAL);
+    c = conn_new(aTHX_ ctx, rs, &opts.cbs, &RETVAL);
     c->adopted_io = SvREFCNT_inc_simple_NN((SV *)io);
     c->adopted_dev = st.st_dev;
     c->adopted_ino = st.st_ino;

@@ -15,6 +15,7 @@ pub mod handshake;
 pub mod headers;
 pub mod inbound;
 pub mod listener;
+pub mod options;
 pub mod os_error;
 pub mod outbound;
 pub mod pool;
@@ -25,10 +26,7 @@ pub mod transport;
 pub mod utf8;
 pub mod wire;
 
+// The C ABI; the XS objects (and so the boot forwarder) are linked into
+// the cdylib only: unit tests and fuzz targets run without a perl.
 #[allow(unsafe_code)]
 mod ffi;
-// The XS objects are linked into the cdylib only: unit tests and fuzz
-// targets run without a perl, so they leave the forwarder out.
-#[cfg(not(any(test, fuzzing)))]
-#[allow(unsafe_code)]
-mod boot;
