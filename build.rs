@@ -7,15 +7,13 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const XS: &str = "src/Websockets.xs";
-const TYPEMAP: &str = "src/typemap";
-/// The Rust side of the C ABI: the header is generated from these.
-const FFI: [&str; 4] = [
-    "src/ffi/mod.rs",
-    "src/ffi/context.rs",
-    "src/ffi/conn.rs",
-    "src/ffi/server.rs",
-];
+/// The binding: Websockets.xs includes the other C files of its folder.
+const XS_DIR: &str = "src/xs";
+const XS: &str = "src/xs/Websockets.xs";
+const TYPEMAP: &str = "src/xs/typemap";
+/// The Rust side of the C ABI: the header is generated from it (mod.rs
+/// and the modules it declares).
+const FFI_DIR: &str = "src/ffi";
 const MODULE: &str = "lib/EV/Websockets.pm";
 
 fn perl() -> String {
@@ -35,7 +33,7 @@ fn run_perl(args: &[&str], what: &str) -> String {
 }
 
 fn main() {
-    for path in [XS, TYPEMAP, MODULE].iter().chain(&FFI) {
+    for path in [XS_DIR, FFI_DIR, MODULE] {
         println!("cargo::rerun-if-changed={path}");
     }
     println!("cargo::rerun-if-env-changed=PERL");
@@ -93,6 +91,7 @@ fn main() {
     build
         .file(&c_file)
         .include(&out_dir)
+        .include(root.join(XS_DIR))
         .include(&core_dir)
         .include(format!("{ev_arch}/EV"))
         .include(&ev_arch)
@@ -146,10 +145,9 @@ fn write_header(root: &Path, header: &Path) {
         .iter()
         .map(|(rust, c)| (rust.to_string(), c.to_string()))
         .collect();
-    // the other files are modules of mod.rs: cbindgen follows them
     cbindgen::Builder::new()
         .with_config(config)
-        .with_src(root.join(FFI[0]))
+        .with_src(root.join(FFI_DIR).join("mod.rs"))
         .generate()
         .unwrap_or_else(|e| panic!("generating the C header from src/ffi: {e}"))
         .write_to_file(header);

@@ -1,0 +1,137 @@
+/* The options of new, connect, listen and adopt: each value converted once
+ * by the shape the core's table gives it. */
+
+/* ---- options ----------------------------------------------------------- */
+
+/* One call's options.  Callbacks, and the options that are Perl objects
+ * (loop, fh), stay here; every other option belongs to the core's table
+ * (src/options.rs), which says its shape and checks its value. */
+typedef struct {
+    ews_options *core;
+    callbacks cbs;            /* borrowed from the mortal option values */
+    SV *object;               /* `loop` (new) or `fh` (adopt): NULL if absent */
+} call_opts;
+
+static void options_free(pTHX_ void *core)
+{
+    ews_options_free((ews_options *)core);
+}
+
+/* A name, or an array ref of names, as a list for the core; the list and
+ * copies of the names live until the end of the XS call. */
+static ews_header *name_array(pTHX_ SV *value, const char *option, size_t *count)
+{
+    AV *av = SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVAV ? (AV *)SvRV(value) : NULL;
+    SSize_t i, n = av ? av_top_index(av) + 1 : 1;
+    ews_header *list;
+
+    if (!av && SvROK(value))
+        croak("%s must be a name or an array reference of names", option);
+    Newxz(list, n ? n : 1, ews_header);
+    SAVEFREEPV(list);
+    for (i = 0; i < n; i++) {
+        SV **elem = av ? av_fetch(av, i, 0) : &value;
+        /* a copy: another element's magic cannot free its string */
+        SV *name = elem ? sv_mortalcopy(*elem) : NULL;
+        STRLEN len;
+        if (!name || !SvOK(name) || (SvROK(name) && !SvAMAGIC(name)))
+            croak("%s must be a name or an array reference of names", option);
+        list[i].name = SvPV(name, len);
+        list[i].name_len = len;
+    }
+    *count = n;
+    return list;
+}
+
+/* Convert one option's value by the shape the core asks for, and set it. */
+static void opt_set(pTHX_ ews_options *core, int index, int shape, const char *key, SV *value)
+{
+    ews_value v = { 0 };
+    ews_error err;
+
+    if (!SvOK(value)) {
+        v.undef = 1;
+    } else {
+        switch (shape) {
+        case EWS_SHAPE_NUMBER:
+            /* a string that does not look like a number is not one */
+            v.is_number = !(SvPOK(value) && !SvROK(value) && !looks_like_number(value));
+            v.number = v.is_number ? SvNV(value) : 0;
+            break;
+        case EWS_SHAPE_TEXT: {
+            STRLEN len;
+            v.text = SvPV(value, len);
+            v.len = len;
+            break;
+        }
+        case EWS_SHAPE_BOOL:
+            v.truth = SvTRUE(value);
+            break;
+        case EWS_SHAPE_NAMES:
+            v.items = name_array(aTHX_ value, key, &v.n_items);
+            break;
+        case EWS_SHAPE_HEADERS:
+            if (!(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVHV))
+                croak("%s must be a hash reference", key);
+            v.items = header_array(aTHX_ value, &v.n_items);
+            break;
+        }
+    }
+    if (ews_options_set(core, index, &v, &err))
+        croak("%s", err.msg);
+}
+
+/* key => value pairs of a call (an EWS_CALL_*) into *out.  `object`
+ * names the call's Perl object option, if it has one; callbacks are
+ * taken by every call but new.  Later duplicates win; unknown keys warn.
+ * Every value is converted here, once, and converting may run Perl
+ * (overloading, ties): callers look at the context only afterwards. */
+static void parse_opts(pTHX_ SV **args, I32 n, int call, const char *object, call_opts *out)
+{
+    SV **own;
+    I32 i;
+
+    Zero(out, 1, call_opts);
+    out->core = ews_options_new(call);
+    SAVEDESTRUCTOR_X(options_free, out->core);
+    if (n % 2)
+        croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
+    if (!n)
+        return;
+    /* Own every argument before any Perl code runs (a key's overloading,
+     * a value's tie): that code may grow the stack under args, or free
+     * the other arguments. */
+    Newx(own, n, SV *);
+    SAVEFREEPV(own);
+    for (i = 0; i < n; i++)
+        own[i] = sv_2mortal(SvREFCNT_inc_simple_NN(args[i]));
+    for (i = 0; i < n; i += 2) {
+        STRLEN key_len;
+        const char *key = SvPV(own[i], key_len);
+        SV *value = sv_mortalcopy(own[i + 1]);   /* runs get magic once */
+        int j, shape, index;
+
+        for (j = 0; call != EWS_CALL_NEW && j < CB_COUNT; j++)
+            if (strEQ(key, cb_name[j]))
+                break;
+        if (call != EWS_CALL_NEW && j < CB_COUNT) {
+            if (SvOK(value) && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVCV))
+                croak("%s must be a code reference", key);
+            out->cbs.cb[j] = SvOK(value) ? SvRV(value) : NULL;
+        } else if (object && strEQ(key, object)) {
+            out->object = SvOK(value) ? value : NULL;
+        } else if ((index = ews_options_find(out->core, key, key_len, &shape)) >= 0) {
+            opt_set(aTHX_ out->core, index, shape, key, value);
+        } else {
+            warn("EV::Websockets: unknown option '%s'", key);
+        }
+    }
+}
+
+/* The checks that look at several options: croaks if one fails. */
+static void opts_check(pTHX_ const call_opts *opts)
+{
+    ews_error err;
+    if (ews_options_check(opts->core, &err))
+        croak("%s", err.msg);
+}
