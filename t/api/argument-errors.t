@@ -1,3 +1,8 @@
+# Proves: bad arguments to connect and listen croak with the documented
+# messages, undef callbacks count as absent, unknown options warn, a refused
+# connect reaches on_error.
+# POD: EV::Websockets, "Exceptions (croak)", "connect", "listen",
+# "on_error messages".
 use strict;
 use warnings;
 use Test::More;

@@ -1,3 +1,6 @@
+# Proves: every callback gets the very object the user holds, and a connection
+# whose object was dropped stays open.
+# POD: EV::Websockets, "EV::Websockets::Connection" and "stash".
 use strict;
 use warnings;
 use Test::More;

@@ -1,4 +1,9 @@
-# Callback rules (BEHAVIOR.md section 8): a die in any handler is caught and
+# Proves: a die in any callback is caught and warned, the connection carries
+# on and $@ survives; pre-connect failures fire on_error only; messages read
+# before a close come before on_close.
+# POD: EV::Websockets, "CALLBACKS", "on_error" and "on_close".
+#
+# Callback rules: a die in any handler is caught and
 # warned, the connection carries on, the user's $@ survives; pre-connect
 # failures fire on_error only; messages read before a close come first.
 use strict;

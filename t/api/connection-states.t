@@ -1,3 +1,7 @@
+# Proves: state, is_connected and is_connecting on both ends, inside and
+# between callbacks, and when a connection is in connections.
+# POD: EV::Websockets, "state, is_connected, is_connecting", "STATES",
+# "connections".
 use strict;
 use warnings;
 use Test::More;

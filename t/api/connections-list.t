@@ -1,5 +1,6 @@
-# $ctx->connections and context destruction (BEHAVIOR.md section 2
-# "DESTROY" and API.md "connections").
+# Proves: $ctx->connections lists the connected and closing connections of
+# both ends, and none once they are closed.
+# POD: EV::Websockets, "connections" and "STATES".
 use strict;
 use warnings;
 use Test::More;

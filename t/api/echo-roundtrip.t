@@ -1,3 +1,6 @@
+# Proves: text, binary, empty, large and wide-character messages echo intact
+# between our own client and server, each callback firing once.
+# POD: EV::Websockets, "send", "send_binary", "on_message" and "listen".
 use strict;
 use warnings;
 use Test::More;

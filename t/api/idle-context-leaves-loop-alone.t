@@ -1,3 +1,6 @@
+# Proves: an idle context holds no active watcher: it never spins and does not
+# keep EV::run alive.
+# POD: EV::Websockets, "DESCRIPTION" (an idle context) and "new".
 use strict;
 use warnings;
 use Test::More;

@@ -1,7 +1,10 @@
-# Numeric options (POD: "Exceptions (croak)"): NaN, infinities, negative
-# numbers, values past what the core can hold and non-numbers croak,
-# naming the option, on new, connect, listen and adopt; every value in range
-# is taken.  close() with such a code croaks with its own message.
+# Proves: numeric options out of range croak, naming the option, on new,
+# connect, listen and adopt; every value in range is taken.
+# POD: EV::Websockets, "Exceptions (croak)" and "close".
+#
+# Numeric options: NaN, infinities, negative numbers, values past what the
+# core can hold and non-numbers croak, naming the option, on new, connect,
+# listen and adopt; every value in range is taken.  close() with such a code croaks with its own message.
 use strict;
 use warnings;
 use Test::More;

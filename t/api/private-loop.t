@@ -1,3 +1,6 @@
+# Proves: a context made with loop => $loop runs on that loop and leaves the
+# default loop unused.
+# POD: EV::Websockets, "new" (loop => $loop).
 use strict;
 use warnings;
 use Test::More;

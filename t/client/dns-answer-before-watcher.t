@@ -1,3 +1,7 @@
+# Proves: a connect to a host name never waits for connect_timeout when the
+# resolver answers before the context's watcher has started.
+# POD: EV::Websockets, "DESCRIPTION" (nothing blocks the loop) and "connect".
+#
 # Regression: a connect to a host name could hang until connect_timeout when
 # the resolver answered before the context's async watcher was started (the
 # wake-up was lost).  Each connect uses a fresh context, whose watcher is not

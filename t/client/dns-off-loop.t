@@ -1,3 +1,7 @@
+# Proves: a name lookup runs off the event loop: timers keep ticking while it
+# is pending.
+# POD: EV::Websockets, "DESCRIPTION" (nothing blocks the loop) and "connect".
+#
 # A name lookup runs off the event loop: while it is pending (300 ms, made
 # slow by t/dns/slow_getaddrinfo.c preloaded into a child perl) a 10 ms
 # timer keeps ticking, and the connection completes afterwards.

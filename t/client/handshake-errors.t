@@ -1,3 +1,7 @@
+# Proves: every on_error text a client gets from a server that answers the
+# upgrade wrongly, and a reset on an open connection.
+# POD: EV::Websockets, "on_error messages".
+#
 # Every on_error text a client can get while opening, each from a server
 # that answers the upgrade in the wrong way; and a connection reset once
 # open.

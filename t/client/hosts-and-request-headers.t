@@ -1,3 +1,8 @@
+# Proves: host names, IPv6 literals, DNS failures and connect_timeout, and the
+# rules for request headers.
+# POD: EV::Websockets, "connect" (url, headers, connect_timeout),
+# "on_error messages".
+#
 # Client addressing and the opening: names, IPv6 literals, DNS failure,
 # connect_timeout, and the rules for request headers.
 use strict;

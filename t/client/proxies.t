@@ -1,11 +1,15 @@
-# Proxies (BEHAVIOR.md section 2, "Proxy selection"; API.md, Context new):
-# HTTP CONNECT through real tinyproxy instances (plain, with BasicAuth, and
-# one refusing the port), SOCKS5 through real microsocks instances (with and
-# without username/password), the environment variables (https_proxy,
-# http_proxy, all_proxy, no_proxy, NO_PROXY) and proxy => "", and the exact
-# CONNECT request checked on a fake proxy.  The proxies run on 127.0.0.1,
-# started from this test; their logs show that traffic really went through
-# them.
+# Proves: HTTP CONNECT and SOCKS5 proxies, from the options and the
+# environment, really carry the traffic; no_proxy and proxy => "" bypass them.
+# POD: EV::Websockets, "new" (proxy => $host, proxy_port => $port),
+# "on_error messages".
+#
+# HTTP CONNECT through real tinyproxy instances (plain, with BasicAuth,
+# and one refusing the port), SOCKS5 through real microsocks instances
+# (with and without username/password), the environment variables
+# (https_proxy, http_proxy, all_proxy, no_proxy, NO_PROXY) and
+# proxy => "", and the exact CONNECT request checked on a fake proxy.  The
+# proxies run on 127.0.0.1, started from this test; their logs show that
+# traffic really went through them.
 use strict;
 use warnings;
 use Test::More;

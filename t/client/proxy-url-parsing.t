@@ -1,7 +1,9 @@
+# Proves: a proxy URL from the environment splits into host and port.
+# POD: EV::Websockets, "new" (proxy => $host, proxy_port => $port).
+#
 # EV::Websockets::Context::_parse_proxy: the pure-Perl split of a proxy URL
-# from the environment into (host, port) (BEHAVIOR.md section 2, "Proxy
-# selection": scheme and userinfo stripped, IPv6 brackets removed, port
-# "1080" by default).
+# from the environment into (host, port): scheme and userinfo stripped,
+# IPv6 brackets removed, port "1080" by default.
 use strict;
 use warnings;
 use Test::More;
@@ -15,7 +17,7 @@ ok(defined &EV::Websockets::Context::_parse_proxy, '_parse_proxy exists')
 
 # [ input, expected list ]
 my @cases = (
-    # The examples of BEHAVIOR.md section 2.
+    # The forms the POD names (proxy => $host, proxy_port => $port).
     [ 'http://proxy.example:8080/',   [ 'proxy.example', '8080' ] ],
     [ 'user:pass@proxy.example:8080', [ 'proxy.example', '8080' ] ],
     [ '[2001:db8::1]:8080',           [ '2001:db8::1',   '8080' ] ],

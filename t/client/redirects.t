@@ -1,4 +1,5 @@
-# Redirects (301, 302, 303, 307, 308 with Location) are followed, at most 5.
+# Proves: 301, 302, 303, 307 and 308 with Location are followed, at most 5.
+# POD: EV::Websockets, "Redirects" and "on_error messages".
 use strict;
 use warnings;
 use Test::More;

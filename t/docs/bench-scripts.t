@@ -1,3 +1,6 @@
+# Proves: the scripts in bench/ run and measure something.
+# POD: README.pod, "BENCHMARKS"; EV::Websockets, "PERFORMANCE AND MEMORY".
+#
 # The scripts in bench/ run, end with their JSON line and measure something
 # (with tiny counts and times: no timing is checked here).
 use strict;

@@ -1,4 +1,5 @@
-# The README's live demo runs to completion.
+# Proves: the README's live demo runs to completion.
+# POD: README.pod, "TRY IT".
 use strict;
 use warnings;
 use Test::More;

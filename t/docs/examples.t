@@ -1,5 +1,9 @@
+# Proves: each example in eg/ does what its header says and shuts down
+# cleanly.
+# POD: README.pod, "EXAMPLES"; EV::Websockets, "EXAMPLES".
+#
 # Smoke test of the examples in eg/ (other than demo.pl, echo_* and
-# feersum_*, tested by t/10-demo.t and t/34-feersum-examples.t): each runs
+# feersum_*, tested by t/docs/demo.t and t/docs/feersum-examples.t): each runs
 # in a child perl (t/lib/Example.pm), and our client (or server, for the
 # client examples) on 127.0.0.1 checks that it does what its header says.
 # Every server example must also shut down on SIGTERM, closing an open

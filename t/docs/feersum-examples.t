@@ -1,3 +1,7 @@
+# Proves: eg/feersum_psgi.pl and eg/feersum_native.pl serve and shut down as
+# their headers say.
+# POD: README.pod, "EXAMPLES"; EV::Websockets, "adopt" and "EXAMPLES".
+#
 # Smoke test of eg/feersum_psgi.pl and eg/feersum_native.pl: each runs in a
 # child process on a free port, serves an echo to our client, and shuts down
 # on SIGTERM, closing an open WebSocket with 1001.

@@ -1,3 +1,7 @@
+# Proves: every public method of the module's packages has its POD entry.
+# POD: EV::Websockets, "EV::Websockets::Context" and
+# "EV::Websockets::Connection".
+#
 # Every public method of the three packages is documented (Test::Pod::Coverage):
 # a method added to the XS or the .pm without a =head or =item naming it in
 # lib/EV/Websockets.pm fails here.  Private names need no entry: those with a

@@ -1,6 +1,9 @@
+# Proves: the POD of the module and of README.pod is well-formed.
+# POD: every section of EV::Websockets and of README.pod.
+#
 # The POD of the module and of README.pod is well-formed (Test::Pod: no
 # syntax errors, no unknown commands or formatting codes, balanced =over
-# and =back).  Whether it is complete is t/97-pod-coverage.t's business.
+# and =back).  Whether it is complete is t/docs/pod-coverage.t's business.
 use strict;
 use warnings;
 use Test::More;

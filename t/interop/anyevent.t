@@ -1,3 +1,8 @@
+# Proves: AnyEvent::WebSocket::Client on the same loop talks to our server,
+# whose answer to its forbidden close code 1005 harms no one.
+# POD: EV::Websockets, "DESCRIPTION", "on_error messages"; README.pod,
+# "TESTS".
+#
 # Interoperability with AnyEvent::WebSocket::Client (an independent
 # WebSocket client; it has no server side) talking to our server, in this
 # process and on the same EV loop: AnyEvent runs on its EV backend and

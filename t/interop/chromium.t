@@ -1,3 +1,7 @@
+# Proves: a real browser (headless Chromium) talks to our server over ws://
+# and wss://, with subprotocols and permessage-deflate.
+# POD: EV::Websockets, "listen", "TLS"; README.pod, "TESTS".
+#
 # Interoperability with a real browser: headless Chromium (Debian's
 # chromium package) as a WebSocket client of our server, over ws:// and
 # wss://.  A file:// page (t/html/chromium-client.html, whose script

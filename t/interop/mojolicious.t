@@ -1,3 +1,8 @@
+# Proves: the protocol and permessage-deflate interoperate with Mojolicious on
+# the same EV loop, both ways.
+# POD: EV::Websockets, "DESCRIPTION", "listen" (context_takeover); README.pod,
+# "TESTS".
+#
 # Interoperability with Mojolicious (an independent WebSocket client and
 # server), in this process and on the same EV loop: Mojolicious runs on
 # Mojo::Reactor::EV and everything is driven by EV::run (run_until).

@@ -1,3 +1,8 @@
+# Proves: the protocol, with and without permessage-deflate, interoperates
+# with Node.js ws, both ways.
+# POD: EV::Websockets, "DESCRIPTION", "connect" and "listen" (compression);
+# README.pod, "TESTS".
+#
 # Interoperability with an independent implementation: Node.js and its `ws`
 # library (t/lib/NodePeer.pm installs it into the peers' cache), in both
 # directions.  Our client talks to t/js/ws_echo_server.js; t/js/ws_client.js

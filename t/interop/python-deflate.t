@@ -1,3 +1,7 @@
+# Proves: permessage-deflate interoperates with Python websockets, both ways.
+# POD: EV::Websockets, "connect" and "listen" (compression); README.pod,
+# "TESTS".
+#
 # permessage-deflate (RFC 7692) against an independent implementation: the
 # Python websockets library (t/lib/PyPeer.pm makes a venv with it), in both
 # directions.  Our client talks to t/py/ws_echo_server.py with and without

@@ -1,6 +1,9 @@
+# Proves: the base protocol interoperates with Python websockets, both ways.
+# POD: EV::Websockets, "DESCRIPTION"; README.pod, "TESTS".
+#
 # The base protocol (RFC 6455) against an independent implementation: the
 # Python websockets library (t/lib/PyPeer.pm makes a venv with it), in both
-# directions, compression off on both sides (t/72-deflate-python.t covers
+# directions, compression off on both sides (t/interop/python-deflate.t covers
 # permessage-deflate).
 #
 # Each scenario below says what our side does (callbacks) and what the

@@ -1,9 +1,13 @@
-# The API under chaos (POD: "Perl code at the boundary"): seeded random
-# sequences in which every callback kind, and the DESTROY of objects kept
-# in stashes, call random methods, destroy contexts, drop connections and
-# die.  No crash, no croak the POD does not document, no warning but the
-# reports of deliberate dies and bad on_handshake headers, and no socket
-# left once a sequence's objects are gone.
+# Proves: random sequences of calls from every callback and DESTROY give no
+# crash, no undocumented croak and no leaked socket.
+# POD: EV::Websockets, "Perl code at the boundary" and "ERRORS".
+#
+# The API under chaos: seeded random sequences in which every callback kind,
+# and the DESTROY of objects kept in stashes, call random methods, destroy
+# contexts, drop connections and die.  No crash, no croak the POD does not
+# document, no warning but the reports of deliberate dies and bad
+# on_handshake headers, and no socket left once a sequence's objects are
+# gone.
 #
 #   CHAOS_SEQUENCES=N (default 150)   how many sequences
 #   CHAOS_SEED=S      (default 1)     the first seed; sequence i uses S+i

@@ -1,7 +1,10 @@
+# Proves: while a context is destroyed, DESTROYs of stashed objects find every
+# socket closed and can restart nothing.
+# POD: EV::Websockets, "Destroying a context" and "Perl code at the boundary".
+#
 # Destroying a context while Perl objects kept in its connections' stashes
-# act from their DESTROY (POD: "Destroying a context"): a chat server's
-# session objects send a goodbye on, or close, other connections of the
-# same context.  Every socket and watcher is gone before any Perl value is
+# act from their DESTROY: a chat server's session objects send a goodbye
+# on, or close, other connections of the same context.  Every socket and watcher is gone before any Perl value is
 # released, so those calls croak "Connection is not open" (or the context
 # croaks "Context has been destroyed"), nothing restarts a watcher, and
 # the loop runs on.

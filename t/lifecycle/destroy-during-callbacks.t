@@ -1,3 +1,6 @@
+# Proves: destroying the context or dropping the connection inside a callback
+# is safe; what is left is detached and says so.
+# POD: EV::Websockets, "Destroying a context", "EV::Websockets::Connection".
 use strict;
 use warnings;
 use Test::More;

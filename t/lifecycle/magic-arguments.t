@@ -1,3 +1,7 @@
+# Proves: Perl code run by magic (ties, overloading, $1) inside a method call
+# cannot crash the module; forged objects are refused.
+# POD: EV::Websockets, "Perl code at the boundary" and "Exceptions (croak)".
+#
 # Regressions: Perl code run by magic (ties, overloading, $1) inside a
 # method call.  It may destroy the context or drop the connection between
 # the method's checks and its use of them; it must be run before a value is

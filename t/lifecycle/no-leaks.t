@@ -1,3 +1,7 @@
+# Proves: every way a context, listener or connection is made and ends leaves
+# no Perl value behind.
+# POD: EV::Websockets, "Destroying a context" and "PERFORMANCE AND MEMORY".
+#
 # Leak tests with Test::LeakTrace: every way a context, a listener or a
 # connection is created and ends, run to completion several times inside
 # no_leaks_ok, must leave no Perl value (SV) behind.  That covers what the

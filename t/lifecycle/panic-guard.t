@@ -1,8 +1,12 @@
+# Proves: a panic in the Rust core comes back as the fixed internal-error
+# message and the module keeps working.
+# POD: EV::Websockets, "Perl code at the boundary".
+#
 # A panic in the Rust core must not unwind into perl: every entry point is
 # guarded and turns a panic into a plain return value.  A deliberate panic
 # behind the guard (EV::Websockets::_selftest_panic) comes back as the
 # guard's fixed message (what a croak or on_error would say), the process
-# carries on, and the module still works afterwards (POD: "Panics").
+# carries on, and the module still works afterwards.
 use strict;
 use warnings;
 use Test::More;

@@ -1,3 +1,7 @@
+# Proves: a send from on_drain to a reader in another process does not starve
+# the loop; a forked child's exit leaves the parent alone.
+# POD: EV::Websockets, "fork" and "on_drain".
+#
 # Regressions with a peer in another process: a send from on_drain to a
 # fast reader must not starve the event loop, and a forked child's normal
 # exit must leave the parent's connections alone.

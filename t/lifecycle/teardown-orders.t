@@ -1,3 +1,7 @@
+# Proves: every order of dropping contexts, connections and callbacks, and
+# every way a process ends, frees everything without a crash.
+# POD: EV::Websockets, "Destroying a context", "fork".
+#
 # Teardown orders.  Part 1: inside every callback of our client and our
 # server, drop the last reference to the context, to the connection, or
 # to what the callbacks capture, close, or several of these at once; the
@@ -6,9 +10,10 @@
 # connections in awkward states; global destruction copes.  Part 3:
 # forked children that exit or exec leave the parent's connections alone.
 #
-# t/06-destroy.t and t/27-context.t cover destroying the context in
+# t/lifecycle/destroy-during-callbacks.t covers destroying the context in
 # on_message and on_connect and what a detached connection does
-# afterwards; t/40-regressions-processes.t a forked child that exits.
+# afterwards; t/lifecycle/peer-processes-and-fork.t a forked child that
+# exits.
 use strict;
 use warnings;
 use Test::More;

@@ -1,10 +1,13 @@
-# Regressions with ithreads (POD: "Threads and fork").  A thread created
-# while connection objects exist must not get copies of them: a clone
-# shared the parent's connection and freed it when the thread ended, so the
-# parent later used or freed it a second time.  And nothing
-# interpreter-specific may be kept in a static: the Connection stash was,
-# so a context made in a thread blessed its connections into another
-# interpreter's stash and crashed.
+# Proves: connections survive threads that start and end, and contexts work in
+# any thread.
+# POD: EV::Websockets, "Threads".
+#
+# Regressions with ithreads.  A thread created while connection objects
+# exist must not get copies of them: a clone shared the parent's connection
+# and freed it when the thread ended, so the parent later used or freed it a
+# second time.  And nothing interpreter-specific may be kept in a static:
+# the Connection stash was, so a context made in a thread blessed its
+# connections into another interpreter's stash and crashed.
 use strict;
 use warnings;
 use Config;

@@ -1,3 +1,6 @@
+# Proves: close codes and reasons reach on_close as sent, from either end,
+# once; invalid codes croak.
+# POD: EV::Websockets, "close" and "on_close".
 use strict;
 use warnings;
 use Test::More;

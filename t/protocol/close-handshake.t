@@ -1,5 +1,9 @@
-# close([$code], [$reason]) and the closing handshake (BEHAVIOR.md sections
-# 7 "close" and 8 "on_close").  Raw peers check what goes over the wire.
+# Proves: the closing handshake on the wire: first close wins, queued data
+# goes first, reasons are cut, 1005 and 1006, close_timeout.
+# POD: EV::Websockets, "close", "on_close" and "connect" (close_timeout).
+#
+# close([$code], [$reason]) and the closing handshake.  Raw peers check
+# what goes over the wire.
 use strict;
 use warnings;
 use Test::More;

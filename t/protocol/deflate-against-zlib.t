@@ -1,3 +1,8 @@
+# Proves: permessage-deflate (RFC 7692) against raw zlib peers: offers and
+# answers, RSV1, context takeover, window sizes, corrupt data, bombs.
+# POD: EV::Websockets, "connect" and "listen" (compression, context_takeover),
+# "Limits and their defaults", "on_error messages".
+#
 # permessage-deflate (RFC 7692) against raw peers that compress and inflate
 # with zlib (Compress::Raw::Zlib): the client's offer and its checks of the
 # server's answer, the server's choice among offers, RSV1 rules, context

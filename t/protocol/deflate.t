@@ -1,9 +1,14 @@
+# Proves: permessage-deflate between our own client and server: negotiation,
+# compressed traffic both ways, limits on the inflated size, adopt.
+# POD: EV::Websockets, "connect" and "listen" (compression), "adopt".
+#
 # permessage-deflate between our own client and server: negotiation seen in
 # the handshake headers, compressed traffic both ways (whole, empty, large,
 # fragmented), the send queue counting compressed bytes, max_message_size on
 # the inflated size, adopt(compression => 1), and sides that do not take
 # part.  Raw zlib peers (window sizes, context takeover, bombs) are in
-# t/71-deflate-raw.t; Python websockets in t/72-deflate-python.t.
+# t/protocol/deflate-against-zlib.t; Python websockets in
+# t/interop/python-deflate.t.
 use strict;
 use warnings;
 use Test::More;

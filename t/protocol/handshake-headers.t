@@ -1,3 +1,8 @@
+# Proves: each side sees the other's handshake headers, the chosen subprotocol
+# and the peer address; on_handshake can refuse or add headers.
+# POD: EV::Websockets, "connect", "listen" (headers, on_handshake),
+# "get_protocol", "peer_address".
+#
 # What each side sees of the handshake: request and response headers,
 # the subprotocol, on_handshake's verdict, peer addresses.
 use strict;

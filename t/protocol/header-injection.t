@@ -1,7 +1,12 @@
+# Proves: nothing passed in
+# (url, protocol, headers, on_handshake's hash, proxy credentials) can add a
+# line to an HTTP head.
+# POD: EV::Websockets, "Header injection", "connect", "listen",
+# "Exceptions (croak)".
+#
 # Nothing passed in can add a line to an HTTP head: connect's url,
 # protocol and headers, listen's and adopt's protocol and headers, the hash
-# on_handshake returns, proxy credentials from the environment (POD:
-# SECURITY, "Header injection"; connect; listen, on_handshake; ERRORS).
+# on_handshake returns, proxy credentials from the environment.
 use strict;
 use warnings;
 use Test::More;

@@ -1,5 +1,9 @@
-# Keepalive pings: ping_interval and ping_timeout on connect and listen
-# (BEHAVIOR.md section 9b).
+# Proves: ping_interval pings an idle connection, traffic postpones the ping,
+# no pong within ping_timeout closes with 1011 "ping timeout".
+# POD: EV::Websockets, "connect" (ping_interval, ping_timeout), "listen",
+# "on_error messages".
+#
+# Keepalive pings: ping_interval and ping_timeout on connect and listen.
 use strict;
 use warnings;
 use Test::More;

@@ -1,4 +1,9 @@
-# max_message_size and large messages (BEHAVIOR.md section 9).
+# Proves: max_message_size: the limit passes, one byte more fails with 1009,
+# for whole, fragmented and announced messages; 0 is unlimited.
+# POD: EV::Websockets, "connect" and "listen" (max_message_size),
+# "on_error messages".
+#
+# max_message_size and large messages.
 use strict;
 use warnings;
 use Test::More;

@@ -1,3 +1,8 @@
+# Proves: on_close still follows an on_error that paused or resumed, a close
+# frame then a reset is a clean close, and keepalive waits while paused.
+# POD: EV::Websockets, "on_close", "pause_recv, resume_recv", "connect"
+# (ping_interval).
+#
 # Regressions in the events a connection reports at its end: on_close after
 # an on_error that paused or resumed, the peer's close frame followed by a
 # reset, and keepalive on a paused connection.

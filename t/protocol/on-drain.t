@@ -1,4 +1,8 @@
-# on_drain (BEHAVIOR.md sections 7 and 8): fires when the send queue goes
+# Proves: on_drain fires once each time the send queue empties, with
+# send_queue_size 0, never on an idle connection or after close().
+# POD: EV::Websockets, "on_drain" and "send_queue_size".
+#
+# on_drain fires when the send queue goes
 # from non-empty to empty, once per drain, with send_queue_size 0 inside;
 # never on an idle connection, never after close().
 use strict;

@@ -1,4 +1,8 @@
-# Protocol violations by the peer (BEHAVIOR.md section 9, RFC 6455): a raw
+# Proves: every protocol violation by the peer closes that connection with
+# 1002 (1007 for bad UTF-8) after on_error, and leaves the others alone.
+# POD: EV::Websockets, "on_error messages" (protocol error) and "on_close".
+#
+# Protocol violations by the peer (RFC 6455): a raw
 # client against our server, and a raw server against our client.  Each
 # violation must close that connection with 1002 (or 1007 for bad UTF-8),
 # seen by the raw peer, after on_error and then on_close(<code>) on our side,

@@ -1,7 +1,12 @@
+# Proves: pause_recv and resume_recv hold messages and close frames back,
+# pings are answered, on_pong fires, fragments around control frames
+# reassemble.
+# POD: EV::Websockets, "pause_recv, resume_recv", "on_message", "on_pong".
+#
 # Receiving: pause_recv/resume_recv, automatic pongs, on_pong, reassembly
-# around control frames, empty messages, bytes-only data (BEHAVIOR.md
-# sections 7, 8 and 9).  Every check runs on both our server (against a raw
-# client) and our client (against a raw server).
+# around control frames, empty messages, bytes-only data.  Every check runs
+# on both our server (against a raw client) and our client (against a raw
+# server).
 use strict;
 use warnings;
 use Test::More;

@@ -1,8 +1,12 @@
+# Proves: repeated list headers count as one value on both sides; repeated
+# single-value headers are refused.
+# POD: EV::Websockets, "Header injection", "listen", "on_error messages".
+#
 # A header sent on several lines: the lines of Upgrade, Connection,
 # Sec-WebSocket-Protocol and Sec-WebSocket-Extensions count as one
 # comma-separated value, on both sides; Host, Sec-WebSocket-Key and
 # Sec-WebSocket-Version twice get 400, two Sec-WebSocket-Accept lines fail
-# the client (POD: SECURITY, "Header injection"; listen; on_error messages).
+# the client.
 use strict;
 use warnings;
 use Test::More;

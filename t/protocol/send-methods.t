@@ -1,5 +1,10 @@
-# send, send_binary, send_ping, send_pong, send_fragment, send_queue_size
-# (BEHAVIOR.md section 7).  A raw server peer checks the exact frames.
+# Proves: each send method puts the exact frames on the wire, croaks unless
+# the connection is open and keeps the UTF-8 rule; send_queue_size counts.
+# POD: EV::Websockets, "send", "send_binary", "send_fragment",
+# "send_ping, send_pong", "send_queue_size".
+#
+# send, send_binary, send_ping, send_pong, send_fragment, send_queue_size.
+# A raw server peer checks the exact frames.
 use strict;
 use warnings;
 use Test::More;

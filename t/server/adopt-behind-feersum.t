@@ -1,5 +1,9 @@
-# adopt() behind Feersum (BEHAVIOR.md section 6, API.md "FEERSUM
-# INTEGRATION"): a PSGI handler adopting psgix.io, and a native handler.
+# Proves: adopt serves WebSockets behind Feersum, from a PSGI and a native
+# handler.
+# POD: EV::Websockets, "adopt" (the Feersum example).
+#
+# adopt() behind Feersum: a PSGI handler adopting psgix.io, and a native
+# handler.
 #
 # Feersum 1.41 (Debian) facts this relies on, checked by hand:
 # - PSGI: psgix.io is an IO::Socket::INET on Feersum's own descriptor.  The
@@ -41,7 +45,7 @@ my $feersum = Feersum->endjinn;
 $feersum->use_socket($listener);
 $feersum->set_psgix_io(1) if $feersum->can('set_psgix_io');    # newer Feersum only
 
-# The upgrade request, rebuilt from a PSGI env as API.md shows.
+# The upgrade request, rebuilt from a PSGI env as the POD's "adopt" shows.
 sub upgrade_request {
     my ($env) = @_;
     my $hdr = 'GET ' . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";

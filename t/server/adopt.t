@@ -1,6 +1,10 @@
+# Proves: adopt upgrades a socket accepted elsewhere, with or without
+# initial_data, takes listener options and owns its own descriptor.
+# POD: EV::Websockets, "adopt" and "Exceptions (croak)".
+#
 # adopt(): validation, the upgrade on a socket accepted elsewhere (with and
 # without initial_data), listener-like options, who owns the descriptor,
-# and adoption from an AnyEvent tcp_server (BEHAVIOR.md section 6).
+# and adoption from an AnyEvent tcp_server.
 use strict;
 use warnings;
 use Test::More;

@@ -1,3 +1,7 @@
+# Proves: a server under hostile load survives, serves its other clients,
+# frees every attacker's socket and keeps its memory bounded.
+# POD: EV::Websockets, "Listening" and "Limits and their defaults".
+#
 # Hostile peers against our server running in a process of its own
 # (t/bin/hostile_echo_server.pl: echo, max_message_size 1 MiB,
 # handshake_timeout 1 s): malformed frames from many connections at once,
@@ -12,9 +16,10 @@
 # near the baseline.  While the attacks that try to make it buffer run, its
 # memory stays bounded.
 #
-# Which close code each violation gets is proven by t/22-protocol-errors.t,
-# the exact HTTP answers and the handshake deadline by t/31-http-answers.t,
-# the size limit by t/23-limits.t; this file is about survival, service to
+# Which close code each violation gets is proven by
+# t/protocol/peer-violations.t, the exact HTTP answers and the handshake
+# deadline by t/server/http-answers.t, the size limit by
+# t/protocol/max-message-size.t; this file is about survival, service to
 # others and bounded memory under hostile load.
 use strict;
 use warnings;

@@ -1,6 +1,11 @@
+# Proves: a listener answers requests it does not upgrade with 426, 400, 431
+# or 403, and cuts idle and slow clients at the handshake deadline.
+# POD: EV::Websockets, "listen"
+# (on_handshake, handshake_timeout, max_header_size),
+# "Limits and their defaults".
+#
 # What a listener answers to requests it does not upgrade (426, 400, 431,
-# 403), and the handshake deadline against idle and slow clients
-# (BEHAVIOR.md section 5).
+# 403), and the handshake deadline against idle and slow clients.
 use strict;
 use warnings;
 use Test::More;

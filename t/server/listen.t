@@ -1,6 +1,10 @@
+# Proves: listen validates its options, returns the bound port, serves on each
+# host and listener, shares a port with reuse_port, negotiates subprotocols.
+# POD: EV::Websockets, "listen", "Exceptions (croak)", "Listening".
+#
 # listen(): option validation and its order, the bound port, several
 # listeners, host, dual-stack, reuse_port across processes, subprotocol
-# negotiation (BEHAVIOR.md section 5).
+# negotiation.
 use strict;
 use warnings;
 use Test::More;

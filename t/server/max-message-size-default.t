@@ -1,7 +1,10 @@
+# Proves: a server's max_message_size defaults to 16 MiB (listen and adopt), 0
+# is unlimited, and a client's default stays unlimited.
+# POD: EV::Websockets, "listen", "connect" (max_message_size),
+# "Limits and their defaults".
+#
 # A server's max_message_size defaults to 16 MiB (listen and adopt); 0
-# still means unlimited; a client's default stays unlimited (POD: listen,
-# max_message_size; connect, max_message_size; SECURITY, "Limits and their
-# defaults").
+# still means unlimited; a client's default stays unlimited.
 use strict;
 use warnings;
 use Test::More;

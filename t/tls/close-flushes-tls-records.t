@@ -1,3 +1,7 @@
+# Proves: closing a wss:// connection loses nothing still on its way out, and
+# close_timeout ends a close with a peer that never reads.
+# POD: EV::Websockets, "close" and "TLS".
+#
 # Closing a wss:// connection loses nothing that is still on its way out.
 # With TLS an empty send queue does not mean the bytes left: the TLS
 # session holds records until the kernel takes them.  The peer perl runs

@@ -1,3 +1,7 @@
+# Proves: a wss:// peer that vanishes mid-send costs only its connection: no
+# SIGPIPE ends the process.
+# POD: EV::Websockets, "TLS" and "on_close".
+#
 # Regression: writing TLS records to a peer that has gone raised SIGPIPE
 # (rustls writes with writev, which has no MSG_NOSIGNAL), and perl's
 # default SIGPIPE action ended the whole process.  A wss:// peer that

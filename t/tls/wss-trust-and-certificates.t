@@ -1,7 +1,12 @@
+# Proves: wss:// clients and TLS listeners: trust, name checks, client
+# certificates, protocol mix-ups, large messages, loading errors.
+# POD: EV::Websockets, "new" (ssl_*), "connect" (ssl_verify), "listen"
+# (ssl_cert), "TLS".
+#
 # TLS: wss:// clients and TLS listeners, trust (ssl_ca, ssl_verify), name
 # checks, client certificates (mTLS), protocol mix-ups, large and many
-# messages over TLS, certificate and key loading errors
-# (BEHAVIOR.md sections 2, 4 and 5; certificates in t/certs).
+# messages over TLS, certificate and key loading errors (certificates in
+# t/certs).
 use strict;
 use warnings;
 use Test::More;
