@@ -1,3 +1,6 @@
+# Proves: the module loads, its two packages have their methods, and contexts
+# are made with and without a loop.
+# POD: EV::Websockets, "SYNOPSIS", "new" and "EV::Websockets::Connection".
 use strict;
 use warnings;
 use Test::More;

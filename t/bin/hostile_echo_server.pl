@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# The server attacked by t/91-hostile-peers.t, in a process of its own so
+# The server attacked by t/server/hostile-peers.t, in a process of its own so
 # that the test can see it survive and read its memory from /proc.
 #
 #   perl -Iblib/lib -Iblib/arch t/bin/hostile_echo_server.pl \

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# One side of a wss:// connection for t/51-tls-close-short-writes.t, run in
+# One side of a wss:// connection for t/tls/close-flushes-tls-records.t, run in
 # a perl of its own so that the test can preload t/shim/short_writes.c
 # into it (socket writes cut to 1000 bytes).
 #

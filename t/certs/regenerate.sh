@@ -1,5 +1,5 @@
 #!/bin/sh
-# Regenerates the TLS test certificates used by t/50-tls.t.
+# Regenerates the TLS test certificates used by t/tls/wss-trust-and-certificates.t.
 #
 #   ca.pem / ca-key.pem                 test CA (trusted by the tests via ssl_ca)
 #   server.pem / server-key.pem         localhost, 127.0.0.1, ::1; signed by the

@@ -1,4 +1,4 @@
-// The browser side of t/84-interop-chromium.t: a real browser WebSocket
+// The browser side of t/interop/chromium.t: a real browser WebSocket
 // client for our server.
 //
 // The page's URL fragment holds the configuration, as percent-encoded JSON:

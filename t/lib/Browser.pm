@@ -1,6 +1,6 @@
 package Browser;
 
-# Headless Chromium as a WebSocket client, for t/84-interop-chromium.t.
+# Headless Chromium as a WebSocket client, for t/interop/chromium.t.
 #
 #     my $path = Browser::chromium() or plan skip_all => ...;
 #     my $b = Browser->start($path, url => $page_url, dir => $tmp, args => [...]);

@@ -1,6 +1,6 @@
 package EchoCycle;
 
-# One client echo cycle, shared by the leak test (t/93-leaktrace.t) and the
+# One client echo cycle, shared by the leak test (t/lifecycle/no-leaks.t) and the
 # soak test (xt/soak.t): connect, send one message once connected, close
 # (1000) when it comes back, and report how the cycle ended.
 #

@@ -2,7 +2,7 @@ package PerlPeers;
 
 # Shared parts of the interoperability tests against other Perl WebSocket
 # implementations that run in this same process, on the same EV loop:
-# t/82-interop-mojo.t (Mojolicious) and t/83-interop-anyevent.t
+# t/interop/mojolicious.t (Mojolicious) and t/interop/anyevent.t
 # (AnyEvent::WebSocket::Client).
 #
 #     use lib 't/lib';

@@ -1,7 +1,7 @@
 package SampleMessages;
 
 # The sample messages the interoperability tests send to a peer that
-# echoes them (t/72-deflate-python.t, t/81-interop-node.t), how to send
+# echoes them (t/interop/python-deflate.t, t/interop/node.t), how to send
 # one, and what their size on the wire says about compression.
 #
 #     use SampleMessages;

@@ -1,6 +1,6 @@
 package Teardown;
 
-# Helpers for t/92-teardown-orders.t: sentinel objects that report when
+# Helpers for t/lifecycle/teardown-orders.t: sentinel objects that report when
 # they are freed, child perls run with their stdout and stderr captured
 # apart, and the slow getaddrinfo shim of t/dns.
 

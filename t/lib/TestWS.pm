@@ -204,7 +204,7 @@ sub ws_roundtrip {
     return \%r;
 }
 
-# ---- Helpers for the proxy tests (t/60-proxy.t) ----
+# ---- Helpers for the proxy tests (t/client/proxies.t) ----
 
 push @EXPORT, qw(with_proxy_env ctx_roundtrip find_program spawn_daemon wait_for_port stop_daemon
     stop_all_daemons slurp need_peer messages_match spawn_logged printed_port);
@@ -320,7 +320,7 @@ sub printed_port {
     return $port;
 }
 
-# ---- Helpers for the interoperability tests (t/7*, t/8*) ----
+# ---- Helpers for the interoperability tests (t/interop) ----
 
 push @EXPORT, qw(start_printed_server run_to_end json_lines);
 

@@ -1,4 +1,4 @@
-# A child perl of t/92-teardown-orders.t: $ctx->DESTROY called through a
+# A child perl of t/lifecycle/teardown-orders.t: $ctx->DESTROY called through a
 # weak reference, while the only strong reference to the context is held
 # by what its own callbacks capture.  Freeing the callbacks (part of the
 # destruction) frees the context object in the middle of DESTROY.

@@ -1,4 +1,4 @@
-# A child perl of t/92-teardown-orders.t.  It puts connections in the
+# A child perl of t/lifecycle/teardown-orders.t.  It puts connections in the
 # states global destruction has to cope with, waits until they are there,
 # then leaves the way it is told, with everything still held:
 #
