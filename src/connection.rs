@@ -17,22 +17,22 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
-use crate::deflate::{self, Compressor, DeflateParams};
-use crate::endpoint::{self, Endpoint};
-use crate::frame::{self, Control, Data, FrameHeader, OpCode, Role};
-use crate::handshake::Parsed;
-use crate::handshake::client::{Answer, ClientHandshake};
-use crate::handshake::server::{self, ServerPolicy, UpgradeRequest, Verdict};
-use crate::headers::HeaderList;
-use crate::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
-use crate::os_error;
-use crate::outbound::{Flushed, Outbound};
-use crate::pool;
-use crate::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
-use crate::resolver::{Lookup, Waker};
-use crate::tls::{self, ClientTls};
-use crate::transport::{self, Received};
-use crate::utf8::{self, Utf8Stream};
+use crate::client::endpoint::{self, Endpoint};
+use crate::client::handshake::{Answer, ClientHandshake};
+use crate::client::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
+use crate::client::resolver::{Lookup, Waker};
+use crate::net::os_error;
+use crate::net::tls::{self, ClientTls};
+use crate::net::transport::{self, Received};
+use crate::protocol::deflate::{self, Compressor, DeflateParams};
+use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode, Role};
+use crate::protocol::handshake::Parsed;
+use crate::protocol::headers::HeaderList;
+use crate::protocol::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
+use crate::protocol::outbound::{Flushed, Outbound};
+use crate::protocol::pool;
+use crate::protocol::utf8::{self, Utf8Stream};
+use crate::server::handshake::{self, ServerPolicy, UpgradeRequest, Verdict};
 
 /// Handshake deadline of a client that did not set `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -117,7 +117,7 @@ impl Default for ServerSettings {
     fn default() -> ServerSettings {
         ServerSettings {
             policy: ServerPolicy {
-                max_head: crate::handshake::MAX_HEAD,
+                max_head: crate::protocol::handshake::MAX_HEAD,
                 ..ServerPolicy::default()
             },
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -415,9 +415,10 @@ impl Connection {
     /// everything that happens on the network is reported as events.
     pub fn connect(opts: &ClientOptions, waker: &Waker) -> Result<Connection, String> {
         let target = endpoint::parse(&opts.url).map_err(|e| e.to_string())?;
-        crate::handshake::client::validate_user_headers(&opts.headers)?;
+        crate::client::handshake::validate_user_headers(&opts.headers)?;
         if let Some(p) = opts.protocol.as_deref().filter(|p| !p.is_empty()) {
-            crate::wire::check_protocol_list(p).map_err(|why| format!("protocol: {why}"))?;
+            crate::protocol::wire::check_protocol_list(p)
+                .map_err(|why| format!("protocol: {why}"))?;
         }
         if target.tls {
             let tls = opts
@@ -794,7 +795,7 @@ impl Connection {
     }
 
     /// Server: answer the pending upgrade request with a 101.  Headers
-    /// that may not be sent (see [`crate::handshake::check_extra_header`])
+    /// that may not be sent (see [`crate::protocol::handshake::check_extra_header`])
     /// refuse the request with a 500 instead, and are the error.
     pub fn accept_upgrade(&mut self, extra_headers: &[(String, Vec<u8>)]) -> Result<(), String> {
         let Phase::AwaitingVerdict(request) = std::mem::replace(&mut self.phase, Phase::Open)
@@ -805,7 +806,7 @@ impl Connection {
         if let Err(why) =
             request.write_response(&settings.policy, extra_headers, self.out.raw_buf())
         {
-            self.refuse(server::http_answer("500 Internal Server Error", ""));
+            self.refuse(handshake::http_answer("500 Internal Server Error", ""));
             return Err(why);
         }
         self.protocol = request.protocol;
@@ -819,7 +820,7 @@ impl Connection {
     /// Server: refuse the pending upgrade request with a 403.
     pub fn reject_upgrade(&mut self) {
         if matches!(self.phase, Phase::AwaitingVerdict(_)) {
-            self.refuse(server::http_answer("403 Forbidden", ""));
+            self.refuse(handshake::http_answer("403 Forbidden", ""));
         }
     }
 
@@ -1423,7 +1424,7 @@ impl Connection {
 
     fn read_request(&mut self) {
         let settings = Arc::clone(self.server.as_ref().expect("server connection"));
-        match server::read_request(self.inbuf.data(), &settings.policy) {
+        match handshake::read_request(self.inbuf.data(), &settings.policy) {
             Parsed::Complete(used, Verdict::Upgrade(mut request)) => {
                 self.inbuf.consume(used);
                 self.headers = std::mem::take(&mut request.headers);

@@ -12,14 +12,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::client::handshake;
+use crate::client::proxy::{Proxy, ProxyKind, ProxySettings};
+use crate::client::resolver::Waker;
 use crate::connection::{
     ClientOptions, Connection, Event, SendKind, ServerSettings, SessionSettings, State,
 };
 use crate::listener::{Bind, Listener};
-use crate::proxy::{Proxy, ProxyKind, ProxySettings};
-use crate::resolver::Waker;
-use crate::tls::{self, ClientTls};
-use crate::{handshake, os_error};
+use crate::net::os_error;
+use crate::net::tls::{self, ClientTls};
 
 pub struct EwsConn(Connection);
 pub struct EwsTls(Arc<ClientTls>);
@@ -836,9 +837,9 @@ unsafe fn server_settings(o: &EwsServerOpts) -> Result<ServerSettings, String> {
     settings.policy.protocols = protocols.into_iter().map(|(name, _)| name).collect();
     settings.policy.headers = headers;
     for p in &settings.policy.protocols {
-        crate::wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
+        crate::protocol::wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
     }
-    handshake::client::validate_user_headers(&settings.policy.headers)?;
+    handshake::validate_user_headers(&settings.policy.headers)?;
     settings.handshake_timeout = seconds(o.handshake_timeout).unwrap_or(settings.handshake_timeout);
     if o.max_header_size > 0 {
         settings.policy.max_head = usize::try_from(o.max_header_size).unwrap_or(usize::MAX);
