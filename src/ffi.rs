@@ -15,10 +15,10 @@ use std::time::Duration;
 use crate::client::handshake;
 use crate::client::proxy::{Proxy, ProxyKind, ProxySettings};
 use crate::client::resolver::Waker;
+use crate::connection::{Bind, Listener};
 use crate::connection::{
     ClientOptions, Connection, Event, SendKind, ServerSettings, SessionSettings, State,
 };
-use crate::listener::{Bind, Listener};
 use crate::net::os_error;
 use crate::net::tls::{self, ClientTls};
 

@@ -9,7 +9,6 @@
 
 pub mod client;
 pub mod connection;
-pub mod listener;
 pub mod net;
 pub mod protocol;
 pub mod server;

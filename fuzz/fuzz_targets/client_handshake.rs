@@ -2,8 +2,8 @@
 #![no_main]
 
 use ev_websockets::client::endpoint;
-use ev_websockets::protocol::handshake::Parsed;
 use ev_websockets::client::handshake::ClientHandshake;
+use ev_websockets::protocol::handshake::Parsed;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

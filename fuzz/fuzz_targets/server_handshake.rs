@@ -3,8 +3,8 @@
 //! within the input.
 #![no_main]
 
-use ev_websockets::server::handshake::{self, ServerPolicy, Verdict};
 use ev_websockets::protocol::handshake::{MAX_HEAD, Parsed};
+use ev_websockets::server::handshake::{self, ServerPolicy, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
