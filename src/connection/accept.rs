@@ -18,13 +18,13 @@ impl Connection {
         let mut conn = Connection::new(Role::Server, &settings.session);
         // Without TCP_NODELAY small frames wait for the peer's delayed ACK.
         let _ = socket.set_nodelay(true);
-        conn.peer = socket.peer_addr().ok();
-        conn.socket = Some(socket);
+        conn.link.peer = socket.peer_addr().ok();
+        conn.link.socket = Some(socket);
         conn.phase = Phase::AwaitingRequest;
         conn.set_deadline(Some(settings.handshake_timeout));
         if let Some(config) = &settings.tls {
             match tls::server_session(config) {
-                Ok(session) => conn.tls = Some(Box::new(session)),
+                Ok(session) => conn.link.tls = Some(Box::new(session)),
                 Err(_) => conn.enter_closed(),
             }
         }
@@ -41,7 +41,7 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::accept(socket, settings);
         if !initial_data.is_empty() {
-            conn.inbuf.extend(initial_data);
+            conn.link.inbuf.extend(initial_data);
             conn.read_request();
         }
         conn
@@ -57,7 +57,7 @@ impl Connection {
         };
         let settings = self.server.as_ref().expect("server connection");
         if let Err(why) =
-            request.write_response(&settings.policy, extra_headers, self.out.raw_buf())
+            request.write_response(&settings.policy, extra_headers, self.link.out.raw_buf())
         {
             self.refuse(handshake::http_answer("500 Internal Server Error", ""));
             return Err(why);
@@ -78,25 +78,25 @@ impl Connection {
     }
 
     pub(super) fn refuse(&mut self, answer: Vec<u8>) {
-        self.out.push_raw(&answer);
+        self.link.out.push_raw(&answer);
         self.phase = Phase::Refusing;
     }
 
     pub(super) fn read_request(&mut self) {
         let settings = Arc::clone(self.server.as_ref().expect("server connection"));
-        match handshake::read_request(self.inbuf.data(), &settings.policy) {
+        match handshake::read_request(self.link.inbuf.data(), &settings.policy) {
             Parsed::Complete(used, Verdict::Upgrade(mut request)) => {
-                self.inbuf.consume(used);
+                self.link.inbuf.consume(used);
                 self.headers = std::mem::take(&mut request.headers);
                 self.phase = Phase::AwaitingVerdict(request);
                 self.notices.push_back(Notice::Handshake);
             }
             Parsed::Complete(used, Verdict::Refuse(answer)) => {
-                self.inbuf.consume(used);
+                self.link.inbuf.consume(used);
                 self.refuse(answer);
             }
-            Parsed::Incomplete if self.eof.is_some() => self.enter_closed(),
-            Parsed::Incomplete => self.inbuf.settle(),
+            Parsed::Incomplete if self.link.eof.is_some() => self.enter_closed(),
+            Parsed::Incomplete => self.link.inbuf.settle(),
         }
     }
 }

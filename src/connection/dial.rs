@@ -17,7 +17,6 @@ use crate::net::os_error;
 use crate::net::tls::{self, ClientTls};
 use crate::protocol::frame::Role;
 use crate::protocol::handshake::Parsed;
-use crate::protocol::outbound::Outbound;
 
 /// Redirects a server may send a client through before it gives up.
 const MAX_REDIRECTS: u8 = 5;
@@ -118,7 +117,7 @@ impl Connection {
                     Err(text) => return self.fail_early(text),
                 };
                 r.tunnel = Some(tunnel);
-                self.out.push_raw(&first);
+                self.link.out.push_raw(&first);
                 (proxy.host.clone(), proxy.port)
             }
             None => (target.host.clone(), target.port),
@@ -156,13 +155,7 @@ impl Connection {
             }
             _ => return self.fail_early(format!("handshake failed: bad redirect to '{location}'")),
         };
-        self.retired = self.socket.take();
-        self.tls = None;
-        self.inbuf.consume(self.inbuf.data().len());
-        self.out = Outbound::new(true);
-        self.write_blocked = false;
-        self.eof = None;
-        self.peer = None;
+        self.link.restart();
         self.open_client(&target);
     }
 
@@ -206,7 +199,7 @@ impl Connection {
                     Ok(started) => started,
                     Err(text) => return self.fail_early(text),
                 };
-                self.out.push_raw(&first);
+                self.link.out.push_raw(&first);
                 let r = self.request.as_mut().expect("a client resolves");
                 r.tunnel = Some(tunnel);
                 let waker = Arc::clone(&r.waker);
@@ -228,15 +221,15 @@ impl Connection {
     }
 
     pub(super) fn try_next_address(&mut self, mut last_error: Option<io::Error>) {
-        if let Some(old) = self.socket.take() {
-            self.retired = Some(old);
+        if let Some(old) = self.link.socket.take() {
+            self.link.retired = Some(old);
         }
         while let Some(addr) = self.candidates.pop_front() {
             match TcpStream::connect(addr) {
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
-                    self.socket = Some(socket);
-                    self.socket_gen = self.socket_gen.wrapping_add(1);
+                    self.link.socket = Some(socket);
+                    self.link.socket_gen = self.link.socket_gen.wrapping_add(1);
                     return;
                 }
                 Err(e) => last_error = Some(e),
@@ -250,7 +243,7 @@ impl Connection {
     }
 
     pub(super) fn finish_tcp_connect(&mut self) {
-        let Some(socket) = self.socket.as_ref() else {
+        let Some(socket) = self.link.socket.as_ref() else {
             return;
         };
         let connected = match socket.take_error() {
@@ -266,7 +259,7 @@ impl Connection {
         let Phase::Connecting(handshake) = std::mem::replace(&mut self.phase, Phase::Closed) else {
             unreachable!("only called while connecting");
         };
-        self.peer = Some(peer);
+        self.link.peer = Some(peer);
         self.candidates.clear();
         if self.request.as_ref().is_some_and(|r| r.tunnel.is_some()) {
             self.phase = Phase::Tunneling(handshake);
@@ -290,12 +283,12 @@ impl Connection {
                 .and_then(|t| t.config(r.verify))
                 .and_then(|config| tls::client_session(config, &r.target_host));
             match session {
-                Ok(session) => self.tls = Some(Box::new(session)),
+                Ok(session) => self.link.tls = Some(Box::new(session)),
                 Err(e) => return self.fail_early(format!("TLS handshake failed: {e}")),
             }
         }
         let upgrade = std::mem::take(&mut r.upgrade);
-        self.out.push_raw(&upgrade);
+        self.link.out.push_raw(&upgrade);
         self.phase = Phase::AwaitingResponse(handshake);
         self.write_out();
     }
@@ -305,18 +298,18 @@ impl Connection {
         let Some(tunnel) = self.request.as_mut().and_then(|r| r.tunnel.as_mut()) else {
             return;
         };
-        match tunnel.advance(self.inbuf.data()) {
-            TunnelStep::NeedMore if self.eof.is_some() => {
+        match tunnel.advance(self.link.inbuf.data()) {
+            TunnelStep::NeedMore if self.link.eof.is_some() => {
                 self.fail_early("proxy failed: connection closed by the proxy".into())
             }
-            TunnelStep::NeedMore => self.inbuf.settle(),
+            TunnelStep::NeedMore => self.link.inbuf.settle(),
             TunnelStep::Send { used, bytes } => {
-                self.inbuf.consume(used);
-                self.out.push_raw(&bytes);
+                self.link.inbuf.consume(used);
+                self.link.out.push_raw(&bytes);
                 self.write_out();
             }
             TunnelStep::Open(used) => {
-                self.inbuf.consume(used);
+                self.link.inbuf.consume(used);
                 if let Some(r) = self.request.as_mut() {
                     r.tunnel = None;
                 }
@@ -334,9 +327,9 @@ impl Connection {
         let Phase::AwaitingResponse(handshake) = &self.phase else {
             return;
         };
-        match handshake.read_response(self.inbuf.data()) {
+        match handshake.read_response(self.link.inbuf.data()) {
             Ok(Parsed::Complete(used, Answer::Accepted(accepted))) => {
-                self.inbuf.consume(used);
+                self.link.inbuf.consume(used);
                 self.headers = accepted.headers;
                 self.protocol = accepted.protocol;
                 if let Some(params) = accepted.deflate {
@@ -346,13 +339,13 @@ impl Connection {
                 self.opened();
             }
             Ok(Parsed::Complete(_, Answer::Redirect(location))) => self.follow_redirect(&location),
-            Ok(Parsed::Incomplete) => match self.eof.clone() {
+            Ok(Parsed::Incomplete) => match self.link.eof.clone() {
                 Some(read_error) => {
                     let text = read_error
                         .unwrap_or_else(|| "handshake failed: connection closed by peer".into());
                     self.fail_early(text);
                 }
-                None => self.inbuf.settle(),
+                None => self.link.inbuf.settle(),
             },
             Err(text) => self.fail_early(text),
         }

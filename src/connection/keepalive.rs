@@ -47,7 +47,8 @@ impl Connection {
             Some(sent) if now >= sent + k.timeout => return self.fail(1011, "ping timeout".into()),
             None if now >= k.last_heard + k.interval => {
                 k.ping_sent = Some(now);
-                self.out
+                self.link
+                    .out
                     .push_frame(OpCode::Control(Control::Ping), true, &[], false);
             }
             _ => {}

@@ -40,17 +40,16 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-
 use crate::client::handshake::ClientHandshake;
 use crate::client::resolver::Lookup;
+use crate::net::link::Link;
 use crate::net::os_error;
 use crate::net::transport::{self, Received};
 use crate::protocol::deflate::Compressor;
 use crate::protocol::frame::Role;
 use crate::protocol::headers::HeaderList;
-use crate::protocol::inbound::{InBuf, MessageReader, Payload};
-use crate::protocol::outbound::{Flushed, Outbound};
+use crate::protocol::inbound::{MessageReader, Payload};
+use crate::protocol::outbound::Flushed;
 use crate::server::handshake::UpgradeRequest;
 
 use dial::ClientRequest;
@@ -80,30 +79,19 @@ enum Phase {
 
 pub struct Connection {
     phase: Phase,
-    socket: Option<TcpStream>,
-    /// A failed connect attempt's socket, closed on the next call (after
-    /// the binding has moved its watcher to the new socket).
-    retired: Option<TcpStream>,
-    socket_gen: u32,
+    /// The socket, its TLS session and the two buffers.
+    link: Link,
     /// Client: addresses still to try, and the host for error texts.
     candidates: VecDeque<SocketAddr>,
     host: String,
-    peer: Option<SocketAddr>,
-    inbuf: InBuf,
-    /// Bytes the parser needs before the next frame is complete.
-    need: usize,
     /// Bytes of `inbuf` to drop once the current event is done with.
     consume_after: usize,
     reader: MessageReader,
-    out: Outbound,
-    write_blocked: bool,
     notices: VecDeque<Notice>,
     current: Option<Notice>,
     /// Events may be waiting in `inbuf` (after `resume`).
     recheck: bool,
     paused: bool,
-    /// The peer closed its side, or reading failed (with this text).
-    eof: Option<Option<String>>,
     close_sent: bool,
     close_received: Option<(u16, Vec<u8>)>,
     drain_armed: bool,
@@ -123,8 +111,6 @@ pub struct Connection {
     keepalive: Option<Keepalive>,
     /// Client only (boxed: servers do not pay for it).
     request: Option<Box<ClientRequest>>,
-    /// The TLS session, when the connection is wss://.
-    tls: Option<Box<rustls::Connection>>,
     server: Option<Arc<ServerSettings>>,
 }
 
@@ -132,23 +118,15 @@ impl Connection {
     pub(super) fn new(role: Role, session: &SessionSettings) -> Connection {
         Connection {
             phase: Phase::Closed,
-            socket: None,
-            retired: None,
-            socket_gen: 0,
+            link: Link::new(role == Role::Client),
             candidates: VecDeque::new(),
             host: String::new(),
-            peer: None,
-            inbuf: InBuf::default(),
-            need: 0,
             consume_after: 0,
             reader: MessageReader::new(role, session.max_message),
-            out: Outbound::new(role == Role::Client),
-            write_blocked: false,
             notices: VecDeque::new(),
             current: None,
             recheck: false,
             paused: false,
-            eof: None,
             close_sent: false,
             close_received: None,
             drain_armed: false,
@@ -163,7 +141,6 @@ impl Connection {
             close_timeout: session.close_timeout,
             keepalive: Keepalive::new(session),
             request: None,
-            tls: None,
             server: None,
         }
     }
@@ -178,7 +155,7 @@ impl Connection {
     }
 
     pub fn interest(&self) -> Interest {
-        let socket = self.socket.as_ref();
+        let socket = self.link.socket.as_ref();
         let handshaking = matches!(
             self.phase,
             Phase::Tunneling(_) | Phase::AwaitingResponse(_) | Phase::AwaitingRequest
@@ -190,17 +167,17 @@ impl Connection {
         );
         Interest {
             fd: socket.map(AsRawFd::as_raw_fd),
-            socket_gen: self.socket_gen,
+            socket_gen: self.link.socket_gen,
             read: socket.is_some()
-                && self.eof.is_none()
+                && self.link.eof.is_none()
                 && (handshaking || (streaming && !self.paused)),
             write: socket.is_some()
                 && (matches!(self.phase, Phase::Connecting(_))
-                    || (flushable && self.write_blocked)
-                    || self.tls.as_ref().is_some_and(|t| t.wants_write())),
+                    || (flushable && self.link.write_blocked)
+                    || self.link.tls.as_ref().is_some_and(|t| t.wants_write())),
             prepare: !self.notices.is_empty()
                 || self.recheck
-                || (flushable && !self.write_blocked && !self.out.is_empty()),
+                || (flushable && !self.link.write_blocked && !self.link.out.is_empty()),
             deadline_gen: self.deadline_gen,
             resolving: matches!(self.phase, Phase::Resolving(..)),
             finished: matches!(self.phase, Phase::Closed),
@@ -230,7 +207,7 @@ impl Connection {
         match self.phase {
             Phase::Closed => None,
             // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
-            _ => self.peer.map(|p| p.ip().to_canonical()),
+            _ => self.link.peer.map(|p| p.ip().to_canonical()),
         }
     }
 
@@ -239,7 +216,7 @@ impl Connection {
     pub fn queued(&self) -> usize {
         match self.phase {
             Phase::Closed => 0,
-            _ => self.out.queued_payload(),
+            _ => self.link.out.queued_payload(),
         }
     }
 
@@ -249,14 +226,14 @@ impl Connection {
     pub fn abandon(&mut self) {
         let last_write = match self.phase {
             Phase::Open => {
-                self.out.push_close(Some(1001), b"");
+                self.link.out.push_close(Some(1001), b"");
                 true
             }
             Phase::Closing | Phase::Refusing => true,
             _ => false,
         };
-        if last_write && let Some(socket) = self.socket.as_mut() {
-            let _ = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
+        if last_write && let Some(socket) = self.link.socket.as_mut() {
+            let _ = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
         }
         self.enter_closed();
         self.notices.clear();
@@ -264,16 +241,16 @@ impl Connection {
     }
 
     pub fn on_readable(&mut self) {
-        self.retired = None;
-        let Some(socket) = self.socket.as_mut() else {
+        self.link.retired = None;
+        let Some(socket) = self.link.socket.as_mut() else {
             return;
         };
         let opening = !matches!(self.phase, Phase::Open | Phase::Closing);
         match transport::receive(
             socket,
-            self.tls.as_deref_mut(),
-            &mut self.inbuf,
-            self.need,
+            self.link.tls.as_deref_mut(),
+            &mut self.link.inbuf,
+            self.link.need,
             opening,
         ) {
             Ok(Received::Data) => {
@@ -282,8 +259,8 @@ impl Connection {
                 }
             }
             Ok(Received::Nothing) => return,
-            Ok(Received::Closed) => self.eof = Some(None),
-            Err(text) => self.eof = Some(Some(text)),
+            Ok(Received::Closed) => self.link.eof = Some(None),
+            Err(text) => self.link.eof = Some(Some(text)),
         }
         match self.phase {
             Phase::Tunneling(_) => self.read_tunnel(),
@@ -294,7 +271,7 @@ impl Connection {
     }
 
     pub fn on_writable(&mut self) {
-        self.retired = None;
+        self.link.retired = None;
         if matches!(self.phase, Phase::Connecting(_)) {
             self.finish_tcp_connect();
         } else {
@@ -303,7 +280,7 @@ impl Connection {
     }
 
     pub fn on_timer(&mut self) {
-        self.retired = None;
+        self.link.retired = None;
         let now = Instant::now();
         match self.deadline {
             Some(d) if now >= d => {}
@@ -332,30 +309,30 @@ impl Connection {
     }
 
     pub(super) fn write_out(&mut self) {
-        self.retired = None;
+        self.link.retired = None;
         if matches!(
             self.phase,
             Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed
         ) {
             return;
         }
-        let Some(socket) = self.socket.as_mut() else {
+        let Some(socket) = self.link.socket.as_mut() else {
             return;
         };
-        let result = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
-        if !self.out.has_unsent_pong()
+        let result = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
+        if !self.link.out.has_unsent_pong()
             && let Some(payload) = self.deferred_pong.take()
             && !self.close_sent
         {
             // written by the next flush
-            self.out.push_pong(&payload);
+            self.link.out.push_pong(&payload);
         }
         match result {
             Ok(Flushed::All) => {
-                self.write_blocked = false;
+                self.link.write_blocked = false;
                 self.flushed_all();
             }
-            Ok(Flushed::Partial) => self.write_blocked = true,
+            Ok(Flushed::Partial) => self.link.write_blocked = true,
             Err(e) => {
                 let text = format!("write failed: {}", os_error::text(&e));
                 if self.close_received.is_some() {
@@ -381,18 +358,20 @@ impl Connection {
         }
         self.current = None;
         if self.consume_after > 0 {
-            self.inbuf.consume(std::mem::take(&mut self.consume_after));
+            self.link
+                .inbuf
+                .consume(std::mem::take(&mut self.consume_after));
         }
         if self.notices.is_empty() {
             match self.parse_frames()? {
                 Ready::Message { binary, payload } => {
                     let data = match payload {
-                        Payload::Buffered(range) => &self.inbuf.data()[range],
+                        Payload::Buffered(range) => &self.link.inbuf.data()[range],
                         Payload::Reassembled => self.reader.reassembled(),
                     };
                     return Some(Event::Message { binary, data });
                 }
-                Ready::Pong(range) => return Some(Event::Pong(&self.inbuf.data()[range])),
+                Ready::Pong(range) => return Some(Event::Pong(&self.link.inbuf.data()[range])),
                 Ready::Notice => {}
             }
         }
@@ -405,12 +384,7 @@ impl Connection {
     /// handle); the descriptor itself closes when the binding drops us,
     /// after it has stopped its watchers.
     pub(super) fn enter_closed(&mut self) {
-        if let Some(socket) = self.socket.as_mut() {
-            if let Some(tls) = self.tls.as_deref_mut() {
-                transport::close_notify(socket, tls);
-            }
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-        }
+        self.link.shut_down();
         self.phase = Phase::Closed;
         self.set_deadline(None);
         // No more messages either way: free any compression state.
@@ -436,7 +410,7 @@ impl Connection {
 
     pub(super) fn flushed_all(&mut self) {
         match self.phase {
-            Phase::Open if self.drain_armed && self.out.queued_payload() == 0 => {
+            Phase::Open if self.drain_armed && self.link.out.queued_payload() == 0 => {
                 self.drain_armed = false;
                 self.notices.push_back(Notice::Drain);
             }

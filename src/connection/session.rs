@@ -88,7 +88,8 @@ impl Connection {
                     Control::Pong
                 };
                 let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
-                self.out
+                self.link
+                    .out
                     .push_frame(OpCode::Control(control), true, &data[..cut], true);
             }
             SendKind::Fragment { binary, fin } => {
@@ -126,7 +127,7 @@ impl Connection {
         counted: bool,
     ) {
         let Some(deflater) = self.deflater.as_mut().filter(|_| compressed) else {
-            return self.out.push_frame(opcode, fin, data, counted);
+            return self.link.out.push_frame(opcode, fin, data, counted);
         };
         let mut payload = pool::SCRATCH.with(pool::Pool::take);
         payload.clear();
@@ -135,7 +136,7 @@ impl Connection {
             rsv1: opcode != OpCode::Data(Data::Continue),
             ..frame::header(opcode, fin)
         };
-        self.out.push(header, &payload, counted);
+        self.link.out.push(header, &payload, counted);
         pool::SCRATCH.with(|p| p.give(payload));
     }
 
@@ -159,7 +160,7 @@ impl Connection {
             let continuation = OpCode::Data(Data::Continue);
             self.queue_data(continuation, true, &[], message.compressed, false);
         }
-        self.out.push_close(Some(code), cut_reason(reason));
+        self.link.out.push_close(Some(code), cut_reason(reason));
         self.close_sent = true;
         self.phase = Phase::Closing;
         // The peer's close frame must be read (RFC 6455 §7.1.1): a paused
@@ -208,43 +209,43 @@ impl Connection {
             return self.handle_eof();
         }
         loop {
-            if self.inbuf.is_empty() {
+            if self.link.inbuf.is_empty() {
                 // The usual case once a read's messages are out: no frame
                 // can be complete, so skip the parser.
                 self.reader.release_delivered();
-                self.need = 2;
+                self.link.need = 2;
                 return self.handle_eof();
             }
-            let (used, step) = self.reader.next(self.inbuf.data_mut());
+            let (used, step) = self.reader.next(self.link.inbuf.data_mut());
             match step {
                 Step::NeedMore(n) => {
-                    self.inbuf.consume(used);
-                    self.inbuf.settle();
-                    self.need = n;
+                    self.link.inbuf.consume(used);
+                    self.link.inbuf.settle();
+                    self.link.need = n;
                     return self.handle_eof();
                 }
                 Step::Violation(v) => {
-                    self.inbuf.consume(used);
+                    self.link.inbuf.consume(used);
                     self.fail(v.code, v.text);
                     return Some(Ready::Notice);
                 }
                 Step::Frame(Inbound::Ping(range)) => {
-                    let payload = &self.inbuf.data()[range];
+                    let payload = &self.link.inbuf.data()[range];
                     // A peer that pings without reading would have pongs
                     // pile up: while the socket is full only the latest
                     // ping is answered, once the pong before it is out
                     // (RFC 6455 §5.5.3).
-                    let pong_waits = self.write_blocked && self.out.has_unsent_pong();
+                    let pong_waits = self.link.write_blocked && self.link.out.has_unsent_pong();
                     match (self.close_sent, pong_waits) {
                         (true, _) => {}
                         (false, true) => self.deferred_pong = Some(payload.to_vec()),
-                        (false, false) => self.out.push_pong(payload),
+                        (false, false) => self.link.out.push_pong(payload),
                     }
-                    self.inbuf.consume(used);
+                    self.link.inbuf.consume(used);
                 }
                 Step::Frame(Inbound::Close { code, reason }) => {
-                    let reason = self.inbuf.data()[reason].to_vec();
-                    self.inbuf.consume(used);
+                    let reason = self.link.inbuf.data()[reason].to_vec();
+                    self.link.inbuf.consume(used);
                     self.close_frame_received(code, reason);
                     if !self.notices.is_empty() {
                         return Some(Ready::Notice);
@@ -270,7 +271,7 @@ impl Connection {
     /// Once every complete frame is delivered: tear down if the peer is
     /// gone.
     pub(super) fn handle_eof(&mut self) -> Option<Ready> {
-        let read_error = self.eof.as_ref()?.clone();
+        let read_error = self.link.eof.as_ref()?.clone();
         if !matches!(self.phase, Phase::Open | Phase::Closing) {
             return None;
         }
@@ -281,7 +282,7 @@ impl Connection {
             && self.server.is_some()
             && self.close_sent
             && self.close_received.is_some()
-            && !self.all_written()
+            && !self.link.all_written()
         {
             return None;
         }
@@ -319,7 +320,7 @@ impl Connection {
         if matches!(self.phase, Phase::Open) {
             // Echo the peer's code (RFC 6455 §5.5.1).
             let echo = (code != 1005).then_some(code);
-            self.out.push_close(echo, b"");
+            self.link.out.push_close(echo, b"");
             self.close_sent = true;
             self.abandon_fragments();
             self.phase = Phase::Closing;
@@ -336,17 +337,10 @@ impl Connection {
             && matches!(self.phase, Phase::Closing)
             && self.close_sent
             && self.close_received.is_some()
-            && self.all_written()
+            && self.link.all_written()
         {
             self.finish_close();
         }
-    }
-
-    /// Nothing waits to be written: the send queue is empty and so is the
-    /// TLS session's buffer of records (an empty queue alone means only
-    /// that the session took the bytes).
-    pub(super) fn all_written(&self) -> bool {
-        self.out.is_empty() && !self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// End of an established connection: the peer's close code, or 1006.
@@ -367,10 +361,12 @@ impl Connection {
     /// drop the socket.
     pub(super) fn fail(&mut self, code: u16, text: String) {
         if !self.close_sent {
-            self.out.push_close(Some(code), cut_reason(text.as_bytes()));
+            self.link
+                .out
+                .push_close(Some(code), cut_reason(text.as_bytes()));
             self.close_sent = true;
-            if let Some(socket) = self.socket.as_mut() {
-                let _ = transport::send(socket, self.tls.as_deref_mut(), &mut self.out);
+            if let Some(socket) = self.link.socket.as_mut() {
+                let _ = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
             }
         }
         let reason = text.as_bytes().to_vec();
@@ -426,9 +422,9 @@ mod tests {
     /// Make the kernel hold little of what `from` writes to `to` (a few
     /// KiB each way), so that a TLS session keeps the rest.
     fn shrink_buffers(from: &Connection, to: &Connection) {
-        let send = socket2::SockRef::from(from.socket.as_ref().unwrap());
+        let send = socket2::SockRef::from(from.link.socket.as_ref().unwrap());
         send.set_send_buffer_size(4096).unwrap();
-        let recv = socket2::SockRef::from(to.socket.as_ref().unwrap());
+        let recv = socket2::SockRef::from(to.link.socket.as_ref().unwrap());
         recv.set_recv_buffer_size(4096).unwrap();
     }
 
@@ -453,7 +449,7 @@ mod tests {
         p.client.close(1000.0, b"bye").unwrap();
         p.client.flush();
         if half_close {
-            let socket = p.client.socket.as_ref().unwrap();
+            let socket = p.client.link.socket.as_ref().unwrap();
             socket.shutdown(std::net::Shutdown::Write).unwrap();
         }
         // Only the server runs: it writes what the kernel takes and reads
@@ -469,8 +465,8 @@ mod tests {
             turn(&mut p.server, &mut p.server_seen);
         }
         assert_eq!(p.server.state(), State::Closing, "still writing");
-        assert!(p.server.tls.as_ref().unwrap().wants_write());
-        assert!(p.server.out.is_empty(), "the session took everything");
+        assert!(p.server.link.tls.as_ref().unwrap().wants_write());
+        assert!(p.server.link.out.is_empty(), "the session took everything");
         assert!(p.server.queued() > 40 * 1024, "and it counts as queued");
         assert!(p.server.interest().write, "the write watcher runs");
         assert!(!p.server.interest().finished);
@@ -505,7 +501,7 @@ mod tests {
         let big = tail_message();
         p.server.send(SendKind::Binary, &big).unwrap();
         turn(&mut p.server, &mut p.server_seen);
-        assert!(p.server.out.is_empty() && p.server.tls.as_ref().unwrap().wants_write());
+        assert!(p.server.link.out.is_empty() && p.server.link.tls.as_ref().unwrap().wants_write());
         assert!(p.server.queued() > 40 * 1024);
         assert!(!p.server_seen.contains(&Seen::Drain));
         p.run_until(|p| p.server_seen.contains(&Seen::Drain));

@@ -4,6 +4,7 @@
 //! Depends on [`crate::protocol`] only (the buffers it reads into and
 //! writes from).
 
+pub mod link;
 pub mod os_error;
 pub mod tls;
 pub mod transport;
