@@ -7,24 +7,12 @@
 
 #![deny(unsafe_code)]
 
+pub mod client;
 pub mod connection;
-pub mod deflate;
-pub mod endpoint;
-pub mod frame;
-pub mod handshake;
-pub mod headers;
-pub mod inbound;
-pub mod listener;
+pub mod net;
 pub mod options;
-pub mod os_error;
-pub mod outbound;
-pub mod pool;
-pub mod proxy;
-pub mod resolver;
-pub mod tls;
-pub mod transport;
-pub mod utf8;
-pub mod wire;
+pub mod protocol;
+pub mod server;
 
 // The C ABI; the XS objects (and so the boot forwarder) are linked into
 // the cdylib only: unit tests and fuzz targets run without a perl.

@@ -1,9 +1,9 @@
 //! The client's check of a server's answer to its upgrade request.
 #![no_main]
 
-use ev_websockets::endpoint;
-use ev_websockets::handshake::Parsed;
-use ev_websockets::handshake::client::ClientHandshake;
+use ev_websockets::client::endpoint;
+use ev_websockets::client::handshake::ClientHandshake;
+use ev_websockets::protocol::handshake::Parsed;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! (one byte past it at most), never a panic.
 #![no_main]
 
-use ev_websockets::deflate::Decompressor;
+use ev_websockets::protocol::deflate::Decompressor;
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: usize = 64 * 1024;

@@ -5,9 +5,9 @@
 //! valid, control payloads are short.
 #![no_main]
 
-use ev_websockets::deflate::Decompressor;
-use ev_websockets::frame::{self, Role};
-use ev_websockets::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
+use ev_websockets::protocol::deflate::Decompressor;
+use ev_websockets::protocol::frame::{self, Role};
+use ev_websockets::protocol::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

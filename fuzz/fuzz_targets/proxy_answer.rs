@@ -2,7 +2,7 @@
 //! connection would: every step stays within the input.
 #![no_main]
 
-use ev_websockets::proxy::{Proxy, Tunnel, TunnelStep};
+use ev_websockets::client::proxy::{Proxy, Tunnel, TunnelStep};
 use libfuzzer_sys::fuzz_target;
 
 const PROXIES: [&str; 4] = [

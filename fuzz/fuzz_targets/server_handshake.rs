@@ -3,8 +3,8 @@
 //! within the input.
 #![no_main]
 
-use ev_websockets::handshake::server::{self, ServerPolicy, Verdict};
-use ev_websockets::handshake::{MAX_HEAD, Parsed};
+use ev_websockets::protocol::handshake::{MAX_HEAD, Parsed};
+use ev_websockets::server::handshake::{self, ServerPolicy, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         compression: flags & 1 != 0,
         context_takeover: flags & 2 != 0,
     };
-    if let Parsed::Complete(used, verdict) = server::read_request(request, &policy) {
+    if let Parsed::Complete(used, verdict) = handshake::read_request(request, &policy) {
         assert!(used <= request.len());
         if let Verdict::Upgrade(upgrade) = verdict {
             let mut out = Vec::new();

@@ -1,7 +1,7 @@
 //! URL parsing: client endpoints, redirect targets and proxy URLs.
 #![no_main]
 
-use ev_websockets::{endpoint, proxy::Proxy};
+use ev_websockets::client::{endpoint, proxy::Proxy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

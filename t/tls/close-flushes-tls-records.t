@@ -13,7 +13,8 @@
 # client's close, a client-initiated close, and simultaneous closes after
 # a small and a 200 KB message from the client.  And
 # close_timeout still ends a closing handshake with a peer that never
-# reads.  (src/connection.rs has the same cases with small socket buffers.)
+# reads.  (src/connection/session.rs has the same cases with small
+# socket buffers.)
 use strict;
 use warnings;
 use Test::More;

@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 
-use crate::frame::{self, FrameHeader, OpCode};
-use crate::pool;
+use crate::protocol::frame::{self, FrameHeader, OpCode};
+use crate::protocol::pool;
 
 /// Written bytes after which the buffer's sent prefix is dropped even
 /// though unsent bytes remain (once it is also at least half the buffer,
@@ -212,7 +212,7 @@ impl Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Data;
+    use crate::protocol::frame::Data;
 
     /// A sink that takes at most `limit` bytes per write.
     struct Trickle {

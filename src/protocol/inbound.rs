@@ -4,10 +4,10 @@
 use std::io::{self, Read};
 use std::ops::Range;
 
-use crate::deflate::{Decompressor, InflateError};
-use crate::frame::{self, Control, Data, FrameHeader, OpCode, Role};
-use crate::pool;
-use crate::utf8::{self, Utf8Stream};
+use crate::protocol::deflate::{Decompressor, InflateError};
+use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode, Role};
+use crate::protocol::pool;
+use crate::protocol::utf8::{self, Utf8Stream};
 
 /// Size of the buffer reads go into: a pipelined peer's frames are taken
 /// many at a time.

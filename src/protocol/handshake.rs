@@ -1,9 +1,9 @@
-//! The HTTP/1.1 upgrade on both sides (RFC 6455 §4).
+//! What the two sides of the HTTP/1.1 upgrade (RFC 6455 §4) share: the
+//! limits on a head, the outcome of parsing one, and the rule for headers
+//! the application adds.  The client's request is in
+//! `client::handshake`, the server's answer in `server::handshake`.
 
-pub mod client;
-pub mod server;
-
-use crate::wire;
+use crate::protocol::wire;
 
 /// Headers the handshake itself writes; the application may not set them.
 const RESERVED: [&str; 6] = [
@@ -29,7 +29,7 @@ pub fn check_extra_header(name: &str, value: &[u8]) -> Result<(), String> {
 pub const MAX_HEAD: usize = 16 * 1024;
 
 /// Most header lines parsed in one head.
-const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
 
 /// Outcome of trying to parse a head from what has arrived so far.
 #[derive(Debug)]

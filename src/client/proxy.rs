@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::{headers, wire};
+use crate::protocol::{headers, wire};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyKind {
@@ -304,7 +304,7 @@ fn http_answer(input: &[u8]) -> TunnelStep {
                 TunnelStep::Failed(text.trim_end().to_string())
             }
         },
-        Ok(httparse::Status::Partial) if input.len() > crate::handshake::MAX_HEAD => {
+        Ok(httparse::Status::Partial) if input.len() > crate::protocol::handshake::MAX_HEAD => {
             TunnelStep::Failed("proxy failed: answer too large".into())
         }
         Ok(httparse::Status::Partial) => TunnelStep::NeedMore,

@@ -1,20 +1,20 @@
 //! Client side: the upgrade request and the check of the server's answer.
 
-use super::{MAX_HEAD, MAX_HEADERS, Parsed};
-use crate::deflate::{self, DeflateParams};
-use crate::endpoint::Endpoint;
-use crate::headers::{self, HeaderList};
-use crate::wire;
+use crate::client::endpoint::Endpoint;
+use crate::protocol::deflate::{self, DeflateParams};
+use crate::protocol::handshake::{self, MAX_HEAD, MAX_HEADERS, Parsed};
+use crate::protocol::headers::{self, HeaderList};
+use crate::protocol::wire;
 
 /// Headers the user may replace instead of duplicating.
 const REPLACEABLE: [&str; 2] = ["Host", "Origin"];
 
 /// Check user headers before anything is sent: no name the handshake
 /// writes itself, names that are tokens, no CR, LF, NUL or other control
-/// character in values ([`super::check_extra_header`]).
+/// character in values ([`handshake::check_extra_header`]).
 pub fn validate_user_headers(list: &[(String, Vec<u8>)]) -> Result<(), String> {
     list.iter()
-        .try_for_each(|(name, value)| super::check_extra_header(name, value))
+        .try_for_each(|(name, value)| handshake::check_extra_header(name, value))
         .map_err(|why| format!("headers: {why}"))
 }
 
@@ -195,7 +195,7 @@ pub struct Accepted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint;
+    use crate::client::endpoint;
 
     fn request(protocol: Option<&str>, user: &[(String, Vec<u8>)]) -> (ClientHandshake, String) {
         let ep = endpoint::parse("ws://example.com:8080/chat?room=1").unwrap();

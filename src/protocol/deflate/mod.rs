@@ -4,7 +4,7 @@
 mod codec;
 mod negotiate;
 
-use crate::frame::Role;
+use crate::protocol::frame::Role;
 pub use codec::{Compressor, Decompressor, InflateError};
 
 pub use negotiate::{CLIENT_OFFER, DeflateParams, choose_offer, read_answer};

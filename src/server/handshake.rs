@@ -1,9 +1,9 @@
 //! Server side: reading the upgrade request and answering it.
 
-use super::{MAX_HEADERS, Parsed};
-use crate::deflate::{self, DeflateParams};
-use crate::headers::{self, HeaderList};
-use crate::wire;
+use crate::protocol::deflate::{self, DeflateParams};
+use crate::protocol::handshake::{self, MAX_HEADERS, Parsed};
+use crate::protocol::headers::{self, HeaderList};
+use crate::protocol::wire;
 
 /// What a listener answers with, shared by all its connections.
 #[derive(Debug, Default, Clone)]
@@ -138,7 +138,7 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
 impl UpgradeRequest {
     /// Write the 101 answer: the protocol if chosen, then the listener's
     /// headers, then the per-connection ones.  A header that does not pass
-    /// [`crate::handshake::check_extra_header`] is refused with its reason,
+    /// [`crate::protocol::handshake::check_extra_header`] is refused with its reason,
     /// and then nothing is written.
     pub fn write_response(
         &self,
@@ -147,7 +147,7 @@ impl UpgradeRequest {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         let added = || policy.headers.iter().chain(extra);
-        added().try_for_each(|(name, value)| super::check_extra_header(name, value))?;
+        added().try_for_each(|(name, value)| handshake::check_extra_header(name, value))?;
         if let Some(p) = &self.protocol {
             wire::check_protocol(p)?;
         }

@@ -6,9 +6,9 @@ use std::io::{self, IoSlice, Write};
 use mio::net::TcpStream;
 use socket2::SockRef;
 
-use crate::inbound::InBuf;
-use crate::os_error;
-use crate::outbound::{Flushed, Outbound};
+use crate::net::os_error;
+use crate::protocol::inbound::InBuf;
+use crate::protocol::outbound::{Flushed, Outbound};
 
 /// What one readiness brought.
 #[derive(Debug, PartialEq, Eq)]

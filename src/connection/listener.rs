@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::connection::{Connection, ServerSettings};
+use super::{Connection, ServerSettings};
 
 /// Pending connections the kernel queues for us.
 const BACKLOG: i32 = 1024;

@@ -56,7 +56,7 @@ impl fmt::Display for UrlError {
 /// control characters anywhere, before the url crate would quietly drop
 /// (tabs, newlines) or encode them.
 pub fn parse(input: &str) -> Result<Endpoint, UrlError> {
-    crate::wire::check_target(input).map_err(UrlError::Invalid)?;
+    crate::protocol::wire::check_target(input).map_err(UrlError::Invalid)?;
     let (tls, rest) = split_scheme(input).ok_or(UrlError::Scheme)?;
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     if authority.contains('@') {

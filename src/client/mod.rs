@@ -1,0 +1,11 @@
+//! The client's way to an open WebSocket: parsing the URL, resolving the
+//! host, tunnelling through a proxy, and the upgrade request and its
+//! answer.
+//!
+//! Depends on [`crate::protocol`] and [`crate::net`]; never on
+//! [`crate::server`] or [`crate::connection`].
+
+pub mod endpoint;
+pub mod handshake;
+pub mod proxy;
+pub mod resolver;

@@ -1,0 +1,124 @@
+//! Keepalive of an open connection: a ping after a quiet interval, and
+//! failing the connection when its pong does not come in time.
+
+use std::time::{Duration, Instant};
+
+use super::{Connection, SessionSettings, later};
+use crate::protocol::frame::{Control, OpCode};
+
+/// Keepalive state of an open connection.
+#[derive(Debug)]
+pub(super) struct Keepalive {
+    pub(super) interval: Duration,
+    pub(super) timeout: Duration,
+    pub(super) last_heard: Instant,
+    pub(super) ping_sent: Option<Instant>,
+}
+
+impl Keepalive {
+    pub(super) fn new(settings: &SessionSettings) -> Option<Keepalive> {
+        let interval = settings.ping_interval?;
+        Some(Keepalive {
+            interval,
+            timeout: settings.ping_timeout.unwrap_or(interval),
+            last_heard: Instant::now(),
+            ping_sent: None,
+        })
+    }
+
+    /// When the keepalive next needs attention.
+    pub(super) fn due(&self) -> Instant {
+        match self.ping_sent {
+            Some(sent) => later(sent, self.timeout),
+            None => later(self.last_heard, self.interval),
+        }
+    }
+}
+
+impl Connection {
+    /// The keepalive deadline passed: ping, or give up on a missing pong.
+    /// Traffic since the deadline was set only moves it (no timer churn
+    /// per message).
+    pub(super) fn keepalive_due(&mut self, now: Instant) {
+        let Some(k) = self.keepalive.as_mut() else {
+            return self.set_deadline(None);
+        };
+        match k.ping_sent {
+            Some(sent) if now >= sent + k.timeout => return self.fail(1011, "ping timeout".into()),
+            None if now >= k.last_heard + k.interval => {
+                k.ping_sent = Some(now);
+                self.link
+                    .out
+                    .push_frame(OpCode::Control(Control::Ping), true, &[], false);
+            }
+            _ => {}
+        }
+        let due = self.keepalive.as_ref().map(Keepalive::due);
+        self.set_deadline_at(due);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Pings and missing pongs between a client and a server over loopback.
+
+    use super::*;
+    use crate::connection::testing::*;
+    use crate::connection::{ServerSettings, State};
+
+    fn keepalive(interval_ms: u64) -> SessionSettings {
+        SessionSettings {
+            ping_interval: Some(Duration::from_millis(interval_ms)),
+            ..SessionSettings::default()
+        }
+    }
+
+    #[test]
+    fn keepalive_pings_an_idle_peer() {
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(30));
+        let pongs = |p: &Pair| {
+            p.client_seen
+                .iter()
+                .filter(|s| **s == Seen::Pong(Vec::new()))
+                .count()
+        };
+        p.run_until(|p| pongs(p) >= 3);
+        assert_eq!(p.client.state(), State::Connected);
+        assert!(
+            p.server_seen
+                .iter()
+                .all(|s| !matches!(s, Seen::Message(..)))
+        );
+    }
+
+    #[test]
+    fn keepalive_gives_up_without_pong() {
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(30));
+        // The server stops being served: nobody answers the ping.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.client.state() != State::Closed {
+            assert!(Instant::now() < deadline);
+            turn(&mut p.client, &mut p.client_seen);
+        }
+        assert_eq!(
+            p.client_seen[1..],
+            [
+                Seen::Error("ping timeout".into()),
+                Seen::Closed(1011, Some(b"ping timeout".to_vec()))
+            ]
+        );
+    }
+
+    #[test]
+    fn keepalive_waits_while_paused() {
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(20));
+        p.client.set_paused(true);
+        assert_eq!(p.client.deadline_in(), None);
+        let until = Instant::now() + Duration::from_millis(100);
+        p.run_until(|_| Instant::now() >= until);
+        assert_eq!(p.client.state(), State::Connected);
+        p.client.set_paused(false);
+        assert!(p.client.deadline_in().is_some());
+        p.run_until(|p| p.client_seen.contains(&Seen::Pong(Vec::new())));
+    }
+}

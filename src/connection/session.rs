@@ -1,0 +1,681 @@
+//! The open session: queueing what the user sends, parsing what the peer
+//! sent into events, and the closing handshake.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use super::{Connection, Notice, Phase};
+use crate::net::transport;
+use crate::protocol::deflate::{self, DeflateParams};
+use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode, Role};
+use crate::protocol::inbound::{Inbound, Payload, Step};
+use crate::protocol::pool;
+use crate::protocol::utf8::{self, Utf8Stream};
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    NotOpen,
+    FragmentInProgress,
+    InvalidUtf8,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::NotOpen => "Connection is not open",
+            SendError::FragmentInProgress => {
+                "Cannot send while a fragmented message is in progress; finish the fragment with send_fragment(..., is_final => 1) first"
+            }
+            SendError::InvalidUtf8 => "send: text message is not valid UTF-8 (use send_binary for bytes)",
+        })
+    }
+}
+
+/// What a `send*` call queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    Text,
+    Binary,
+    Ping,
+    Pong,
+    Fragment { binary: bool, fin: bool },
+}
+
+/// A fragmented message we are sending.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OutgoingFragments {
+    binary: bool,
+    /// Its fragments are parts of one deflate stream.
+    compressed: bool,
+    utf8: Utf8Stream,
+}
+
+/// What parsing found for the user.
+pub(super) enum Ready {
+    Message {
+        binary: bool,
+        payload: Payload,
+    },
+    Pong(Range<usize>),
+    /// Look in the notice queue.
+    Notice,
+}
+
+impl Connection {
+    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
+        if !matches!(self.phase, Phase::Open) {
+            return Err(SendError::NotOpen);
+        }
+        let data_opcode = |binary| OpCode::Data(if binary { Data::Binary } else { Data::Text });
+        match kind {
+            SendKind::Text | SendKind::Binary => {
+                if self.sending_fragments.is_some() {
+                    return Err(SendError::FragmentInProgress);
+                }
+                let binary = kind == SendKind::Binary;
+                if !binary && !utf8::is_valid(data) {
+                    return Err(SendError::InvalidUtf8);
+                }
+                let compressed =
+                    self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
+                self.queue_data(data_opcode(binary), true, data, compressed, true);
+            }
+            SendKind::Ping | SendKind::Pong => {
+                let control = if kind == SendKind::Ping {
+                    Control::Ping
+                } else {
+                    Control::Pong
+                };
+                let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
+                self.link
+                    .out
+                    .push_frame(OpCode::Control(control), true, &data[..cut], true);
+            }
+            SendKind::Fragment { binary, fin } => {
+                let message = self.sending_fragments.unwrap_or(OutgoingFragments {
+                    binary,
+                    // Unless this is the whole message, its size is unknown.
+                    compressed: self.deflater.is_some()
+                        && (!fin || data.len() >= deflate::MIN_COMPRESSED_SIZE),
+                    utf8: Utf8Stream::default(),
+                });
+                let opcode = match self.sending_fragments {
+                    Some(_) => OpCode::Data(Data::Continue),
+                    None => data_opcode(binary),
+                };
+                let mut utf8 = message.utf8;
+                if !message.binary && !utf8.feed(data, fin) {
+                    return Err(SendError::InvalidUtf8);
+                }
+                self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
+                self.queue_data(opcode, fin, data, message.compressed, true);
+            }
+        }
+        self.drain_armed = self.drain_wanted;
+        Ok(())
+    }
+
+    /// Queue a data frame, compressed when asked.  The first frame of a
+    /// compressed message carries RSV1 (RFC 7692 §6).
+    pub(super) fn queue_data(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        data: &[u8],
+        compressed: bool,
+        counted: bool,
+    ) {
+        let Some(deflater) = self.deflater.as_mut().filter(|_| compressed) else {
+            return self.link.out.push_frame(opcode, fin, data, counted);
+        };
+        let mut payload = pool::SCRATCH.with(pool::Pool::take);
+        payload.clear();
+        deflater.compress(data, fin, &mut payload);
+        let header = FrameHeader {
+            rsv1: opcode != OpCode::Data(Data::Continue),
+            ..frame::header(opcode, fin)
+        };
+        self.link.out.push(header, &payload, counted);
+        pool::SCRATCH.with(|p| p.give(payload));
+    }
+
+    /// A fragmented message we send ends unfinished: the connection is
+    /// closing.
+    pub(super) fn abandon_fragments(&mut self) {
+        self.sending_fragments = None;
+        if let Some(deflater) = self.deflater.as_mut() {
+            deflater.release();
+        }
+    }
+
+    /// Start the closing handshake.  The code is checked in every state;
+    /// then it is a no-op unless the connection is open.
+    pub fn close(&mut self, code: f64, reason: &[u8]) -> Result<(), String> {
+        let code = check_close_args(code, reason)?;
+        if !matches!(self.phase, Phase::Open) {
+            return Ok(());
+        }
+        if let Some(message) = self.sending_fragments.take() {
+            let continuation = OpCode::Data(Data::Continue);
+            self.queue_data(continuation, true, &[], message.compressed, false);
+        }
+        self.link.out.push_close(Some(code), cut_reason(reason));
+        self.close_sent = true;
+        self.phase = Phase::Closing;
+        // The peer's close frame must be read (RFC 6455 §7.1.1): a paused
+        // connection resumes; what comes before it is still delivered.
+        self.set_paused(false);
+        self.set_deadline(Some(self.close_timeout));
+        Ok(())
+    }
+
+    /// Without a listener, drains are not reported (each would be an
+    /// event per write).
+    pub fn set_drain_wanted(&mut self, wanted: bool) {
+        self.drain_wanted = wanted;
+        self.drain_armed &= wanted;
+    }
+
+    /// `pause_recv` / `resume_recv`; only while connected or closing.
+    pub fn set_paused(&mut self, paused: bool) {
+        if !matches!(self.phase, Phase::Open | Phase::Closing) || self.paused == paused {
+            return;
+        }
+        self.paused = paused;
+        // Messages already buffered are delivered on the next prepare.
+        self.recheck = !paused;
+        // A paused connection cannot read the pong: keepalive waits too.
+        if matches!(self.phase, Phase::Open)
+            && let Some(k) = self.keepalive.as_mut()
+        {
+            k.last_heard = Instant::now();
+            k.ping_sent = None;
+            let due = (!paused).then(|| k.due());
+            self.set_deadline_at(due);
+        }
+    }
+
+    /// Parse buffered frames until one is for the user or a notice arose.
+    /// Pings are answered here; a close frame moves the closing handshake.
+    pub(super) fn parse_frames(&mut self) -> Option<Ready> {
+        self.recheck = false;
+        if self.paused {
+            return None;
+        }
+        let receiving = matches!(self.phase, Phase::Open)
+            || (matches!(self.phase, Phase::Closing) && self.close_received.is_none());
+        if !receiving {
+            return self.handle_eof();
+        }
+        loop {
+            if self.link.inbuf.is_empty() {
+                // The usual case once a read's messages are out: no frame
+                // can be complete, so skip the parser.
+                self.reader.release_delivered();
+                self.link.need = 2;
+                return self.handle_eof();
+            }
+            let (used, step) = self.reader.next(self.link.inbuf.data_mut());
+            match step {
+                Step::NeedMore(n) => {
+                    self.link.inbuf.consume(used);
+                    self.link.inbuf.settle();
+                    self.link.need = n;
+                    return self.handle_eof();
+                }
+                Step::Violation(v) => {
+                    self.link.inbuf.consume(used);
+                    self.fail(v.code, v.text);
+                    return Some(Ready::Notice);
+                }
+                Step::Frame(Inbound::Ping(range)) => {
+                    let payload = &self.link.inbuf.data()[range];
+                    // A peer that pings without reading would have pongs
+                    // pile up: while the socket is full only the latest
+                    // ping is answered, once the pong before it is out
+                    // (RFC 6455 §5.5.3).
+                    let pong_waits = self.link.write_blocked && self.link.out.has_unsent_pong();
+                    match (self.close_sent, pong_waits) {
+                        (true, _) => {}
+                        (false, true) => self.deferred_pong = Some(payload.to_vec()),
+                        (false, false) => self.link.out.push_pong(payload),
+                    }
+                    self.link.inbuf.consume(used);
+                }
+                Step::Frame(Inbound::Close { code, reason }) => {
+                    let reason = self.link.inbuf.data()[reason].to_vec();
+                    self.link.inbuf.consume(used);
+                    self.close_frame_received(code, reason);
+                    if !self.notices.is_empty() {
+                        return Some(Ready::Notice);
+                    }
+                    // The end of the stream may have come in the same read.
+                    return self.handle_eof();
+                }
+                Step::Frame(Inbound::Message { binary, payload }) => {
+                    self.consume_after = used;
+                    return Some(Ready::Message { binary, payload });
+                }
+                Step::Frame(Inbound::Pong(range)) => {
+                    if let Some(k) = self.keepalive.as_mut() {
+                        k.ping_sent = None;
+                    }
+                    self.consume_after = used;
+                    return Some(Ready::Pong(range));
+                }
+            }
+        }
+    }
+
+    /// Once every complete frame is delivered: tear down if the peer is
+    /// gone.
+    pub(super) fn handle_eof(&mut self) -> Option<Ready> {
+        let read_error = self.link.eof.as_ref()?.clone();
+        if !matches!(self.phase, Phase::Open | Phase::Closing) {
+            return None;
+        }
+        // A client that sent its close frame and shut down its side may
+        // still read: the server writes what is left first (or until
+        // close_timeout), then closes.
+        if read_error.is_none()
+            && self.server.is_some()
+            && self.close_sent
+            && self.close_received.is_some()
+            && !self.link.all_written()
+        {
+            return None;
+        }
+        // After the peer's close frame a reset is no error: it said goodbye.
+        if let Some(text) = read_error.filter(|_| self.close_received.is_none()) {
+            self.notices.push_back(Notice::Error(text));
+        }
+        self.finish_close();
+        Some(Ready::Notice)
+    }
+
+    /// permessage-deflate was negotiated.  No zlib state exists until a
+    /// message needs it.
+    pub(super) fn enable_deflate(&mut self, params: &DeflateParams, role: Role) {
+        self.deflater = Some(params.compressor(role));
+        self.reader.enable_inflation(params.decompressor(role));
+    }
+
+    /// The handshake completed.
+    pub(super) fn opened(&mut self) {
+        self.phase = Phase::Open;
+        self.notices.push_back(Notice::Connected);
+        match self.keepalive.as_mut() {
+            Some(k) => {
+                k.last_heard = Instant::now();
+                let due = k.due();
+                self.set_deadline_at(Some(due));
+            }
+            None => self.set_deadline(None),
+        }
+    }
+
+    pub(super) fn close_frame_received(&mut self, code: u16, reason: Vec<u8>) {
+        self.close_received = Some((code, reason));
+        if matches!(self.phase, Phase::Open) {
+            // Echo the peer's code (RFC 6455 §5.5.1).
+            let echo = (code != 1005).then_some(code);
+            self.link.out.push_close(echo, b"");
+            self.close_sent = true;
+            self.abandon_fragments();
+            self.phase = Phase::Closing;
+            self.set_deadline(Some(self.close_timeout));
+        }
+        self.finish_server_close();
+    }
+
+    /// The server closes TCP first, once both close frames have passed
+    /// and everything it queued is with the kernel.  Until then the write
+    /// watcher runs and `close_timeout` bounds the wait.
+    pub(super) fn finish_server_close(&mut self) {
+        if self.server.is_some()
+            && matches!(self.phase, Phase::Closing)
+            && self.close_sent
+            && self.close_received.is_some()
+            && self.link.all_written()
+        {
+            self.finish_close();
+        }
+    }
+
+    /// End of an established connection: the peer's close code, or 1006.
+    pub(super) fn finish_close(&mut self) {
+        match self.close_received.take() {
+            Some((1005, _)) => self.finish(1005, None),
+            Some((code, reason)) => self.finish(code, Some(reason)),
+            None => self.finish(1006, None),
+        }
+    }
+
+    pub(super) fn finish(&mut self, code: u16, reason: Option<Vec<u8>>) {
+        self.enter_closed();
+        self.notices.push_back(Notice::Closed(code, reason));
+    }
+
+    /// Fail an established connection: tell the user, send the close code,
+    /// drop the socket.
+    pub(super) fn fail(&mut self, code: u16, text: String) {
+        if !self.close_sent {
+            self.link
+                .out
+                .push_close(Some(code), cut_reason(text.as_bytes()));
+            self.close_sent = true;
+            if let Some(socket) = self.link.socket.as_mut() {
+                let _ = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
+            }
+        }
+        let reason = text.as_bytes().to_vec();
+        self.notices.push_back(Notice::Error(text));
+        self.finish(code, Some(reason));
+    }
+}
+
+/// The arguments of `close()` checked (in any state), or the croak text.
+/// The code is a number as Perl gave it: NaN, an infinity or a fraction
+/// is as invalid as an out-of-range integer, and is shown as given.
+pub fn check_close_args(code: f64, reason: &[u8]) -> Result<u16, String> {
+    let code = Some(code)
+        .filter(|c| c.fract() == 0.0 && (0.0..=65535.0).contains(c))
+        .map(|c| c as u16)
+        .filter(|c| frame::is_valid_close_code(*c))
+        .ok_or_else(|| {
+            format!(
+                "close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"
+            )
+        })?;
+    if !utf8::is_valid(reason) {
+        return Err("close: reason is not valid UTF-8".into());
+    }
+    Ok(code)
+}
+
+/// A close reason cut to the 123 bytes a close frame holds, on a character
+/// boundary.
+fn cut_reason(reason: &[u8]) -> &[u8] {
+    const MAX: usize = frame::MAX_CONTROL_PAYLOAD - 2;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    // Step back over UTF-8 continuation bytes (10xxxxxx).
+    while end > 0 && reason[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    //! Open sessions between a client and a server over loopback, plain and
+    //! over TLS.
+
+    use super::*;
+    use crate::connection::testing::*;
+    use crate::connection::{ServerSettings, SessionSettings, State};
+    use std::time::{Duration, Instant};
+
+    /// Make the kernel hold little of what `from` writes to `to` (a few
+    /// KiB each way), so that a TLS session keeps the rest.
+    fn shrink_buffers(from: &Connection, to: &Connection) {
+        let send = socket2::SockRef::from(from.link.socket.as_ref().unwrap());
+        send.set_send_buffer_size(4096).unwrap();
+        let recv = socket2::SockRef::from(to.link.socket.as_ref().unwrap());
+        recv.set_recv_buffer_size(4096).unwrap();
+    }
+
+    /// 60 KiB that differ everywhere: less than a TLS session buffers, so
+    /// the send queue empties into the session at once.
+    fn tail_message() -> Vec<u8> {
+        (0..60 * 1024u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect()
+    }
+
+    /// The server sent a message and its close frame and has the client's
+    /// close frame (and, with `half_close`, the end of its stream) while
+    /// its TLS session still holds most of the message: it closes only
+    /// once the client has all of it.
+    fn close_waits_for_tls_records(half_close: bool) {
+        let mut p = open_tls(ServerSettings::default());
+        shrink_buffers(&p.server, &p.client);
+        let big = tail_message();
+        p.server.send(SendKind::Binary, &big).unwrap();
+        p.server.close(1000.0, b"done").unwrap();
+        p.client.close(1000.0, b"bye").unwrap();
+        p.client.flush();
+        if half_close {
+            let socket = p.client.link.socket.as_ref().unwrap();
+            socket.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        // Only the server runs: it writes what the kernel takes and reads
+        // the client's close frame.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.server.close_received.is_none() && p.server.state() != State::Closed {
+            assert!(Instant::now() < deadline, "{:?}", p.server_seen);
+            turn(&mut p.server, &mut p.server_seen);
+            std::thread::yield_now();
+        }
+        if half_close {
+            // and the end of the client's stream
+            turn(&mut p.server, &mut p.server_seen);
+        }
+        assert_eq!(p.server.state(), State::Closing, "still writing");
+        assert!(p.server.link.tls.as_ref().unwrap().wants_write());
+        assert!(p.server.link.out.is_empty(), "the session took everything");
+        assert!(p.server.queued() > 40 * 1024, "and it counts as queued");
+        assert!(p.server.interest().write, "the write watcher runs");
+        assert!(!p.server.interest().finished);
+        p.run_until(|p| p.client.state() == State::Closed && p.server.state() == State::Closed);
+        assert_eq!(
+            p.client_seen[1..],
+            [
+                Seen::Message(true, big),
+                Seen::Closed(1000, Some(b"done".to_vec()))
+            ]
+        );
+        assert_eq!(
+            p.server_seen.last(),
+            Some(&Seen::Closed(1000, Some(b"bye".to_vec())))
+        );
+    }
+
+    #[test]
+    fn tls_close_waits_for_the_session_records() {
+        close_waits_for_tls_records(false);
+    }
+
+    #[test]
+    fn tls_close_waits_for_the_session_records_after_a_half_close() {
+        close_waits_for_tls_records(true);
+    }
+
+    #[test]
+    fn tls_drain_waits_for_the_session_records() {
+        let mut p = open_tls(ServerSettings::default());
+        shrink_buffers(&p.server, &p.client);
+        let big = tail_message();
+        p.server.send(SendKind::Binary, &big).unwrap();
+        turn(&mut p.server, &mut p.server_seen);
+        assert!(p.server.link.out.is_empty() && p.server.link.tls.as_ref().unwrap().wants_write());
+        assert!(p.server.queued() > 40 * 1024);
+        assert!(!p.server_seen.contains(&Seen::Drain));
+        p.run_until(|p| p.server_seen.contains(&Seen::Drain));
+        assert_eq!(p.server.queued(), 0);
+        p.run_until(|p| p.client_seen.contains(&Seen::Message(true, big.clone())));
+    }
+
+    #[test]
+    fn tls_close_timeout_bounds_a_peer_that_never_reads() {
+        let mut settings = ServerSettings::default();
+        settings.session.close_timeout = Duration::from_millis(100);
+        let mut p = open_tls(settings);
+        shrink_buffers(&p.server, &p.client);
+        p.server.send(SendKind::Binary, &tail_message()).unwrap();
+        p.server.close(1000.0, b"done").unwrap();
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        while p.server.state() != State::Closed {
+            assert!(Instant::now() < deadline);
+            turn(&mut p.server, &mut p.server_seen);
+            std::thread::yield_now();
+        }
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(p.server_seen.last(), Some(&Seen::Closed(1006, None)));
+        assert!(p.server.interest().finished);
+    }
+
+    #[test]
+    fn compression_both_ways() {
+        let mut settings = ServerSettings::default();
+        settings.policy.compression = true;
+        settings.policy.context_takeover = true;
+        let mut p = Pair::open(settings, "127.0.0.1");
+        assert!(p.client.deflater.is_some() && p.server.deflater.is_some());
+        let text = "{\"price\":\"101.25\",\"side\":\"buy\"} ".repeat(3000);
+        p.client.send(SendKind::Text, text.as_bytes()).unwrap();
+        assert!(
+            p.client.queued() < text.len() / 20,
+            "compressed on the wire"
+        );
+        p.client.send(SendKind::Binary, b"short").unwrap();
+        p.client
+            .send(
+                SendKind::Fragment {
+                    binary: false,
+                    fin: false,
+                },
+                b"one, ",
+            )
+            .unwrap();
+        p.client
+            .send(
+                SendKind::Fragment {
+                    binary: false,
+                    fin: false,
+                },
+                b"",
+            )
+            .unwrap();
+        p.client
+            .send(
+                SendKind::Fragment {
+                    binary: false,
+                    fin: true,
+                },
+                b"two",
+            )
+            .unwrap();
+        p.run_until(|p| messages(&p.server_seen).len() == 3);
+        p.echo();
+        p.run_until(|p| messages(&p.client_seen).len() == 3);
+        let expected = vec![
+            Seen::Message(false, text.clone().into_bytes()),
+            Seen::Message(true, b"short".to_vec()),
+            Seen::Message(false, b"one, two".to_vec()),
+        ];
+        assert_eq!(messages(&p.client_seen), expected);
+        // The server keeps context (more compact the second time); the
+        // client does not, so it holds no zlib state between messages.
+        assert!(p.client.deflater.as_ref().is_some_and(|d| !d.is_active()));
+        p.client.close(1000.0, b"").unwrap();
+        p.run_until(|p| p.server.state() == State::Closed);
+        assert!(p.server.deflater.is_none(), "freed at close");
+    }
+
+    #[test]
+    fn compression_needs_both_sides() {
+        let p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        assert!(p.client.deflater.is_none() && p.server.deflater.is_none());
+    }
+
+    #[test]
+    fn handshake_echo_and_headers() {
+        let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        assert_eq!(p.client.state(), State::Connected);
+        assert_eq!(p.server.peer_ip(), Some("127.0.0.1".parse().unwrap()));
+        let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        p.client.send(SendKind::Text, b"hello").unwrap();
+        p.client.send(SendKind::Binary, &big).unwrap();
+        p.client.send(SendKind::Text, b"").unwrap();
+        assert_eq!(p.client.queued(), 5 + big.len());
+        let expected = vec![
+            Seen::Message(false, b"hello".to_vec()),
+            Seen::Message(true, big.clone()),
+            Seen::Message(false, Vec::new()),
+        ];
+        p.run_until(|p| messages(&p.server_seen).len() == 3);
+        assert_eq!(p.client.queued(), 0);
+        p.echo();
+        p.run_until(|p| messages(&p.client_seen).len() == 3);
+        assert_eq!(messages(&p.client_seen), expected);
+        assert!(p.client_seen.contains(&Seen::Drain));
+    }
+
+    #[test]
+    fn closing_handshake_reports_the_peer_code() {
+        let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        p.client.close(4001.0, "bye".as_bytes()).unwrap();
+        assert_eq!(p.client.state(), State::Closing);
+        assert_eq!(p.client.send(SendKind::Text, b"x"), Err(SendError::NotOpen));
+        p.run_until(|p| p.client.state() == State::Closed && p.server.state() == State::Closed);
+        assert_eq!(
+            p.server_seen.last(),
+            Some(&Seen::Closed(4001, Some(b"bye".to_vec())))
+        );
+        assert_eq!(
+            p.client_seen.last(),
+            Some(&Seen::Closed(4001, Some(Vec::new())))
+        );
+        assert!(p.client.interest().finished);
+    }
+
+    #[test]
+    fn lost_connection_is_1006() {
+        let mut p = Pair::open(ServerSettings::default(), "127.0.0.1");
+        p.server.abandon();
+        p.server = Connection::new(Role::Server, &SessionSettings::default());
+        p.run_until(|p| p.client.state() == State::Closed);
+        // abandon() sends a best-effort 1001 before dropping the socket.
+        assert_eq!(
+            p.client_seen.last(),
+            Some(&Seen::Closed(1001, Some(Vec::new())))
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_and_size_limit_enforced() {
+        let mut settings = ServerSettings::default();
+        settings.session.max_message = 10;
+        let mut p = Pair::open(settings, "localhost");
+        p.client.send(SendKind::Ping, b"are you there").unwrap();
+        p.run_until(|p| {
+            p.client_seen
+                .contains(&Seen::Pong(b"are you there".to_vec()))
+        });
+        p.client.send(SendKind::Binary, &[0; 11]).unwrap();
+        p.run_until(|p| p.client.state() == State::Closed);
+        let text = "message exceeds max_message_size";
+        assert!(p.server_seen.contains(&Seen::Error(text.into())));
+        assert_eq!(
+            p.server_seen.last(),
+            Some(&Seen::Closed(1009, Some(text.as_bytes().to_vec())))
+        );
+        assert_eq!(
+            p.client_seen.last(),
+            Some(&Seen::Closed(1009, Some(text.as_bytes().to_vec())))
+        );
+    }
+
+    #[test]
+    fn close_reason_cut_on_char_boundary() {
+        let reason = "é".repeat(70); // 140 bytes
+        let cut = cut_reason(reason.as_bytes());
+        assert_eq!(cut.len(), 122);
+        assert!(std::str::from_utf8(cut).is_ok());
+    }
+}
