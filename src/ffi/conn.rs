@@ -309,10 +309,11 @@ pub unsafe extern "C" fn ews_conn_send(
 }
 
 /// Start the closing handshake with `code` (as Perl gave it: checked here)
-/// and `reason`; -1: `err` says why not.
+/// and `reason`; with `c` NULL (an object already closed), only check
+/// them.  -1: `err` says why not.
 ///
 /// # Safety
-/// `c` is live; `reason` is valid for `len` bytes; `err` is valid.
+/// `c` is null or live; `reason` is valid for `len` bytes; `err` is valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_conn_close(
     c: *mut EwsConn,
@@ -323,30 +324,17 @@ pub unsafe extern "C" fn ews_conn_close(
 ) -> c_int {
     // SAFETY: guaranteed by the caller.
     let reason = unsafe { bytes(reason, len) };
+    if c.is_null() {
+        let checked = || {
+            status(
+                err,
+                crate::connection::check_close_args(code, reason).map(drop),
+            )
+        };
+        return guard_err(err, -1, checked);
+    }
     // SAFETY: guaranteed by the caller.
     unsafe { acting(c, err, -1, |c| status(err, c.close(code, reason))) }
-}
-
-/// Check close() arguments without a connection (for objects already
-/// closed); -1: `err` says what is wrong.
-///
-/// # Safety
-/// `reason` is valid for `len` bytes; `err` is valid.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn ews_close_args_error(
-    code: c_double,
-    reason: *const c_char,
-    len: usize,
-    err: *mut EwsError,
-) -> c_int {
-    // SAFETY: guaranteed by the caller.
-    let reason = unsafe { bytes(reason, len) };
-    guard_err(err, -1, || {
-        status(
-            err,
-            crate::connection::check_close_args(code, reason).map(drop),
-        )
-    })
 }
 
 /// # Safety

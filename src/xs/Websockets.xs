@@ -263,12 +263,8 @@ CODE:
     }
     p = string_arg(aTHX_ reason, &len);
     c = conn_from_sv(aTHX_ self);
-    if (!c->rs || c->destroyed) {
-        if (ews_close_args_error(code, p, len, &err))
-            croak("%s", err.msg);
-        XSRETURN_EMPTY;
-    }
-    if (ews_conn_close(c->rs, code, p, len, &err))
+    /* a connection already closed only checks the arguments */
+    if (ews_conn_close(c->destroyed ? NULL : c->rs, code, p, len, &err))
         croak("%s", err.msg);
     conn_mark_dirty(aTHX_ c);
 

@@ -35,25 +35,28 @@ static int ws_debug;
 
 /* ---- callbacks --------------------------------------------------------- */
 
-/* Every callback option, once: its id, its option name, and the <what> of
- * "exception in <what>" warnings.  (The core's options are in
- * src/options.rs; conn_deliver says which event calls which callback, and
- * with what arguments.) */
-#define CALLBACKS(X)                                                    \
-    X(CONNECT,   "on_connect",   "connect handler")                    \
-    X(MESSAGE,   "on_message",   "message handler")                    \
-    X(CLOSE,     "on_close",     "close handler")                      \
-    X(ERROR,     "on_error",     "error handler")                      \
-    X(PONG,      "on_pong",      "pong handler")                       \
-    X(DRAIN,     "on_drain",     "drain handler")                      \
-    X(HANDSHAKE, "on_handshake", "on_handshake")
+/* Every callback, once: its id, its option name, the <what> of its
+ * "exception in <what>" warnings, and the core's event that calls it.
+ * (The core's options are in src/options.rs; conn_deliver builds each
+ * callback's arguments.) */
+#define CALLBACKS(X)                                                        \
+    X(CONNECT,   "on_connect",   "connect handler", EWS_EV_CONNECTED)      \
+    X(MESSAGE,   "on_message",   "message handler", EWS_EV_MESSAGE)        \
+    X(CLOSE,     "on_close",     "close handler",   EWS_EV_CLOSED)         \
+    X(ERROR,     "on_error",     "error handler",   EWS_EV_ERROR)          \
+    X(PONG,      "on_pong",      "pong handler",    EWS_EV_PONG)           \
+    X(DRAIN,     "on_drain",     "drain handler",   EWS_EV_DRAIN)          \
+    X(HANDSHAKE, "on_handshake", "on_handshake",    EWS_EV_HANDSHAKE)
 
-#define CB_ID(id, name, what) CB_##id,
-#define CB_NAME(id, name, what) name,
-#define CB_WHAT(id, name, what) what,
+#define CB_ID(id, name, what, event) CB_##id,
+#define CB_NAME(id, name, what, event) name,
+#define CB_WHAT(id, name, what, event) what,
+#define CB_OF_EVENT(id, name, what, event) [event] = CB_##id + 1,
 enum { CALLBACKS(CB_ID) CB_COUNT };
 static const char *const cb_name[CB_COUNT] = { CALLBACKS(CB_NAME) };
 static const char *const cb_what[CB_COUNT] = { CALLBACKS(CB_WHAT) };
+/* by event kind: the callback's id + 1, or 0 for none */
+static const unsigned char cb_of_event[] = { CALLBACKS(CB_OF_EVENT) };
 
 typedef struct { SV *cb[CB_COUNT]; } callbacks;
 

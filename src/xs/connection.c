@@ -373,38 +373,19 @@ static void conn_deliver(pTHX_ ws_conn *c)
     SV *args[4];
 
     while (c->rs && ews_conn_next_event(c->rs, &ev)) {
+        int which = (size_t)ev.kind < sizeof cb_of_event ? cb_of_event[ev.kind] - 1 : -1;
+        int nargs = 1;
         SV *cb;
-        int which, nargs = 1;
 
-        switch (ev.kind) {
-        case EWS_EV_HANDSHAKE:
-            conn_handshake(aTHX_ c);
-            continue;
-        case EWS_EV_CONNECTED:
-            which = CB_CONNECT;
-            break;
-        case EWS_EV_MESSAGE:
-            which = CB_MESSAGE;
-            break;
-        case EWS_EV_PONG:
-            which = CB_PONG;
-            break;
-        case EWS_EV_DRAIN:
-            which = CB_DRAIN;
-            break;
-        case EWS_EV_ERROR:
-            which = CB_ERROR;
+        if (ev.kind == EWS_EV_ERROR)
             TRACE("error: %.*s", (int)ev.len, ev.data);
-            break;
-        case EWS_EV_CLOSED:
-            which = CB_CLOSE;
+        else if (ev.kind == EWS_EV_CLOSED)
             TRACE("closed: %d", ev.code);
-            break;
-        default:
+        if (ev.kind == EWS_EV_HANDSHAKE) {
+            conn_handshake(aTHX_ c);   /* a verdict, not just a call */
             continue;
         }
-        cb = c->cbs.cb[which];
-        if (!cb)
+        if (which < 0 || !(cb = c->cbs.cb[which]))
             continue;
 
         /* copy everything before Perl runs: ev points into Rust memory */
