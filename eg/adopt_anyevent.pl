@@ -92,7 +92,6 @@ $server = tcp_server '127.0.0.1', $port,
             on_close => sub {
                 my ($conn, $code, $reason) = @_;
                 print "#$n closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-                $shutdown->closed;    # shutting down and the last one gone: leave
             },
 
             on_error => sub {

@@ -92,7 +92,6 @@ sub consume {
             my ($conn, $code) = @_;
             delete $conn->stash->{resume};    # the timer holds $conn
             print "consumer: closed: $code\n";
-            $shutdown->closed if $shutdown;    # shutting down and the last one gone: leave
         },
 
         on_error => sub { print "consumer: error: $_[1]\n" },

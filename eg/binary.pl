@@ -96,7 +96,6 @@ sub serve {
         on_close => sub {
             my ($conn, $code, $reason) = @_;
             print "server: closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-            $shutdown->closed if $shutdown;    # shutting down and the last one gone: leave
         },
 
         on_error => sub { print "server: error: $_[1]\n" },

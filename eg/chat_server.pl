@@ -105,7 +105,6 @@ my $bound = $ctx->listen(
     # Runs before the 101 answer.  False: "403 Forbidden", nothing else fires.
     on_handshake => sub {
         my ($headers) = @_;
-        return 0 if $shutdown->stopping;
         my ($user, $room) = identify($headers);
         if (!defined $user) {
             printf "refused %s (bad path or token)\n", $headers->{Path} // '?';
@@ -140,7 +139,6 @@ my $bound = $ctx->listen(
         delete $rooms{$room} unless %{ $rooms{$room} };
         print "$user left #$room: $code", (length($reason // '') ? " $reason" : ''), "\n";
         tell_room($room, "* $user left #$room") unless $shutdown->stopping;
-        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     on_error => sub {

@@ -56,7 +56,6 @@ my $bound = $ctx->listen(
     on_close => sub {
         my ($conn, $code, $reason) = @_;
         print join(' ', 'closed:', $code, $reason // ()), "\n";
-        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     on_error => sub {

@@ -5,26 +5,20 @@
 #   perl -Mblib eg/graceful_shutdown.pl [--port 9017] [--grace 5]
 #
 # An echo server that shuts down the way a service manager (systemd,
-# Kubernetes, a deploy script) expects on SIGTERM or Ctrl-C (SIGINT):
+# Kubernetes, a deploy script) expects on SIGTERM or Ctrl-C (SIGINT).
+# $ctx->shutdown does all of it:
 #
-# 1. It stops taking new clients.  A listener cannot be closed on its own
-#    (the listening socket closes with its context), so from now on
-#    on_handshake refuses every upgrade: late clients get "403 Forbidden"
-#    and can go to another instance.
-# 2. Each open connection is closed with 1001 "going away".  close() queues
-#    the close frame behind anything still being sent, and waits for the
-#    client's close frame, at most close_timeout (set to --grace here);
-#    then on_close fires (with 1006 if the client never answered).
-# 3. It waits until every connection has reported on_close, bounded by a
-#    timer (--grace plus a second, a safety net behind close_timeout), then
-#    destroys the context, which closes the listening socket and drops
-#    whatever is left, and exits 0.
+# 1. The listening socket closes at once: late clients are refused by the
+#    system and can go to another instance.
+# 2. Each open connection is closed with 1001 "going away".  The close
+#    frame goes out behind anything still being sent; on_close fires when
+#    the client answers.
+# 3. Its cb is called once every connection is gone, or after --grace
+#    seconds, when the clients that have not answered are dropped (their
+#    on_close says 1006).  The cb leaves the loop, and the server exits 0.
 #
-# A second signal skips the wait.
-#
-# The other server examples do the same in a few lines with eg/lib/Shutdown.pm,
-# a small module with these steps (minus the logging and close_timeout);
-# this one spells them out.
+# A second signal skips the wait.  The other server examples do the same
+# through eg/lib/Shutdown.pm, which maps the signals to $ctx->shutdown.
 
 use strict;
 use warnings;
@@ -40,19 +34,10 @@ GetOptions(\%opt, 'port=i', 'grace=f') && !@ARGV
     or die "usage: $0 [--port N] [--grace SECONDS]\n";
 
 my $ctx = EV::Websockets::Context->new;
-my ($stopping, $deadline);
+my $stopping;
 
 my $port = $ctx->listen(
-    port          => $opt{port},
-    close_timeout => $opt{grace},
-
-    # Step 1: while shutting down, refuse (403) instead of accepting.
-    on_handshake => sub {
-        my ($headers) = @_;
-        return 1 unless $stopping;
-        print "refused a new client: shutting down\n";
-        return 0;
-    },
+    port => $opt{port},
 
     on_connect => sub {
         my ($conn, $headers) = @_;
@@ -68,14 +53,8 @@ my $port = $ctx->listen(
     on_close => sub {
         my ($conn, $code, $reason) = @_;
         print "closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-        return unless $stopping;
-        my @open = $ctx->connections;    # without this one: it is closed now
-        if (@open) {
-            print scalar(@open), " connection(s) still closing\n";
-        } else {
-            print "all connections closed\n";
-            EV::break;                   # step 3 done
-        }
+        my $left = $ctx->connections;    # without this one: it is closed now
+        print "$left connection(s) still closing\n" if $stopping && $left;
     },
 
     on_error => sub {
@@ -92,22 +71,21 @@ sub shut_down {
         print "second signal: not waiting any longer\n";
         return EV::break;
     }
-    my @open = $ctx->connections;
-    print "SIG$signal: shutting down, closing ", scalar(@open), " connection(s)\n";
-    return EV::break unless @open;
-    # Step 2.  close() on a connection already closing does nothing.
-    $_->close(1001, 'going away') for @open;
-    # The bound on step 3.
-    $deadline = EV::timer($opt{grace} + 1, 0, sub {
-        my @left = $ctx->connections;
-        print "grace period over, dropping ", scalar(@left), " connection(s)\n";
-        EV::break;
-    });
+    print "SIG$signal: shutting down, closing ", scalar($ctx->connections), " connection(s)\n";
+    $ctx->shutdown(
+        code    => 1001,
+        reason  => 'going away',
+        timeout => $opt{grace},
+        cb      => sub {
+            print "all connections closed\n";
+            EV::break;
+        },
+    );
 }
 
 my @signals = map { my $sig = $_; EV::signal($sig, sub { shut_down($sig) }) } qw(TERM INT);
 
 EV::run;
-undef $ctx;    # closes the listening socket and anything left
+undef $ctx;    # after a second signal: drops whatever is left
 print "bye\n";
 exit 0;

@@ -103,7 +103,6 @@ sub server {
         on_close   => sub {
             my ($conn, $code, $reason) = @_;
             say_at(server => 'closed: ' . close_text($code, $reason));
-            $shutdown->closed;    # shutting down and the last one gone: leave
         },
     );
 }

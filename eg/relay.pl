@@ -102,7 +102,6 @@ sub closed {
         # closes it once it is open.
         close_side($other, onward($code, $reason, \@lost));
     }
-    $shutdown->closed;    # shutting down and the last one gone: leave
 }
 
 my $port = $ctx->listen(

@@ -90,7 +90,7 @@ my $bound = $ctx->listen(
     on_handshake => sub {
         my ($headers) = @_;
         my $path = $headers->{Path} // '';
-        return 1 if $routes{$path} && !$shutdown->stopping;
+        return 1 if $routes{$path};
         print "refused $path\n";
         return 0;    # 403 Forbidden
     },
@@ -114,7 +114,6 @@ my $bound = $ctx->listen(
         my $close = route_of($conn)->{close};
         $close->($conn) if $close;
         print "closed ", $conn->stash->{path}, ": $code", (length($reason // '') ? " $reason" : ''), "\n";
-        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     on_error => sub {

@@ -81,7 +81,6 @@ my $bound = $ctx->listen(
     on_close => sub {
         my ($conn, $code, $reason) = @_;
         print "closed: $code", (length($reason // '') ? " $reason" : ''), "\n";
-        $shutdown->closed;    # shutting down and the last one gone: leave
     },
 
     # TLS failures of clients that never completed the handshake (a client

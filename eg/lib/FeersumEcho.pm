@@ -68,7 +68,8 @@ sub adopt {
     # The callbacks capture only plain values, not $env.
     my $peer     = $env->{REMOTE_ADDR} // '?';
     my $path     = $env->{PATH_INFO} // '/';
-    my $shutdown = $self->{shutdown};
+    # shutting down (adopt would croak): drop it, the socket closes
+    return if $self->{shutdown}->stopping;
     $self->{ctx}->adopt(
         fh           => $fh,
         initial_data => upgrade_request($env),
@@ -80,7 +81,6 @@ sub adopt {
         on_close => sub {
             my ($conn, $code, $reason) = @_;
             print join(' ', "client $peer closed:", $code, $reason // ()), "\n";
-            $shutdown->closed;    # shutting down and the last one gone: leave
         },
         on_error => sub { print "client $peer error: $_[1]\n" },
     );

@@ -1,6 +1,7 @@
 package Shutdown;
 
-# Graceful shutdown on Ctrl-C (SIGINT) or SIGTERM for the servers in eg/.
+# Ctrl-C (SIGINT) or SIGTERM for the servers in eg/: $ctx->shutdown, then
+# leave the loop.
 #
 #   use FindBin;
 #   use lib "$FindBin::Bin/lib";
@@ -12,33 +13,26 @@ package Shutdown;
 #       on_stop => sub { my @open = @_; ... },    # optional, see below
 #       quiet   => 1,                     # optional: print nothing
 #   );
-#   $ctx->listen(
-#       ...,
-#       on_handshake => sub { return !$shutdown->stopping },    # refuse late clients
-#       on_close     => sub { ...; $shutdown->closed },         # last
-#   );
+#   $ctx->listen(...);
 #   EV::run;
-#   undef $ctx;    # closes the listening socket
+#   undef $ctx;
 #
 # The first signal:
 # 1. calls on_stop with the open connections: the place to stop taking new
-#    clients (an accepting watcher of another library) or to say goodbye to
-#    everybody before the close;
+#    clients elsewhere (an accepting watcher of another library) or to say
+#    goodbye to everybody before the close;
 # 2. prints "shutting down, closing N connection(s)" (unless quiet);
-# 3. closes every open connection with 1001 ("going away", RFC 6455 7.4.1)
-#    and the reason given.  close() sends the close frame after anything
-#    still queued and waits for the peer's answer; then on_close fires;
-# 4. leaves the loop (EV::break) as soon as the last connection is gone,
-#    which $shutdown->closed in on_close notices, or after `grace` seconds,
-#    whichever comes first.  With no connection open it leaves at once.
-# A second signal leaves at once: somebody is in a hurry.
+# 3. calls $ctx->shutdown with 1001 ("going away", RFC 6455 7.4.1), the
+#    reason given and `grace` as its timeout: the listening sockets close,
+#    every open connection is closed, and its cb leaves the loop
+#    (EV::break) once the last connection is gone, or after `grace`
+#    seconds, when the ones that have not answered are dropped.
+# A second signal leaves at once: somebody is in a hurry.  stopping() tells
+# whether a signal came (the context croaks on adopt from then on).
 #
 # The object holds its context weakly, so that `undef $ctx` after EV::run
-# still destroys the context (and closes the listening socket) however many
-# callbacks refer to $shutdown.  The signal watchers' closures hold the
-# object weakly too: the callbacks that call $shutdown->closed keep it
-# alive, and nothing of it keeps itself alive.  eg/graceful_shutdown.pl
-# spells all of this out step by step, without this module.
+# still destroys the context however many callbacks refer to $shutdown;
+# the signal watchers' closures hold the object weakly too.
 
 use strict;
 use warnings;
@@ -66,30 +60,19 @@ sub on_signals {
 # True once a signal came.
 sub stopping { return $_[0]{stopping} }
 
-# Call at the end of on_close: leaves the loop if we are stopping and that
-# was the last connection (the one closing is no longer listed).
-sub closed {
-    my ($self) = @_;
-    return unless $self->{stopping};
-    EV::break unless $self->_open;
-}
-
-# The context's open connections (none once it is gone).
-sub _open {
-    my ($self) = @_;
-    return $self->{ctx} ? $self->{ctx}->connections : ();
-}
-
 sub _signal {
     my ($self) = @_;
     return EV::break if $self->{stopping}++;    # second signal: leave now
-    my @open = $self->_open;
+    my $ctx = $self->{ctx} or return EV::break;
+    my @open = $ctx->connections;
     $self->{on_stop}->(@open) if $self->{on_stop};
     print "shutting down, closing ", scalar(@open), " connection(s)\n" unless $self->{quiet};
-    return EV::break unless @open;
-    $_->close(1001, $self->{reason}) for @open;    # a closing one ignores it
-    # The bound on the wait: a peer that never answers must not keep us.
-    $self->{give_up} = EV::timer($self->{grace}, 0, sub { EV::break });
+    $ctx->shutdown(
+        code    => 1001,
+        reason  => $self->{reason},
+        timeout => $self->{grace},
+        cb      => sub { EV::break },
+    );
 }
 
 1;

@@ -545,6 +545,72 @@ clients and servers alike. Connections still C<connecting>, and closed ones,
 are left out. In scalar context, their number. Empty after the context
 was destroyed.
 
+=head2 shutdown
+
+    $ctx->shutdown(
+        code    => 1001,              # default 1001 ("going away")
+        reason  => 'server restart',  # default ""
+        timeout => 5,                 # seconds, default 5
+        cb      => sub { my ($ctx) = @_; EV::break },
+    );
+
+A graceful stop, for a server or a client context alike:
+
+=over 4
+
+=item 1.
+
+Every listening socket of the context closes at once: new clients are
+refused by the system, not answered.
+
+=item 2.
+
+Every C<connected> connection starts its closing handshake with C<code> and
+C<reason>, as C<< $conn->close($code, $reason) >> would: the close frame
+goes out after anything still queued, and C<on_close> fires when the peer
+answers. Connections already C<closing> carry on. A client still
+C<connecting> is failed at once: its C<on_error> fires with
+C<context is shutting down> (and no C<on_close>, as for any failed connect);
+a server connection whose upgrade had not completed is dropped without a
+callback.
+
+=item 3.
+
+C<cb> is called once, with the context, when the last connection of the
+context is gone (after its C<on_close> returned), or when C<timeout>
+seconds have passed, whichever comes first. At the timeout, the
+connections left are dropped first: their sockets close (with a last
+best-effort write of what is queued) and each gets C<on_close> with 1006
+and an undef reason, as for any connection lost without a closing
+handshake. A context with no connection calls C<cb> on the next loop
+iteration, never from inside C<shutdown>. C<timeout> 0 does not wait for
+any peer: the close frames are written and everything left is dropped on
+the next loop iteration. Each connection's own C<close_timeout> still
+applies and may end its wait sooner.
+
+=back
+
+All options are optional; C<code> and C<reason> are checked as C<close>
+checks them, C<timeout> as the numeric options are, C<cb> must be a code
+reference, and an unknown option warns; see L</ERRORS>. Nothing is shut
+down when an argument croaks.
+
+The context stays shut: afterwards (also inside and after C<cb>),
+C<connect>, C<listen>, C<adopt> and a second C<shutdown> croak C<"Context is
+shutting down">. C<connections> and the methods of its connections work as
+before.
+
+C<cb> runs under C<eval> like the callbacks: a C<die> in it is warned as
+C<< "EV::Websockets: exception in shutdown handler: <error>" >>. It may
+destroy the context. Destroying the context while the shutdown is under
+way (before C<cb>) ends it as any destruction does (L</"Destroying a
+context">): nothing more is called, C<cb> included. In a forked child (see
+L</fork>), C<shutdown> leaves the parent's peers alone: it closes the
+child's copies of the sockets without a close frame or a callback, and
+calls C<cb> on the next loop iteration.
+
+Each example server in F<eg/> stops this way on SIGINT or SIGTERM.
+
 =head2 Destroying a context
 
 When a context is freed (its last reference goes away, or C<< $ctx->DESTROY >>
@@ -777,7 +843,8 @@ rely on C<on_close>.
 Every callback runs under C<eval>. A C<die> inside one is caught and warned
 as C<< "EV::Websockets: exception in <what>: <error>" >>, where C<< <what> >>
 is C<connect handler>, C<message handler>, C<close handler>,
-C<error handler>, C<pong handler> or C<drain handler>, and the connection
+C<error handler>, C<pong handler> or C<drain handler> (C<shutdown handler>
+for L</shutdown>'s C<cb>), and the connection
 carries on (a die in C<on_error> does not call C<on_error> again). A die
 in C<on_handshake> is warned as C<on_handshake> and rejects the client.
 Your C<$@> is left as it was.
@@ -983,7 +1050,33 @@ file>' >> or C<< bad CA certificate in '<file>': <error> >>.
 
 =item C<Context has been destroyed>
 
-C<connect>, C<listen> or C<adopt> after C<< $ctx->DESTROY >>.
+C<connect>, C<listen>, C<adopt> or C<shutdown> after C<< $ctx->DESTROY >>.
+
+=item C<Context is shutting down>
+
+C<connect>, C<listen>, C<adopt> or C<shutdown> after C<shutdown> (the context
+stays shut).
+
+=back
+
+C<shutdown>'s options:
+
+=over 4
+
+=item C<< shutdown: invalid close code <n> (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999) >>
+
+=item C<shutdown: reason is not valid UTF-8>
+
+C<code> and C<reason>, checked as C<close> checks them.
+
+=item C<timeout must be a number of seconds from 0 to 1000000000>
+
+NaN, an infinity, a negative number, a string that is not a number or a
+value past 10^9.
+
+=item C<cb must be a code reference>
+
+=item C<< odd number of options: key '<last arg>' has no value >>
 
 =back
 
@@ -1039,6 +1132,11 @@ Before the connection opens (client only):
 
 C<connect_timeout> (or the default 30 second deadline) passed; the socket
 is closed at once.
+
+=item C<context is shutting down>
+
+The context's L</shutdown> was called while the connection was still
+connecting; the socket is closed at once.
 
 =item C<< DNS lookup failed for '<host>': <reason> >>
 
@@ -1398,8 +1496,9 @@ so an exec'd program inherits none;
 
 =item *
 
-C<< $ctx->DESTROY >> (or freeing the objects) only closes the child's
-copies of the descriptors, without a close frame; the child may then
+C<< $ctx->DESTROY >> (or freeing the objects) and C<< $ctx->shutdown >>
+only close the child's copies of the descriptors, without a close frame;
+the child may then
 create contexts of its own and use them, for example on a new
 C<< EV::Loop->new >>.
 

@@ -84,10 +84,12 @@ CODE:
     ev_prepare_init(&ctx->prepare, ctx_prepare_cb);
     ev_idle_init(&ctx->idle, ctx_idle_cb);
     ev_async_init(&ctx->async, ctx_async_cb);
+    ev_timer_init(&ctx->shutdown, ctx_shutdown_cb, 0., 0.);
     ctx->pid = getpid();
     ctx->waker = ews_waker_new(ctx_wake, ctx);
     obj = newSV_type(SVt_PVMG);
     sv_magicext(obj, NULL, PERL_MAGIC_ext, &ctx_vtbl, (const char *)ctx, 0);
+    ctx->self = obj;
     RETVAL = sv_bless(newRV_noinc(obj), gv_stashpv(class, GV_ADD));
     TRACE("context %p created", (void *)ctx);
 OUTPUT:
@@ -101,10 +103,10 @@ PREINIT:
     ews_conn *rs;
 CODE:
     ctx_pin(aTHX_ ctx);
-    ctx_alive(aTHX_ ctx);
+    ctx_open(aTHX_ ctx);
     parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_CONNECT, NULL, &opts);
     opts_check(aTHX_ &opts);
-    ctx_alive(aTHX_ ctx);   /* converting the options may have destroyed it */
+    ctx_open(aTHX_ ctx);   /* converting the options may have destroyed or shut it */
     rs = ews_connect(opts.core, ctx->waker, ctx->client, &err);
     if (!rs)
         croak("%s", err.msg);
@@ -121,10 +123,10 @@ PREINIT:
     ws_listener *l;
 CODE:
     ctx_pin(aTHX_ ctx);
-    ctx_alive(aTHX_ ctx);
+    ctx_open(aTHX_ ctx);
     parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_LISTEN, NULL, &opts);
     opts_check(aTHX_ &opts);
-    ctx_alive(aTHX_ ctx);
+    ctx_open(aTHX_ ctx);
     Newxz(l, 1, ws_listener);
     l->rs = ews_listen(opts.core, &err);
     if (!l->rs) {
@@ -156,7 +158,7 @@ PREINIT:
     struct stat st;
 CODE:
     ctx_pin(aTHX_ ctx);
-    ctx_alive(aTHX_ ctx);
+    ctx_open(aTHX_ ctx);
     /* every option converted (Perl may run) before the handle is looked at:
      * that code could close it */
     parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_ADOPT, "fh", &opts);
@@ -171,7 +173,7 @@ CODE:
     flag_len = sizeof flag;
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &flag, &flag_len) == 0 && flag)
         croak("adopt: file handle is a listening socket");
-    ctx_alive(aTHX_ ctx);
+    ctx_open(aTHX_ ctx);
     /* The connection owns a duplicate; the Perl handle keeps its own fd
      * (held below until the connection is done), so neither is closed
      * twice. */
@@ -182,6 +184,7 @@ CODE:
     if (!rs)
         croak("%s", err.msg);
     c = conn_new(aTHX_ ctx, rs, &opts.cbs, &RETVAL);
+    c->server = 1;
     c->adopted_io = SvREFCNT_inc_simple_NN((SV *)io);
     c->adopted_dev = st.st_dev;
     c->adopted_ino = st.st_ino;
@@ -190,6 +193,17 @@ CODE:
     conn_settle(aTHX_ c, 0);
 OUTPUT:
     RETVAL
+
+void
+shutdown(EV::Websockets::Context ctx, ...)
+PREINIT:
+    shutdown_opts opts;
+CODE:
+    ctx_pin(aTHX_ ctx);
+    ctx_open(aTHX_ ctx);
+    parse_shutdown_opts(aTHX_ &ST(1), items - 1, &opts);
+    ctx_open(aTHX_ ctx);   /* converting the options may have shut it */
+    ctx_shutdown(aTHX_ ctx, opts.code, opts.reason, opts.reason_len, opts.timeout, opts.cb);
 
 void
 connections(EV::Websockets::Context ctx)

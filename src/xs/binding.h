@@ -84,6 +84,7 @@ struct ws_conn {
     int dirty;
     int io_events;
     int resolving;
+    int server;               /* accepted or adopted, not connected out */
     uint32_t socket_gen, deadline_gen;
 };
 
@@ -96,8 +97,12 @@ struct ws_listener {
     ws_listener *next;
 };
 
+/* ws_ctx.shut: where shutdown() is */
+enum { SHUT_NONE, SHUT_PENDING, SHUT_DONE };
+
 struct ws_ctx {
     struct ev_loop *loop;
+    SV *self;                 /* its object's referent (not a reference) */
     SV *loop_sv;              /* keeps a non-default loop alive */
     ev_prepare prepare;       /* flush + deliver before the loop blocks */
     ev_async async;           /* resolver threads wake us */
@@ -107,6 +112,9 @@ struct ws_ctx {
     ws_conn *dirty;
     ws_listener *listeners;
     ev_idle idle;             /* keeps the loop from blocking: work left */
+    ev_timer shutdown;        /* shutdown()'s deadline; 0 once all closed */
+    SV *shutdown_cb;          /* shutdown()'s cb, until it is called */
+    int shut;                 /* a SHUT_* */
     int resolving;            /* connections waiting for DNS */
     int refs;
     int destroyed;

@@ -70,7 +70,10 @@ static void conn_stop_watchers(pTHX_ ws_conn *c)
     conn_set_resolving(aTHX_ c, 0);
 }
 
-static void conn_unlink(ws_conn *c)
+/* Leave the context.  The last connection of a context that is shutting
+ * down makes its shutdown timer fire at once: cb runs from the loop, never
+ * here (no Perl code runs while a connection detaches). */
+static void conn_unlink(pTHX_ ws_conn *c)
 {
     ws_ctx *ctx = c->ctx;
     if (!ctx)
@@ -79,6 +82,11 @@ static void conn_unlink(ws_conn *c)
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     c->ctx = NULL;
+    if (!ctx->conns && ctx->shut == SHUT_PENDING && !ctx->destroyed && LOOP_USABLE) {
+        ev_timer_stop(ctx->loop, &ctx->shutdown);
+        ev_timer_set(&ctx->shutdown, 0., 0.);
+        ev_timer_start(ctx->loop, &ctx->shutdown);
+    }
 }
 
 /* Whether an adopted handle's descriptor is still the socket it was.  Some
@@ -134,7 +142,7 @@ static void conn_detach(pTHX_ ws_conn *c, int abandon)
         ews_conn_free(c->rs);
         c->rs = NULL;
     }
-    conn_unlink(c);
+    conn_unlink(aTHX_ c);
 }
 
 static void conn_release(pTHX_ ws_conn *c)
@@ -144,6 +152,29 @@ static void conn_release(pTHX_ ws_conn *c)
     if (c->self_held) {
         c->self_held = 0;
         SvREFCNT_dec(c->self);
+    }
+}
+
+/* How a connection dropped by the binding (not by the core) learns it:
+ * see conn_tell_end. */
+enum { END_QUIET, END_CLOSE, END_ERROR };
+
+/* What a connection that was open or closing (END_CLOSE: on_close 1006, no
+ * reason, as for a lost connection) or a client still connecting
+ * (END_ERROR: on_error with text) hears after it was detached.  c->self
+ * must be pinned by the caller. */
+static void conn_tell_end(pTHX_ ws_conn *c, int end, const char *text)
+{
+    SV *args[3], *cb;
+    if (end == END_CLOSE && (cb = c->cbs.cb[CB_CLOSE])) {
+        args[0] = newRV_inc(c->self);
+        args[1] = newSViv(1006);
+        args[2] = newSV(0);
+        invoke(aTHX_ cb, CB_CLOSE, args, 3, 0);
+    } else if (end == END_ERROR && (cb = c->cbs.cb[CB_ERROR])) {
+        args[0] = newRV_inc(c->self);
+        args[1] = newSVpv(text, 0);
+        invoke(aTHX_ cb, CB_ERROR, args, 2, 0);
     }
 }
 

@@ -95,6 +95,7 @@ static void listener_io_cb(struct ev_loop *loop, ev_io *w, int revents)
     for (i = 0; i < 64; i++) {
         ews_error err;
         ews_conn *rs = ews_listener_accept(l->rs, &err);
+        ws_conn *c;
         SV *rv;
         if (!rs) {
             if (err.msg[0]) {
@@ -105,7 +106,9 @@ static void listener_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             break;
         }
         TRACE("accepted a connection");
-        conn_sync(aTHX_ conn_new(aTHX_ l->ctx, rs, &l->cbs, &rv));
+        c = conn_new(aTHX_ l->ctx, rs, &l->cbs, &rv);
+        c->server = 1;
+        conn_sync(aTHX_ c);
         SvREFCNT_dec(rv);   /* the connection holds its own object */
     }
 }
@@ -143,7 +146,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
 {
     ws_conn **conns = NULL, *c;
     ws_listener *listeners, *l;
-    SV *loop_sv;
+    SV *loop_sv, *shutdown_cb;
     size_t n = 0, i;
     /* A forked child only closes its copies of the descriptors: the
      * connections still belong to the parent. */
@@ -163,6 +166,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
         ev_prepare_stop(ctx->loop, &ctx->prepare);
         ev_idle_stop(ctx->loop, &ctx->idle);
         ev_async_stop(ctx->loop, &ctx->async);
+        ev_timer_stop(ctx->loop, &ctx->shutdown);
     }
     ews_waker_free(ctx->waker);   /* no more wake-ups from resolver threads */
     ctx->waker = NULL;
@@ -189,6 +193,8 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
     ctx->resolving = 0;
     loop_sv = ctx->loop_sv;
     ctx->loop_sv = NULL;
+    shutdown_cb = ctx->shutdown_cb;   /* a shutdown under way never calls it */
+    ctx->shutdown_cb = NULL;
 
     /* phase two: release what Perl code may hang on */
     for (i = 0; i < n; i++) {
@@ -200,6 +206,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
         listeners = l->next;
         listener_release(aTHX_ l);
     }
+    SvREFCNT_dec(shutdown_cb);
     SvREFCNT_dec(loop_sv);
     ctx_release(ctx);
 }
@@ -235,6 +242,15 @@ static ws_ctx *ctx_alive(pTHX_ ws_ctx *ctx)
     return ctx;
 }
 
+/* Alive and taking new connections: not shut down. */
+static ws_ctx *ctx_open(pTHX_ ws_ctx *ctx)
+{
+    ctx_alive(aTHX_ ctx);
+    if (ctx->shut != SHUT_NONE)
+        croak("Context is shutting down");
+    return ctx;
+}
+
 static void ctx_unpin(pTHX_ void *ctx)
 {
     ctx_release((ws_ctx *)ctx);
@@ -246,4 +262,129 @@ static void ctx_pin(pTHX_ ws_ctx *ctx)
 {
     ctx->refs++;
     SAVEDESTRUCTOR_X(ctx_unpin, ctx);
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+/* Drop the connections of ctx (only those still connecting, with
+ * connecting_only) in two phases: detach them all (no Perl code runs; the
+ * owner's sockets get a last best-effort write, so a closing one's close
+ * frame still goes out), then tell each its end (conn_tell_end: on_close
+ * 1006 for one open or closing, on_error for a client still connecting,
+ * nothing for a server connection before its upgrade, nor in a forked
+ * child) and release it.  Nothing is told once the context is destroyed. */
+static void ctx_drop_conns(pTHX_ ws_ctx *ctx, int connecting_only)
+{
+    ws_conn **list, *c, *next;
+    int *ends;
+    size_t n = 0, i;
+    int owner = getpid() == ctx->pid;
+
+    for (c = ctx->conns; c; c = c->next)
+        n++;
+    if (!n)
+        return;
+    Newx(list, n, ws_conn *);
+    Newx(ends, n, int);
+    /* phase one */
+    for (n = 0, c = ctx->conns; c; c = next) {
+        int state = conn_state(c);
+        next = c->next;   /* detaching c runs no Perl: next stays listed */
+        if (connecting_only && state != EWS_CONNECTING)
+            continue;
+        ends[n] = !owner ? END_QUIET
+            : state == EWS_CONNECTED || state == EWS_CLOSING ? END_CLOSE
+            : state == EWS_CONNECTING && !c->server ? END_ERROR
+            : END_QUIET;
+        SvREFCNT_inc_simple_void_NN(c->self);   /* c lives through phase two */
+        list[n++] = c;
+        conn_detach(aTHX_ c, c->rs && owner);   /* unlinks c */
+    }
+    /* phase two */
+    for (i = 0; i < n; i++) {
+        c = list[i];
+        if (!ctx->destroyed)
+            conn_tell_end(aTHX_ c, ends[i], "context is shutting down");
+        conn_release(aTHX_ c);
+        SvREFCNT_dec(c->self);
+    }
+    Safefree(list);
+    Safefree(ends);
+}
+
+/* The shutdown is over (every connection gone, or the timeout passed):
+ * drop what is left, then call cb, once.  The caller holds a reference to
+ * ctx. */
+static void ctx_shutdown_finish(pTHX_ ws_ctx *ctx)
+{
+    SV *cb, *died;
+    if (ctx->shut != SHUT_PENDING || ctx->destroyed)
+        return;
+    ctx->shut = SHUT_DONE;   /* no connection restarts the timer now */
+    if (LOOP_USABLE)
+        ev_timer_stop(ctx->loop, &ctx->shutdown);
+    ctx_drop_conns(aTHX_ ctx, 0);
+    cb = ctx->shutdown_cb;
+    ctx->shutdown_cb = NULL;   /* called once; no cycle through a closure */
+    if (cb && !ctx->destroyed) {
+        SV *arg = newRV_inc(ctx->self);
+        call_caught(aTHX_ cb, &arg, 1, 0, &died);
+        if (died)
+            warn_caught(aTHX_ newSVpvs("EV::Websockets: exception in shutdown handler: "), died);
+    }
+    SvREFCNT_dec(cb);
+}
+
+static void ctx_shutdown_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    ws_ctx *ctx = (ws_ctx *)((char *)w - offsetof(ws_ctx, shutdown));
+    dTHX;
+    PERL_UNUSED_ARG(loop);
+    PERL_UNUSED_ARG(revents);
+    ctx->refs++;
+    ctx_shutdown_finish(aTHX_ ctx);
+    ctx_release(ctx);
+}
+
+/* shutdown(): stop accepting, start the closing handshake of every open
+ * connection, fail the ones still connecting, and arm the timer that ends
+ * it all (after `timeout` seconds, or at once with no connection left).
+ * The arguments were checked; the caller pinned ctx. */
+static void ctx_shutdown(pTHX_ ws_ctx *ctx, NV code, const char *reason, STRLEN len,
+                         NV timeout, SV *cb)
+{
+    ws_listener *listeners = ctx->listeners, *l;
+    ws_conn *c;
+    ews_error err;
+    int owner = getpid() == ctx->pid;
+
+    TRACE("context %p shutting down", (void *)ctx);
+    ctx->shut = SHUT_PENDING;
+    ctx->shutdown_cb = cb ? SvREFCNT_inc_simple_NN(cb) : NULL;
+    /* no Perl code runs until the connecting ones are told */
+    ctx->listeners = NULL;
+    for (l = listeners; l; l = l->next)
+        listener_detach(aTHX_ l);
+    /* a forked child leaves the parent's peers alone: ctx_drop_conns
+     * closes its copies of their sockets */
+    for (c = ctx->conns; c && owner; c = c->next)
+        if (conn_state(c) == EWS_CONNECTED) {
+            (void)ews_conn_close(c->rs, code, reason, len, &err);   /* checked */
+            conn_mark_dirty(aTHX_ c);
+        }
+    ctx_drop_conns(aTHX_ ctx, owner);   /* the child's: all of them */
+    while ((l = listeners)) {
+        listeners = l->next;
+        listener_release(aTHX_ l);
+    }
+    if (ctx->destroyed || ctx->shut != SHUT_PENDING)
+        return;
+    if (!LOOP_USABLE) {
+        /* global destruction: no loop to wait in */
+        ctx_shutdown_finish(aTHX_ ctx);
+        return;
+    }
+    ev_timer_stop(ctx->loop, &ctx->shutdown);
+    ev_timer_set(&ctx->shutdown, ctx->conns ? timeout : 0., 0.);
+    ev_timer_start(ctx->loop, &ctx->shutdown);
 }

@@ -135,3 +135,70 @@ static void opts_check(pTHX_ const call_opts *opts)
     if (ews_options_check(opts->core, &err))
         croak("%s", err.msg);
 }
+
+/* ---- shutdown's options ------------------------------------------------ */
+
+#define SHUTDOWN_CODE    1001
+#define SHUTDOWN_TIMEOUT 5.0
+#define MAX_SECONDS      1e9   /* as the core's numeric options */
+
+typedef struct {
+    NV code;                  /* as given: checked as close() checks it */
+    const char *reason;       /* in a mortal copy: valid for the XS call */
+    STRLEN reason_len;
+    NV timeout;
+    SV *cb;                   /* borrowed from the mortal option value */
+} shutdown_opts;
+
+/* shutdown's key => value pairs, each converted once (which may run Perl:
+ * the caller looks at the context afterwards), then checked.  Unknown keys
+ * warn, later duplicates win, as in parse_opts. */
+static void parse_shutdown_opts(pTHX_ SV **args, I32 n, shutdown_opts *out)
+{
+    SV **own;
+    I32 i;
+    ews_error err;
+
+    out->code = SHUTDOWN_CODE;
+    out->reason = "";
+    out->reason_len = 0;
+    out->timeout = SHUTDOWN_TIMEOUT;
+    out->cb = NULL;
+    if (n % 2)
+        croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
+    Newx(own, n ? n : 1, SV *);
+    SAVEFREEPV(own);
+    for (i = 0; i < n; i++)
+        own[i] = sv_2mortal(SvREFCNT_inc_simple_NN(args[i]));
+    for (i = 0; i < n; i += 2) {
+        const char *key = SvPV_nolen(own[i]);
+        SV *value = sv_mortalcopy(own[i + 1]);   /* runs get magic once */
+
+        if (strEQ(key, "code")) {
+            out->code = SvOK(value) ? SvNV(value) : SHUTDOWN_CODE;
+        } else if (strEQ(key, "reason")) {
+            out->reason = SvOK(value) ? SvPV(value, out->reason_len) : "";
+            if (!SvOK(value))
+                out->reason_len = 0;
+        } else if (strEQ(key, "timeout")) {
+            NV t;
+            if (!SvOK(value)) {
+                out->timeout = SHUTDOWN_TIMEOUT;
+                continue;
+            }
+            t = SvPOK(value) && !SvROK(value) && !looks_like_number(value) ? -1 : SvNV(value);
+            if (!(t >= 0 && t <= MAX_SECONDS))   /* NaN too */
+                croak("timeout must be a number of seconds from 0 to 1000000000");
+            out->timeout = t;
+        } else if (strEQ(key, "cb")) {
+            if (SvOK(value) && !(SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVCV))
+                croak("cb must be a code reference");
+            out->cb = SvOK(value) ? SvRV(value) : NULL;
+        } else {
+            warn("EV::Websockets: unknown option '%s'", key);
+        }
+    }
+    /* close()'s checks of the code and reason, by the core */
+    if (ews_conn_close(NULL, out->code, out->reason, out->reason_len, &err))
+        croak("shutdown: %s", strncmp(err.msg, "close: ", 7) ? err.msg : err.msg + 7);
+}

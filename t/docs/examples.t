@@ -355,7 +355,7 @@ subtest 'router.pl: one listener, routes by path' => sub {
     shutdown_ok($ex, $time, 'server shutting down');
 };
 
-subtest 'graceful_shutdown.pl: refuse, close with 1001, wait, exit 0' => sub {
+subtest 'graceful_shutdown.pl: stop listening, close with 1001, wait, exit 0' => sub {
     my ($ex, $port) = start_server('eg/graceful_shutdown.pl', qw(--port 0 --grace 5));
     my $polite = client("ws://127.0.0.1:$port/");
     my $slow   = RawPeer->client(port => $port, reply_close => 0);    # answers closes only when told
@@ -366,20 +366,22 @@ subtest 'graceful_shutdown.pl: refuse, close with 1001, wait, exit 0' => sub {
     is_deeply($polite->{close}, [ [ 1001, 'going away' ] ], '... with 1001 "going away"');
     is($slow->{close_code}, 1001, '... both');
     ok($ex->wait_for(qr/1 connection\(s\) still closing/), 'the server waits for the one that has not answered');
-    refused_ok("ws://127.0.0.1:$port/", 'a client arriving during the shutdown');
+    like(ws_roundtrip("ws://127.0.0.1:$port/")->{error} // '', qr/^connect failed: /,
+        'a client arriving during the shutdown is refused: nothing listens');
     ok(!defined $ex->{status}, 'still running');
 
     $slow->send_frame(opcode => 8, payload => RawPeer::close_payload(1001));
     exits_ok($ex, 0);
     like($ex->output, qr/^all connections closed\nbye$/m, 'it exited once the last client answered');
 
-    # A client that never answers: close_timeout (--grace) bounds the wait.
+    # A client that never answers: --grace bounds the wait.
     ($ex, $port) = start_server('eg/graceful_shutdown.pl', qw(--port 0 --grace 0.3));
     my $mute = RawPeer->client(port => $port, reply_close => 0);
     ok(run_until(sub { $mute->{open} && $ex->count(qr/client connected/) }), 'a client that will not answer');
     $ex->signal('TERM');
     exits_ok($ex, 0);
     ok(run_until(sub { $mute->{eof} }), 'it was dropped');
+    like($ex->output, qr/^closed: 1006\nall connections closed\nbye$/m, '... with on_close 1006');
 };
 
 subtest 'relay.pl: both ways, close codes passed on' => sub {

@@ -4,7 +4,8 @@ package Chaos;
 # or two, with listeners and clients whose every callback (and the DESTROY
 # of objects kept in connections' stashes) calls random methods: send in
 # every form, close, pause and resume, connect, listen, adopt-free queries,
-# destroying a context, dropping the last reference to a connection, dying.
+# shutting down or destroying a context, dropping the last reference to a
+# connection, dying.
 # Whatever the order, the process must not crash, every croak must be one
 # the POD documents, and every socket must be gone once the sequence's
 # objects are.  A sequence is a pure function of its seed: a failure names
@@ -24,6 +25,7 @@ my @EXPECTED = (
     qr/^Connection is not open/,
     qr/^Connection has been destroyed/,
     qr/^Context has been destroyed/,
+    qr/^Context is shutting down/,
     qr/^Cannot send while a fragmented message is in progress/,
     qr/^chaos: a deliberate die/,
 );
@@ -69,6 +71,7 @@ my %ACTION = (
     listen        => sub { listen_one($_[0], pick(@{ $_[0]{ctxs} })) },
     connections   => sub { my $ctx = pick(@{ $_[0]{ctxs} }) or return; my @c = $ctx->connections },
     destroy_ctx   => sub { my $ctx = pick(@{ $_[0]{ctxs} }) or return; $ctx->DESTROY },
+    shutdown      => sub { my $ctx = pick(@{ $_[0]{ctxs} }) or return; shutdown_one($_[0], $ctx) },
     drop_ctx      => sub {
         my ($st) = @_;
         return unless @{ $st->{ctxs} };
@@ -76,7 +79,7 @@ my %ACTION = (
     },
 );
 my @ACTIONS = sort keys %ACTION;
-my %CONN_ACTION = map { $_ => 1 } grep { !/^(?:connect|listen|connections|destroy_ctx|drop_ctx)$/ } @ACTIONS;
+my %CONN_ACTION = map { $_ => 1 } grep { !/^(?:connect|listen|connections|destroy_ctx|drop_ctx|shutdown)$/ } @ACTIONS;
 my @CTX_ACTIONS = grep { !$CONN_ACTION{$_} } @ACTIONS;
 
 # Run zero to two random actions; then, now and then, die.  DESTROYs have
@@ -163,6 +166,24 @@ sub listen_one {
         callbacks($st),
     );
     push @{ $st->{ports} }, $port;
+}
+
+# A graceful shutdown of $ctx, whose cb acts too (its die is warned as the
+# callbacks' are).
+sub shutdown_one {
+    my ($st, $ctx) = @_;
+    weaken(my $weak = $st);
+    $ctx->shutdown(
+        code    => pick(@CLOSE_CODES),
+        reason  => pick('', 'bye'),
+        timeout => pick(0, 0.01, 0.1),
+        cb      => sub {
+            my $st = $weak or return;
+            $st->{events}{shutdown}++;
+            $st->{last_event} = EV::now;
+            act($st, 'shutdown', undef);
+        },
+    );
 }
 
 # One sequence: returns (unexpected croaks and warnings, the action log).

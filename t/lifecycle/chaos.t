@@ -3,11 +3,11 @@
 # POD: EV::Websockets, "Perl code at the boundary" and "ERRORS".
 #
 # The API under chaos: seeded random sequences in which every callback kind,
-# and the DESTROY of objects kept in stashes, call random methods, destroy
-# contexts, drop connections and die.  No crash, no croak the POD does not
-# document, no warning but the reports of deliberate dies and bad
-# on_handshake headers, and no socket left once a sequence's objects are
-# gone.
+# and the DESTROY of objects kept in stashes, call random methods, shut
+# down or destroy contexts, drop connections and die.  No crash, no croak
+# the POD does not document, no warning but the reports of deliberate dies
+# and bad on_handshake headers, and no socket left once a sequence's
+# objects are gone.
 #
 #   CHAOS_SEQUENCES=N (default 150)   how many sequences
 #   CHAOS_SEED=S      (default 1)     the first seed; sequence i uses S+i
