@@ -501,6 +501,9 @@ impl Options {
 
     /// The checks that look at several options, once all are set.
     pub fn check(&self) -> Result<(), String> {
+        if matches!(self.call, Call::Listen | Call::Adopt) {
+            self.check_context_takeover()?;
+        }
         match self.call {
             Call::Connect if !self.url_given => Err("url parameter is required".into()),
             Call::Listen => match (&self.listen.ssl_cert, &self.listen.ssl_key) {
@@ -514,6 +517,29 @@ impl Options {
                 )),
                 _ => Ok(()),
             },
+            _ => Ok(()),
+        }
+    }
+
+    /// listen and adopt: `context_takeover` may not contradict what a
+    /// preset or a hash says of it.
+    fn check_context_takeover(&self) -> Result<(), String> {
+        match (self.compression, self.context_takeover) {
+            (
+                Compression::Tuned {
+                    settings,
+                    label: Some(label),
+                },
+                Some(t),
+            ) if t != settings.context_takeover => Err(format!(
+                "context_takeover => {} contradicts compression => {}",
+                u8::from(t),
+                if label.starts_with('{') {
+                    label.to_string()
+                } else {
+                    format!("'{label}'")
+                }
+            )),
             _ => Ok(()),
         }
     }
@@ -570,19 +596,6 @@ impl Options {
             Compression::Default | Compression::Off => policy.compression = false,
             Compression::On => policy.compression = true,
             Compression::Tuned { settings: s, label } => {
-                if let (Some(label), Some(t)) = (label, self.context_takeover)
-                    && t != s.context_takeover
-                {
-                    return Err(format!(
-                        "context_takeover => {} contradicts compression => {}",
-                        u8::from(t),
-                        if label.starts_with('{') {
-                            label.to_string()
-                        } else {
-                            format!("'{label}'")
-                        }
-                    ));
-                }
                 policy.compression = true;
                 policy.deflate_memory = s.memory;
                 policy.context_takeover = match label {
@@ -786,6 +799,7 @@ mod tests {
             let i = o.find(b"context_takeover").unwrap();
             o.set(i, Value::Bool(t))?;
         }
+        o.check()?;
         let p = o.server_settings()?.policy;
         Ok((p.compression, p.context_takeover, p.deflate_memory))
     }

@@ -76,9 +76,9 @@ static void opt_set(pTHX_ ews_options *core, int index, int shape, const char *k
             v.items = header_array(aTHX_ value, &v.n_items);
             break;
         case EWS_SHAPE_CHOICE:
-            /* a hash ref: its pairs (text stays NULL); else a string and
-             * its truth */
-            if (SvROK(value) && SvTYPE(SvRV(value)) == SVt_PVHV) {
+            /* a hash ref: its pairs (text stays NULL); else (an
+             * overloaded object too) a string and its truth */
+            if (SvROK(value) && !SvAMAGIC(value) && SvTYPE(SvRV(value)) == SVt_PVHV) {
                 v.items = header_array(aTHX_ value, &v.n_items);
             } else {
                 STRLEN len;
