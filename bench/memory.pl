@@ -3,13 +3,15 @@
 # opens N connections and keeps them idle; the server's resident memory is
 # read before and after.
 #
-#   perl -Mblib bench/memory.pl [--count 1000] [--compression [--context-takeover]] [--talk]
+#   perl -Mblib bench/memory.pl [--count 1000] [--compression [PRESET] [--context-takeover]] [--talk]
 #
 # Each process needs --count descriptors and a few more: raise the limit
 # (ulimit -n) for --count 10000 where it is lower.
 #
 # --compression: the server negotiates permessage-deflate (with
-# --context-takeover: keeping compression context).  --talk: each
+# --context-takeover: keeping compression context).  --compression PRESET
+# (shared, dedicated_3kb ... dedicated_256kb): server and clients both use
+# that preset.  --talk: each
 # client sends one 2 KB JSON message and waits for its echo before going
 # idle, so that connections have used compression.
 #
@@ -25,9 +27,13 @@ use EV::Websockets;
 use Getopt::Long;
 
 my ($count, $compression, $context, $talk) = (1000, 0, 0, 0);
-GetOptions('count=i' => \$count, compression => \$compression, 'context-takeover' => \$context,
+GetOptions('count=i' => \$count, 'compression:s' => \$compression, 'context-takeover' => \$context,
     talk => \$talk)
-    or die "usage: $0 [--count N] [--compression [--context-takeover]] [--talk]\n";
+    or die "usage: $0 [--count N] [--compression [PRESET] [--context-takeover]] [--talk]\n";
+$compression = 1 if defined $compression && $compression eq '';
+# A preset applies to both sides; plain --compression leaves the clients'
+# default offer.
+my $preset = $compression =~ /^[a-z]/ ? $compression : undef;
 my $message = join ',', map { qq({"id":$_,"status":"ok"}) } 1 .. 90;
 
 my $guard = guard(60 + $count / 100, 'memory');
@@ -38,7 +44,7 @@ my $echoed    = 0;
 my $port      = $ctx->listen(
     port        => 0,
     compression      => $compression,
-    context_takeover => $context,
+    ($context ? (context_takeover => 1) : ()),
     on_connect       => sub { $connected++ },
     on_message       => sub { $_[0]->send($_[1]); $echoed++ },
 );
@@ -68,6 +74,7 @@ if (!$pid) {
     my $ready = sub { syswrite $ready_w, "ready\n" if ++$open == $count };
     push @conns, $clients->connect(
         url        => "ws://127.0.0.1:$port/",
+        ($preset ? (compression => $preset) : ()),
         on_connect => sub { $talk ? $_[0]->send($message) : $ready->() },
         on_message => $ready,
         on_error   => sub { die "client: $_[1]\n" },
@@ -91,14 +98,14 @@ waitpid $pid, 0;
 
 my $per_conn = ($after - $before) * 1024 / $count;
 printf "%d idle server connections%s%s: RSS %d KiB -> %d KiB, %.0f bytes per connection\n",
-    $count, $compression ? ', compression on' . ($context ? ' with context takeover' : '') : '',
+    $count, $compression ? ', compression ' . ($preset // 'on') . ($context ? ' with context takeover' : '') : '',
     $talk ? ', after one message each' : '',
     $before, $after, $per_conn;
 my $bool = sub { $_[0] ? JSON::PP::true() : JSON::PP::false() };
 emit({
     bench                => 'memory',
     connections          => $count,
-    compression          => $bool->($compression),
+    compression          => $preset // $bool->($compression),
     context_takeover     => $bool->($context),
     talked               => $bool->($talk),
     rss_before_kib       => $before + 0,

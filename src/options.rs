@@ -19,6 +19,7 @@ use crate::connection::{
     SessionSettings,
 };
 use crate::net::tls::{self, ClientTls};
+use crate::protocol::deflate::{self, Memory, Offer, Settings};
 use crate::protocol::handshake::MAX_HEAD;
 use crate::protocol::wire;
 
@@ -50,6 +51,8 @@ pub enum Shape {
     Names,
     /// A hash reference of header names and values.
     Headers,
+    /// A name or a truth (given as both), or a hash reference of settings.
+    Choice,
 }
 
 /// An option's value, converted from Perl by its [`Shape`].
@@ -63,6 +66,8 @@ pub enum Value<'a> {
     Bool(bool),
     /// Names (empty values) or header pairs, in the order given.
     List(Vec<(String, Vec<u8>)>),
+    /// A [`Shape::Choice`] that is not a hash: its string and its truth.
+    Word(&'a [u8], bool),
 }
 
 /// Bounds of numeric options: far past any real use, and well inside what
@@ -175,6 +180,110 @@ pub struct Options {
     pub listen: ListenOptions,
     /// adopt: bytes already read from the socket.
     pub initial_data: Vec<u8>,
+    /// listen and adopt: `compression` and `context_takeover`, weighed
+    /// together by [`Options::server_settings`].
+    compression: Compression,
+    context_takeover: Option<bool>,
+}
+
+/// What `compression` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    /// Not given (or undef).
+    Default,
+    Off,
+    /// A true value: the defaults of each side.
+    On,
+    /// A preset or a hash; `label` names it in messages, and is `None`
+    /// when a hash left context takeover to the default.
+    Tuned {
+        settings: Settings,
+        label: Option<&'static str>,
+    },
+}
+
+/// The `compression` hash's settings and their ranges.
+const WINDOW_BITS: (f64, f64) = (9.0, 15.0);
+const MEM_LEVEL: (f64, f64) = (1.0, 9.0);
+
+impl Compression {
+    fn from_value(v: Value<'_>) -> Result<Compression, String> {
+        match v {
+            Value::Undef => Ok(Compression::Default),
+            Value::Bool(truth) => Ok(if truth {
+                Compression::On
+            } else {
+                Compression::Off
+            }),
+            Value::Word(text, truth) => {
+                let text = String::from_utf8_lossy(text);
+                if let Some(&(name, settings)) =
+                    deflate::PRESETS.iter().find(|(name, _)| *name == text)
+                {
+                    Ok(Compression::Tuned {
+                        settings,
+                        label: Some(name),
+                    })
+                } else if text.is_empty() || text.trim().parse::<f64>().is_ok() {
+                    // A plain truth, as Perl sees it.
+                    Ok(if truth {
+                        Compression::On
+                    } else {
+                        Compression::Off
+                    })
+                } else {
+                    Err(format!("compression: unknown preset '{text}'"))
+                }
+            }
+            Value::List(pairs) => Compression::from_hash(&pairs),
+            Value::Number(_) | Value::Text(_) => Err("compression: not a setting".into()),
+        }
+    }
+
+    fn from_hash(pairs: &[(String, Vec<u8>)]) -> Result<Compression, String> {
+        let mut memory = Memory::default();
+        let mut takeover = None;
+        for (key, value) in pairs {
+            let text = String::from_utf8_lossy(value);
+            let number = || text.trim().parse::<f64>().ok().filter(|n| n.fract() == 0.0);
+            let in_range = |(min, max): (f64, f64)| {
+                number()
+                    .filter(|n| (min..=max).contains(n))
+                    .map(|n| n as u8)
+                    .ok_or_else(|| format!("compression: {key} must be from {min} to {max}"))
+            };
+            match key.as_str() {
+                "window_bits" => memory.window_bits = in_range(WINDOW_BITS)?,
+                "mem_level" => memory.mem_level = in_range(MEM_LEVEL)?,
+                "context_takeover" => {
+                    takeover = Some(match text.as_ref() {
+                        "" | "0" => false,
+                        "1" => true,
+                        _ => return Err("compression: context_takeover must be 0 or 1".into()),
+                    })
+                }
+                other => {
+                    let known = "window_bits, mem_level, context_takeover";
+                    return Err(format!(
+                        "compression: unknown setting '{other}' (known: {known})"
+                    ));
+                }
+            }
+        }
+        Ok(Compression::Tuned {
+            settings: Settings {
+                memory,
+                context_takeover: takeover.unwrap_or(true),
+            },
+            label: takeover.map(|t| {
+                if t {
+                    "{ context_takeover => 1 }"
+                } else {
+                    "{ context_takeover => 0 }"
+                }
+            }),
+        })
+    }
 }
 
 type Setter = fn(&mut Options, &'static str, Value<'_>) -> Result<(), String>;
@@ -253,12 +362,16 @@ pub static OPTIONS: &[OptionSpec] = &[
         Ok(())
     }),
     // both sides
-    opt("compression", CONNECT, Shape::Bool, |o, _, v| {
-        o.client.compression = v.flag().unwrap_or(true);
+    opt("compression", CONNECT, Shape::Choice, |o, _, v| {
+        o.client.compression = match Compression::from_value(v)? {
+            Compression::Off => None,
+            Compression::Default | Compression::On => Some(Offer::default()),
+            Compression::Tuned { settings, .. } => Some(Offer::from(settings)),
+        };
         Ok(())
     }),
-    opt("compression", SERVER, Shape::Bool, |o, _, v| {
-        o.server.policy.compression = v.flag().unwrap_or(false);
+    opt("compression", SERVER, Shape::Choice, |o, _, v| {
+        o.compression = Compression::from_value(v)?;
         Ok(())
     }),
     opt("max_message_size", SESSION, Shape::Number, |o, name, v| {
@@ -301,7 +414,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         Ok(())
     }),
     opt("context_takeover", SERVER, Shape::Bool, |o, _, v| {
-        o.server.policy.context_takeover = v.flag().unwrap_or(false);
+        o.context_takeover = v.flag();
         Ok(())
     }),
     // listen
@@ -367,6 +480,8 @@ impl Options {
             server: ServerSettings::default(),
             listen: ListenOptions::default(),
             initial_data: Vec::new(),
+            compression: Compression::Default,
+            context_takeover: None,
         }
     }
 
@@ -386,6 +501,9 @@ impl Options {
 
     /// The checks that look at several options, once all are set.
     pub fn check(&self) -> Result<(), String> {
+        if matches!(self.call, Call::Listen | Call::Adopt) {
+            self.check_context_takeover()?;
+        }
         match self.call {
             Call::Connect if !self.url_given => Err("url parameter is required".into()),
             Call::Listen => match (&self.listen.ssl_cert, &self.listen.ssl_key) {
@@ -399,6 +517,29 @@ impl Options {
                 )),
                 _ => Ok(()),
             },
+            _ => Ok(()),
+        }
+    }
+
+    /// listen and adopt: `context_takeover` may not contradict what a
+    /// preset or a hash says of it.
+    fn check_context_takeover(&self) -> Result<(), String> {
+        match (self.compression, self.context_takeover) {
+            (
+                Compression::Tuned {
+                    settings,
+                    label: Some(label),
+                },
+                Some(t),
+            ) if t != settings.context_takeover => Err(format!(
+                "context_takeover => {} contradicts compression => {}",
+                u8::from(t),
+                if label.starts_with('{') {
+                    label.to_string()
+                } else {
+                    format!("'{label}'")
+                }
+            )),
             _ => Ok(()),
         }
     }
@@ -449,6 +590,20 @@ impl Options {
     /// listen and adopt: the settings each connection gets, checked.
     pub fn server_settings(&self) -> Result<ServerSettings, String> {
         let mut settings = self.server.clone();
+        let policy = &mut settings.policy;
+        policy.context_takeover = self.context_takeover.unwrap_or(false);
+        match self.compression {
+            Compression::Default | Compression::Off => policy.compression = false,
+            Compression::On => policy.compression = true,
+            Compression::Tuned { settings: s, label } => {
+                policy.compression = true;
+                policy.deflate_memory = s.memory;
+                policy.context_takeover = match label {
+                    Some(_) => s.context_takeover,
+                    None => self.context_takeover.unwrap_or(true),
+                };
+            }
+        }
         for p in &settings.policy.protocols {
             wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
         }
@@ -623,5 +778,195 @@ mod tests {
         );
         let o = set(Call::Listen, "host", Value::Text(b"::1")).unwrap();
         assert_eq!(o.bind().unwrap().host, Some("::1".parse().unwrap()));
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Value<'static> {
+        Value::List(
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    /// listen's compression policy after `compression => v` (and
+    /// `context_takeover => takeover` if given).
+    fn server_deflate(
+        v: Value<'_>,
+        takeover: Option<bool>,
+    ) -> Result<(bool, bool, Memory), String> {
+        let mut o = set(Call::Listen, "compression", v)?;
+        if let Some(t) = takeover {
+            let i = o.find(b"context_takeover").unwrap();
+            o.set(i, Value::Bool(t))?;
+        }
+        o.check()?;
+        let p = o.server_settings()?.policy;
+        Ok((p.compression, p.context_takeover, p.deflate_memory))
+    }
+
+    #[test]
+    fn compression_truths_keep_their_meaning() {
+        let default = Memory::default();
+        for (v, on) in [
+            (Value::Undef, false),
+            (Value::Word(b"0", false), false),
+            (Value::Word(b"", false), false),
+            (Value::Word(b"1", true), true),
+            (Value::Word(b"2", true), true),
+        ] {
+            assert_eq!(
+                server_deflate(v.clone(), None).unwrap(),
+                (on, false, default)
+            );
+            assert_eq!(
+                server_deflate(v.clone(), Some(true)).unwrap(),
+                (on, true, default)
+            );
+            let client = set(Call::Connect, "compression", v.clone())
+                .unwrap()
+                .client
+                .compression;
+            let expected = (on || v == Value::Undef).then(Offer::default);
+            assert_eq!(client, expected, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn compression_presets() {
+        let m = |window_bits, mem_level| Memory {
+            window_bits,
+            mem_level,
+        };
+        assert_eq!(
+            server_deflate(Value::Word(b"dedicated_3kb", true), None).unwrap(),
+            (true, true, m(9, 1))
+        );
+        assert_eq!(
+            server_deflate(Value::Word(b"shared", true), Some(false)).unwrap(),
+            (true, false, m(15, 8))
+        );
+        assert_eq!(
+            server_deflate(Value::Word(b"dedicated_256kb", true), Some(true)).unwrap(),
+            (true, true, m(15, 8))
+        );
+        let client = set(
+            Call::Connect,
+            "compression",
+            Value::Word(b"dedicated_32kb", true),
+        )
+        .unwrap();
+        let offer = client.client.compression.unwrap();
+        assert_eq!((offer.memory, offer.keep_context), (m(12, 5), true));
+        for call in [Call::Connect, Call::Listen, Call::Adopt] {
+            assert_eq!(
+                set(call, "compression", Value::Word(b"x", true)).unwrap_err(),
+                "compression: unknown preset 'x'"
+            );
+        }
+        assert_eq!(
+            server_deflate(Value::Word(b"shared", true), Some(true)).unwrap_err(),
+            "context_takeover => 1 contradicts compression => 'shared'"
+        );
+        assert_eq!(
+            server_deflate(Value::Word(b"dedicated_4kb", true), Some(false)).unwrap_err(),
+            "context_takeover => 0 contradicts compression => 'dedicated_4kb'"
+        );
+    }
+
+    #[test]
+    fn compression_hashes() {
+        let m = |window_bits, mem_level| Memory {
+            window_bits,
+            mem_level,
+        };
+        let v = pairs(&[("window_bits", "10"), ("mem_level", "2")]);
+        assert_eq!(
+            server_deflate(v.clone(), None).unwrap(),
+            (true, true, m(10, 2))
+        );
+        // Without its own context_takeover, the hash follows the option.
+        assert_eq!(
+            server_deflate(v, Some(false)).unwrap(),
+            (true, false, m(10, 2))
+        );
+        let v = pairs(&[("context_takeover", "0")]);
+        assert_eq!(
+            server_deflate(v.clone(), None).unwrap(),
+            (true, false, m(15, 8))
+        );
+        assert_eq!(
+            server_deflate(v, Some(true)).unwrap_err(),
+            "context_takeover => 1 contradicts compression => { context_takeover => 0 }"
+        );
+        assert_eq!(
+            server_deflate(pairs(&[]), None).unwrap(),
+            (true, true, m(15, 8))
+        );
+        let client = set(
+            Call::Connect,
+            "compression",
+            pairs(&[("context_takeover", "0"), ("window_bits", "11")]),
+        )
+        .unwrap()
+        .client
+        .compression
+        .unwrap();
+        assert_eq!(
+            (
+                client.memory,
+                client.keep_context,
+                client.server_may_keep_context
+            ),
+            (m(11, 8), false, false)
+        );
+        for (key, value, message) in [
+            (
+                "window_bits",
+                "8",
+                "compression: window_bits must be from 9 to 15",
+            ),
+            (
+                "window_bits",
+                "16",
+                "compression: window_bits must be from 9 to 15",
+            ),
+            (
+                "window_bits",
+                "9.5",
+                "compression: window_bits must be from 9 to 15",
+            ),
+            (
+                "window_bits",
+                "",
+                "compression: window_bits must be from 9 to 15",
+            ),
+            (
+                "mem_level",
+                "0",
+                "compression: mem_level must be from 1 to 9",
+            ),
+            (
+                "mem_level",
+                "ten",
+                "compression: mem_level must be from 1 to 9",
+            ),
+            (
+                "context_takeover",
+                "yes",
+                "compression: context_takeover must be 0 or 1",
+            ),
+            (
+                "window",
+                "9",
+                "compression: unknown setting 'window' (known: window_bits, mem_level, context_takeover)",
+            ),
+        ] {
+            for call in [Call::Connect, Call::Listen] {
+                assert_eq!(
+                    set(call, "compression", pairs(&[(key, value)])).unwrap_err(),
+                    message
+                );
+            }
+        }
     }
 }

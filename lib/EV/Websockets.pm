@@ -295,6 +295,24 @@ the server are inflated (bounded by C<max_message_size>) and messages of
 (an extension it did not offer, bad parameters) fails the handshake with
 an C<on_error> (see L</on_error messages>).
 
+=item compression => $preset | \%settings
+
+Offer permessage-deflate with the window, memory level and context
+takeover of a preset or a settings hash (see L</Compression presets> under
+C<listen>), the same as the server's. C<'shared'> offers
+C<permessage-deflate; server_no_context_takeover;
+client_no_context_takeover; client_max_window_bits>: no zlib state is kept
+either way. A preset that keeps context offers no
+C<client_no_context_takeover>; one with a window below 15 bits also
+offers C<client_max_window_bits=N; server_max_window_bits=N>
+(C<dedicated_3kb>: C<permessage-deflate; client_max_window_bits=9;
+server_max_window_bits=9>). The client holds the server to its offer:
+an answer without C<server_no_context_takeover> when it was asked for,
+or without C<server_max_window_bits> of at most N, fails the handshake
+(C<bad permessage-deflate answer>). The client compresses with the
+smaller of its own window and the one the answer allows, and inflates
+with the window the answer names.
+
 =item close_timeout => $seconds
 
 How long a closing handshake may take (default 5; 0, a negative value or
@@ -440,12 +458,21 @@ C<< context_takeover => 1 >>.
 
 =item context_takeover => 1
 
-With C<compression>, keep each side's compression context between
+With C<< compression => 1 >>, keep each side's compression context between
 messages as the client offered (the RFC 7692 default): similar messages
 shrink much further, but each connection that has sent a compressed
 message holds its compressor (about 320 KB), and one that received
 compressed messages from a client keeping its context holds an inflater
-(about 45 KB).
+(about 45 KB). The C<dedicated_*> presets keep context for far less. With
+a settings hash that has no C<context_takeover> of its own, this option
+decides it; with a preset, or a hash that says otherwise, a contradicting
+C<context_takeover> croaks (C<< context_takeover => 1 contradicts
+compression => 'shared' >>).
+
+=item compression => $preset | \%settings
+
+Negotiate permessage-deflate with a window, a memory level and context
+takeover chosen for memory; see L</Compression presets>.
 
 =item ssl_cert => $file, ssl_key => $file, ssl_ca => $file
 
@@ -483,6 +510,74 @@ C<400 Bad Request> (426 for an unsupported version); the server then closes the 
 upgrade completes on a server (a refused or malformed request, a failed
 TLS handshake, a client that leaves or misses C<handshake_timeout>) fires a
 callback.
+
+=head3 Compression presets
+
+C<compression> on C<listen>, C<adopt> and C<connect> takes, besides 0 and
+1, a preset name (uWebSockets' names) or a hash:
+
+    compression => 'dedicated_3kb'
+    compression => { window_bits => 10, mem_level => 2, context_takeover => 1 }
+
+=over 4
+
+=item C<'shared'>
+
+No context takeover either way (what C<< compression => 1 >> is on a
+server): each message is compressed on its own with a stream borrowed
+from a per-thread spare, so a connection keeps no zlib state.
+
+=item C<'dedicated_3kb'>, C<'dedicated_4kb'>, C<'dedicated_8kb'>, C<'dedicated_16kb'>, C<'dedicated_32kb'>, C<'dedicated_64kb'>, C<'dedicated_128kb'>, C<'dedicated_256kb'>
+
+Context takeover both ways, with window bits and memory level 9 and 1, 9
+and 2, 10 and 3, 11 and 4, 12 and 5, 13 and 6, 14 and 7, and 15 and 8: the
+sizes zlib's deflate state would have (2^(window_bits+2) +
+2^(mem_level+9) bytes).
+
+=item C<< { window_bits => 9..15, mem_level => 1..9, context_takeover => 0|1 } >>
+
+Any of the three (defaults 15, 8 and 1; on a server without
+C<context_takeover> in the hash, the C<context_takeover> option decides).
+Bad values croak: C<compression: window_bits must be from 9 to 15>,
+C<compression: mem_level must be from 1 to 9>, C<compression:
+context_takeover must be 0 or 1>, C<compression: unknown setting 'x'
+(known: window_bits, mem_level, context_takeover)>, and for a name that is
+none of the presets C<compression: unknown preset 'x'>.
+
+=back
+
+Negotiation (RFC 7692): a server with a window below 15 bits answers
+C<server_max_window_bits=N> (the offer's value if smaller), and asks the
+client for C<client_max_window_bits=N> (the offer's value if smaller)
+when the offer has C<client_max_window_bits>; browsers, Python websockets
+and Node's ws do. Without it the client may compress with a 15-bit window,
+so the server inflates with one: with context kept, that direction then
+keeps a 32 KB window. Two of our own sides with C<dedicated_3kb> agree on
+C<permessage-deflate; server_max_window_bits=9; client_max_window_bits=9>;
+C<dedicated_256kb> answers C<permessage-deflate>, as C<< compression => 1
+>> with C<< context_takeover => 1 >> does.
+
+Memory: below memory level 8 (every C<dedicated_*> but the largest) a
+direction that keeps context keeps only its last 2^window_bits bytes of
+messages, not its zlib stream; each message borrows the thread's spare
+stream and primes it with those bytes (deflate's dictionary), which
+refers back to earlier messages as well as a kept stream does, for a
+little CPU per message in proportion to the window. (zlib-rs's deflate
+state is about 130 KB whatever the window, its hash table being fixed.)
+At memory level 8 or 9 the zlib streams themselves are kept, the fastest
+and largest. Measured with F<bench/memory.pl> (1,000 idle server
+connections, after one 2 KB message each way, the clients using the same
+preset), per connection:
+
+    no compression, or 'shared'            1.7 KB
+    dedicated_3kb, dedicated_4kb           2.9 KB
+    dedicated_8kb                          3.9 KB
+    dedicated_16kb                         5.8 KB
+    dedicated_32kb                         9.9 KB
+    dedicated_64kb                        14.3 KB (18 KB once its windows fill)
+    dedicated_128kb                       14.3 KB (34 KB once its windows fill)
+    dedicated_256kb                        342 KB
+    compression => 1, context_takeover => 1  321 KB
 
 =head2 adopt
 
@@ -1387,12 +1482,15 @@ C<send_queue_size> and C<on_drain>.
 
 =item Compression memory
 
-Off on servers by default. With C<< compression => 1 >> and without
-C<context_takeover> no zlib state is kept between messages (an idle
-compressed connection costs what an uncompressed one does). With
+Off on servers by default. With C<< compression => 1 >> (or C<'shared'>)
+and without C<context_takeover> no zlib state is kept between messages
+(an idle compressed connection costs what an uncompressed one does). With
 C<< context_takeover => 1 >> each connection that has sent a compressed
 message keeps its compressor (about 320 KB) and one receiving from a client
-that keeps its context an inflater (about 45 KB). Inflation goes in steps
+that keeps its context an inflater (about 45 KB). The C<dedicated_*>
+presets below C<dedicated_256kb> keep context in 2^window_bits bytes per
+direction instead: about 1 KB per connection for C<dedicated_3kb> (see
+L</Compression presets>). Inflation goes in steps
 of at most 256 KiB of output and stops at C<max_message_size>.
 
 =item Connections and accepts
@@ -1699,6 +1797,10 @@ TCP in the same loop.
 An idle connection holds no I/O buffer: about 1.5 KB of memory per idle
 server connection, also with 10,000 of them, and about the same with
 permessage-deflate unless C<context_takeover> is on (see L</SECURITY>).
+Compression with context takeover costs about 321 KB per connection with
+C<< compression => 1, context_takeover => 1 >>, 2.9 KB with
+C<< compression => 'dedicated_3kb' >> and 9.9 KB with C<'dedicated_32kb'>
+(see L</Compression presets>).
 Busy connections borrow buffers from a per-thread spare (one per
 direction, kept up to 4 MB), so large messages do not cost an allocation
 each; a message being reassembled is held whole, up to

@@ -23,19 +23,19 @@ pub fn validate_user_headers(list: &[(String, Vec<u8>)]) -> Result<(), String> {
 pub struct ClientHandshake {
     key: String,
     offered_protocols: Vec<String>,
-    offered_deflate: bool,
+    offered_deflate: Option<deflate::Offer>,
 }
 
 impl ClientHandshake {
     /// Write the upgrade request into `out`, offering permessage-deflate
-    /// if `compression`.  `user_headers` should have passed
+    /// as `compression` says (`None`: not at all).  `user_headers` should have passed
     /// [`validate_user_headers`] and `protocol`
     /// [`wire::check_protocol_list`]; whatever did not is refused here, and
     /// then nothing is written.
     pub fn write_request(
         endpoint: &Endpoint,
         protocol: Option<&str>,
-        compression: bool,
+        compression: Option<deflate::Offer>,
         user_headers: &[(String, Vec<u8>)],
         out: &mut Vec<u8>,
     ) -> Result<ClientHandshake, String> {
@@ -79,9 +79,9 @@ impl ClientHandshake {
             }
             _ => Vec::new(),
         };
-        if compression {
+        if let Some(offer) = compression {
             out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
-            out.extend_from_slice(deflate::CLIENT_OFFER.as_bytes());
+            out.extend_from_slice(offer.header().as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         for (name, value) in user_headers {
@@ -162,7 +162,7 @@ impl ClientHandshake {
         };
         let deflate = deflate::read_answer(
             headers::find_all(raw, "Sec-WebSocket-Extensions"),
-            self.offered_deflate,
+            self.offered_deflate.as_ref(),
         )?;
         Ok(Parsed::Complete(
             head_len,
@@ -200,7 +200,14 @@ mod tests {
     fn request(protocol: Option<&str>, user: &[(String, Vec<u8>)]) -> (ClientHandshake, String) {
         let ep = endpoint::parse("ws://example.com:8080/chat?room=1").unwrap();
         let mut out = Vec::new();
-        let hs = ClientHandshake::write_request(&ep, protocol, true, user, &mut out).unwrap();
+        let hs = ClientHandshake::write_request(
+            &ep,
+            protocol,
+            Some(deflate::Offer::default()),
+            user,
+            &mut out,
+        )
+        .unwrap();
         (hs, String::from_utf8(out).unwrap())
     }
 
@@ -265,7 +272,7 @@ mod tests {
         let ep = endpoint::parse("ws://example.com/").unwrap();
         let write = |ep: &Endpoint, protocol: Option<&str>, user: &[(String, Vec<u8>)]| {
             let mut out = Vec::new();
-            let r = ClientHandshake::write_request(ep, protocol, false, user, &mut out);
+            let r = ClientHandshake::write_request(ep, protocol, None, user, &mut out);
             (r.map(|_| ()), out)
         };
         let header = |n: &str, v: &[u8]| vec![(n.to_string(), v.to_vec())];

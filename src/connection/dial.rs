@@ -15,6 +15,7 @@ use crate::client::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
 use crate::client::resolver::{Lookup, Waker};
 use crate::net::os_error;
 use crate::net::tls::{self, ClientTls};
+use crate::protocol::deflate::Offer;
 use crate::protocol::frame::Role;
 use crate::protocol::handshake::Parsed;
 
@@ -27,7 +28,7 @@ pub(super) struct ClientRequest {
     url: String,
     protocol: Option<String>,
     headers: Vec<(String, Vec<u8>)>,
-    compression: bool,
+    compression: Option<Offer>,
     waker: Waker,
     tls: Option<Arc<ClientTls>>,
     verify: bool,

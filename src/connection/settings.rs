@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::client::proxy::ProxySettings;
 use crate::net::tls::ClientTls;
+use crate::protocol::deflate::Offer;
 use crate::server::handshake::ServerPolicy;
 
 /// Handshake deadline of a client that did not set `connect_timeout`.
@@ -54,8 +55,8 @@ pub struct ClientOptions {
     pub url: String,
     pub protocol: Option<String>,
     pub headers: Vec<(String, Vec<u8>)>,
-    /// Offer permessage-deflate.
-    pub compression: bool,
+    /// Offer permessage-deflate, so (`None`: do not).
+    pub compression: Option<Offer>,
     pub connect_timeout: Duration,
     pub session: SessionSettings,
     /// For wss://: the context's TLS settings, and whether to verify.
@@ -71,7 +72,7 @@ impl ClientOptions {
             url: url.to_string(),
             protocol: None,
             headers: Vec::new(),
-            compression: true,
+            compression: Some(Offer::default()),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             session: SessionSettings::default(),
             tls: None,

@@ -22,6 +22,7 @@ pub const EWS_SHAPE_TEXT: c_int = 1; // text, len
 pub const EWS_SHAPE_BOOL: c_int = 2; // truth
 pub const EWS_SHAPE_NAMES: c_int = 3; // items: names (a name or an array ref)
 pub const EWS_SHAPE_HEADERS: c_int = 4; // items: pairs (a hash ref)
+pub const EWS_SHAPE_CHOICE: c_int = 5; // text, len and truth; or (text NULL) items: pairs (a hash ref)
 
 /// An option's value, converted by its shape; with `undef` set, nothing
 /// else is read.
@@ -114,6 +115,7 @@ pub unsafe extern "C" fn ews_options_find(
             Shape::Bool => EWS_SHAPE_BOOL,
             Shape::Names => EWS_SHAPE_NAMES,
             Shape::Headers => EWS_SHAPE_HEADERS,
+            Shape::Choice => EWS_SHAPE_CHOICE,
         };
         // SAFETY: guaranteed by the caller.
         unsafe { *shape = code };
@@ -152,7 +154,11 @@ pub unsafe extern "C" fn ews_options_set(
                 // SAFETY: a text value's string is valid, per the caller.
                 Shape::Text => Value::Text(unsafe { bytes(v.text, v.len) }),
                 Shape::Bool => Value::Bool(v.truth != 0),
-                Shape::Names | Shape::Headers => {
+                Shape::Choice if !v.text.is_null() => {
+                    // SAFETY: a text value's string is valid, per the caller.
+                    Value::Word(unsafe { bytes(v.text, v.len) }, v.truth != 0)
+                }
+                Shape::Names | Shape::Headers | Shape::Choice => {
                     // SAFETY: a list value's items are valid, per the caller.
                     Value::List(unsafe { header_list(v.items, v.n_items) })
                 }

@@ -19,6 +19,8 @@ pub struct ServerPolicy {
     /// Keep compression context between messages (else both sides are
     /// asked not to).
     pub context_takeover: bool,
+    /// The zlib memory each compressing connection may use.
+    pub deflate_memory: deflate::Memory,
 }
 
 /// A valid upgrade request, waiting for the verdict of the application.
@@ -109,7 +111,7 @@ pub fn read_request(buf: &[u8], policy: &ServerPolicy) -> Parsed<Verdict> {
         .compression
         .then(|| {
             let offers = headers::find_all(raw, "Sec-WebSocket-Extensions");
-            deflate::choose_offer(offers, policy.context_takeover)
+            deflate::choose_offer(offers, policy.context_takeover, policy.deflate_memory)
         })
         .flatten();
 
@@ -262,6 +264,7 @@ mod tests {
             max_head: 16 * 1024,
             compression: false,
             context_takeover: false,
+            deflate_memory: deflate::Memory::default(),
         }
     }
 

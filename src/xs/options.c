@@ -75,6 +75,18 @@ static void opt_set(pTHX_ ews_options *core, int index, int shape, const char *k
                 croak("%s must be a hash reference", key);
             v.items = header_array(aTHX_ value, &v.n_items);
             break;
+        case EWS_SHAPE_CHOICE:
+            /* a hash ref: its pairs (text stays NULL); else (an
+             * overloaded object too) a string and its truth */
+            if (SvROK(value) && !SvAMAGIC(value) && SvTYPE(SvRV(value)) == SVt_PVHV) {
+                v.items = header_array(aTHX_ value, &v.n_items);
+            } else {
+                STRLEN len;
+                v.truth = SvTRUE(value);
+                v.text = SvPV(value, len);
+                v.len = len;
+            }
+            break;
         }
     }
     if (ews_options_set(core, index, &v, &err))

@@ -1,6 +1,6 @@
 """WebSocket client for interoperability tests (Python websockets).
 
-Usage: ws_client.py URL [--no-compression] [--timeout SECONDS]
+Usage: ws_client.py URL [--no-compression] [--window-bits N] [--timeout SECONDS]
 
 Connects to URL (an echo server), sends a fixed script of messages one at
 a time and checks that each echo equals what was sent, type included;
@@ -16,7 +16,10 @@ then closes with code 1000 and prints one JSON line on stdout:
 
 On any failure (connection, mismatch, timeout) it prints a JSON line with
 ok false and "error", writes the error on stderr and exits with status 1.
-Everything is bounded by --timeout (default 20 s).
+Everything is bounded by --timeout (default 20 s).  --window-bits N
+offers permessage-deflate with server_max_window_bits=N and
+client_max_window_bits=N (and compresses with that window and memory
+level 1).
 """
 
 import argparse
@@ -27,6 +30,7 @@ import sys
 
 from counting import counting
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 
 CountingConnection = counting(ClientConnection)
@@ -58,9 +62,19 @@ def script():
 
 
 async def run(args, result):
+    extensions = None
+    if args.window_bits:
+        extensions = [
+            ClientPerMessageDeflateFactory(
+                server_max_window_bits=args.window_bits,
+                client_max_window_bits=args.window_bits,
+                compress_settings={"memLevel": 1},
+            )
+        ]
     async with connect(
         args.url,
         compression=None if args.no_compression else "deflate",
+        extensions=extensions,
         max_size=64 * 2**20,
         proxy=None,
         ping_interval=None,
@@ -91,6 +105,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("--no-compression", action="store_true")
+    parser.add_argument("--window-bits", type=int)
     parser.add_argument("--timeout", type=float, default=20)
     args = parser.parse_args()
 

@@ -16,6 +16,132 @@ pub const CLIENT_OFFER: &str =
 /// The largest LZ77 window, and the default of both directions.
 pub const MAX_WINDOW_BITS: u8 = 15;
 
+/// zlib's default memory level (1-9): with it or above, a direction that
+/// keeps context keeps its whole zlib stream; below, only its window.
+pub const DEFAULT_MEM_LEVEL: u8 = 8;
+
+/// How much zlib state one side is willing to use: the LZ77 window it
+/// compresses and inflates with (2^window_bits bytes), and deflate's
+/// memory level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub window_bits: u8,
+    pub mem_level: u8,
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory {
+            window_bits: MAX_WINDOW_BITS,
+            mem_level: DEFAULT_MEM_LEVEL,
+        }
+    }
+}
+
+/// A `compression` setting: its memory, and whether context is kept
+/// between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub memory: Memory,
+    pub context_takeover: bool,
+}
+
+const fn dedicated(window_bits: u8, mem_level: u8) -> Settings {
+    Settings {
+        memory: Memory {
+            window_bits,
+            mem_level,
+        },
+        context_takeover: true,
+    }
+}
+
+/// The named settings (uWebSockets' names): `shared` keeps no context;
+/// each `dedicated_*` keeps it, with the window and memory level that give
+/// zlib's deflate that size (2^(window_bits+2) + 2^(mem_level+9) bytes).
+pub const PRESETS: &[(&str, Settings)] = &[
+    (
+        "shared",
+        Settings {
+            memory: Memory {
+                window_bits: MAX_WINDOW_BITS,
+                mem_level: DEFAULT_MEM_LEVEL,
+            },
+            context_takeover: false,
+        },
+    ),
+    ("dedicated_3kb", dedicated(9, 1)),
+    ("dedicated_4kb", dedicated(9, 2)),
+    ("dedicated_8kb", dedicated(10, 3)),
+    ("dedicated_16kb", dedicated(11, 4)),
+    ("dedicated_32kb", dedicated(12, 5)),
+    ("dedicated_64kb", dedicated(13, 6)),
+    ("dedicated_128kb", dedicated(14, 7)),
+    ("dedicated_256kb", dedicated(15, 8)),
+];
+
+/// The settings named `name`.
+pub fn preset(name: &str) -> Option<Settings> {
+    PRESETS.iter().find(|(n, _)| *n == name).map(|&(_, s)| s)
+}
+
+/// What our client offers (connect's `compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub memory: Memory,
+    /// We keep our compression context between messages.
+    pub keep_context: bool,
+    /// The server may keep its own (else we ask it not to).
+    pub server_may_keep_context: bool,
+}
+
+impl Default for Offer {
+    /// `compression => 1`: [`CLIENT_OFFER`].
+    fn default() -> Offer {
+        Offer {
+            memory: Memory::default(),
+            keep_context: false,
+            server_may_keep_context: true,
+        }
+    }
+}
+
+impl From<Settings> for Offer {
+    fn from(s: Settings) -> Offer {
+        Offer {
+            memory: s.memory,
+            keep_context: s.context_takeover,
+            server_may_keep_context: s.context_takeover,
+        }
+    }
+}
+
+impl Offer {
+    /// The largest window the server may compress with: ours, unless it
+    /// is the largest anyway.
+    fn server_window(&self) -> Option<u8> {
+        (self.memory.window_bits < MAX_WINDOW_BITS).then_some(self.memory.window_bits)
+    }
+
+    /// The `Sec-WebSocket-Extensions` value of the offer.
+    pub fn header(&self) -> String {
+        let mut offer = String::from(NAME);
+        if !self.server_may_keep_context {
+            offer.push_str("; server_no_context_takeover");
+        }
+        if !self.keep_context {
+            offer.push_str("; client_no_context_takeover");
+        }
+        offer.push_str("; client_max_window_bits");
+        if let Some(bits) = self.server_window() {
+            // Our window is a hint the server may hold us to (§7.1.2.2),
+            // and the limit of what we inflate.
+            let _ = write!(offer, "={bits}; server_max_window_bits={bits}");
+        }
+        offer
+    }
+}
+
 /// Parameters in force on a connection (RFC 7692 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateParams {
@@ -27,6 +153,8 @@ pub struct DeflateParams {
     pub server_max_window_bits: u8,
     /// Largest window the client compresses with (8-15).
     pub client_max_window_bits: u8,
+    /// Our own deflate memory level (not negotiated).
+    pub mem_level: u8,
 }
 
 impl Default for DeflateParams {
@@ -36,6 +164,7 @@ impl Default for DeflateParams {
             client_no_context_takeover: false,
             server_max_window_bits: MAX_WINDOW_BITS,
             client_max_window_bits: MAX_WINDOW_BITS,
+            mem_level: DEFAULT_MEM_LEVEL,
         }
     }
 }
@@ -169,37 +298,51 @@ fn limit(bits: Option<WindowBits>) -> u8 {
     }
 }
 
-/// Client: check the server's `Sec-WebSocket-Extensions` answer.  `offered`
-/// says whether we sent [`CLIENT_OFFER`].  Errors are `on_error` texts.
+/// Client: check the server's `Sec-WebSocket-Extensions` answer to
+/// `offer` (`None`: we offered nothing).  Errors are `on_error` texts.
 pub fn read_answer<'a>(
     values: impl Iterator<Item = &'a [u8]>,
-    offered: bool,
+    offer: Option<&Offer>,
 ) -> Result<Option<DeflateParams>, String> {
     let list = parse_list(values);
     let mut accepted = None;
     for ext in &list {
-        if ext.name != NAME || !offered {
+        let Some(offer) = offer.filter(|_| ext.name == NAME) else {
             return Err(
                 "handshake failed: server accepted an extension that was not offered".into(),
             );
-        }
+        };
         if accepted.is_some() {
             return Err("handshake failed: server accepted permessage-deflate twice".into());
         }
-        let checked = check_params(&ext.params)
-            .map_err(|e| format!("handshake failed: bad permessage-deflate answer: {e}"))?;
+        let bad = |e: &str| format!("handshake failed: bad permessage-deflate answer: {e}");
+        let checked = check_params(&ext.params).map_err(|e| bad(&e))?;
         if checked.client_max_window_bits == Some(WindowBits::Bare) {
-            return Err(
-                "handshake failed: bad permessage-deflate answer: 'client_max_window_bits' needs a value"
-                    .into(),
-            );
+            return Err(bad("'client_max_window_bits' needs a value"));
+        }
+        // Accepting an offer means accepting each of its limits (§7.1.1.1,
+        // §7.1.2.1).
+        if !offer.server_may_keep_context && !checked.server_no_context_takeover {
+            return Err(bad("'server_no_context_takeover' was asked for"));
+        }
+        if let Some(bits) = offer.server_window() {
+            match checked.server_max_window_bits {
+                Some(WindowBits::Limit(b)) if b <= bits => {}
+                _ => {
+                    return Err(bad(&format!(
+                        "'server_max_window_bits' must be at most {bits}"
+                    )));
+                }
+            }
         }
         accepted = Some(DeflateParams {
             server_no_context_takeover: checked.server_no_context_takeover,
-            // We offered not to keep context, whatever the server says.
-            client_no_context_takeover: true,
+            client_no_context_takeover: checked.client_no_context_takeover || !offer.keep_context,
             server_max_window_bits: limit(checked.server_max_window_bits),
-            client_max_window_bits: limit(checked.client_max_window_bits),
+            // We may always use a smaller window than allowed.
+            client_max_window_bits: limit(checked.client_max_window_bits)
+                .min(offer.memory.window_bits),
+            mem_level: offer.memory.mem_level,
         });
     }
     Ok(accepted)
@@ -209,10 +352,14 @@ pub fn read_answer<'a>(
 /// the parameters in force and the answer's header value.  Offers with
 /// parameters we do not know or that are malformed are declined (§5).
 /// Without `context_takeover` both sides are told to compress each message
-/// on its own (§7.1.1), so that no zlib state outlives a message.
+/// on its own (§7.1.1), so that no zlib state outlives a message.  A
+/// window smaller than the largest is asked of the client only when its
+/// offer says it can honour it (`client_max_window_bits`); else we inflate
+/// with the largest.
 pub fn choose_offer<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     context_takeover: bool,
+    memory: Memory,
 ) -> Option<(DeflateParams, String)> {
     parse_list(values)
         .iter()
@@ -220,11 +367,19 @@ pub fn choose_offer<'a>(
         .find_map(|ext| check_params(&ext.params).ok())
         .map(|offer| {
             let mut answer = String::from(NAME);
+            let ours = memory.window_bits.min(MAX_WINDOW_BITS);
+            // Only an answered limit binds the client (§7.1.2.2): with the
+            // largest window of our own we answer none, whatever the hint.
+            let client_max_window_bits = match offer.client_max_window_bits {
+                Some(hint) if ours < MAX_WINDOW_BITS => limit(Some(hint)).min(ours),
+                _ => MAX_WINDOW_BITS,
+            };
             let params = DeflateParams {
                 server_no_context_takeover: offer.server_no_context_takeover || !context_takeover,
                 client_no_context_takeover: offer.client_no_context_takeover || !context_takeover,
-                server_max_window_bits: limit(offer.server_max_window_bits),
-                client_max_window_bits: limit(offer.client_max_window_bits),
+                server_max_window_bits: limit(offer.server_max_window_bits).min(ours),
+                client_max_window_bits,
+                mem_level: memory.mem_level,
             };
             if params.server_no_context_takeover {
                 answer.push_str("; server_no_context_takeover");
@@ -232,12 +387,17 @@ pub fn choose_offer<'a>(
             if params.client_no_context_takeover {
                 answer.push_str("; client_no_context_takeover");
             }
-            if offer.server_max_window_bits.is_some() {
+            if offer.server_max_window_bits.is_some()
+                || params.server_max_window_bits < MAX_WINDOW_BITS
+            {
                 let _ = write!(
                     answer,
                     "; server_max_window_bits={}",
                     params.server_max_window_bits
                 );
+            }
+            if client_max_window_bits < MAX_WINDOW_BITS {
+                let _ = write!(answer, "; client_max_window_bits={client_max_window_bits}");
             }
             (params, answer)
         })
@@ -248,11 +408,25 @@ mod tests {
     use super::*;
 
     fn answer(text: &str) -> Result<Option<DeflateParams>, String> {
-        read_answer(std::iter::once(text.as_bytes()), true)
+        read_answer(std::iter::once(text.as_bytes()), Some(&Offer::default()))
     }
 
     fn choose(text: &str) -> Option<(DeflateParams, String)> {
-        choose_offer(std::iter::once(text.as_bytes()), true)
+        choose_offer(std::iter::once(text.as_bytes()), true, Memory::default())
+    }
+
+    /// The server's answer with `preset`'s settings to `offer`.
+    fn answer_with(preset_name: &str, offer: &str) -> Option<(DeflateParams, String)> {
+        let s = preset(preset_name).unwrap();
+        choose_offer(
+            std::iter::once(offer.as_bytes()),
+            s.context_takeover,
+            s.memory,
+        )
+    }
+
+    fn client_offer(preset_name: &str) -> Offer {
+        Offer::from(preset(preset_name).unwrap())
     }
 
     #[test]
@@ -290,7 +464,7 @@ mod tests {
                 .contains("twice")
         );
         assert!(refused("permessage-deflate; client_no_context_takeover=1").contains("no value"));
-        let not_offered = read_answer(std::iter::once(&b"permessage-deflate"[..]), false);
+        let not_offered = read_answer(std::iter::once(&b"permessage-deflate"[..]), None);
         assert!(not_offered.unwrap_err().contains("not offered"));
     }
 
@@ -312,20 +486,186 @@ mod tests {
             (p.server_max_window_bits, p.client_max_window_bits),
             (8, 15)
         );
-        let (p, _) = choose("permessage-deflate; client_max_window_bits=10").unwrap();
-        assert_eq!(p.client_max_window_bits, 10);
+        // An unanswered hint does not bind the client: we inflate with the
+        // largest window.
+        let (p, a) = choose("permessage-deflate; client_max_window_bits=10").unwrap();
+        assert_eq!(
+            (p.client_max_window_bits, a.as_str()),
+            (15, "permessage-deflate")
+        );
         let two_headers = [&b"foo"[..], &b"permessage-deflate"[..]];
-        assert!(choose_offer(two_headers.into_iter(), true).is_some());
+        assert!(choose_offer(two_headers.into_iter(), true, Memory::default()).is_some());
     }
 
     #[test]
     fn server_without_context_takeover() {
         let offer = "permessage-deflate; client_max_window_bits; server_max_window_bits=12";
-        let (p, a) = choose_offer(std::iter::once(offer.as_bytes()), false).unwrap();
+        let (p, a) =
+            choose_offer(std::iter::once(offer.as_bytes()), false, Memory::default()).unwrap();
         assert_eq!(
             a,
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12"
         );
         assert!(p.server_no_context_takeover && p.client_no_context_takeover);
+    }
+
+    #[test]
+    fn presets_have_the_sizes_of_their_names() {
+        assert_eq!(Offer::default().header(), CLIENT_OFFER);
+        assert!(preset("dedicated_1kb").is_none());
+        for &(name, s) in PRESETS {
+            let m = s.memory;
+            assert!((9..=15).contains(&m.window_bits) && (1..=9).contains(&m.mem_level));
+            let bytes = (1u32 << (m.window_bits + 2)) + (1u32 << (m.mem_level + 9));
+            match name.strip_prefix("dedicated_") {
+                Some(kb) => {
+                    assert!(s.context_takeover, "{name}");
+                    let kb: u32 = kb.strip_suffix("kb").unwrap().parse().unwrap();
+                    assert_eq!(bytes, kb * 1024, "{name}");
+                }
+                None => assert_eq!((name, s.context_takeover), ("shared", false)),
+            }
+        }
+    }
+
+    #[test]
+    fn client_offers_by_preset() {
+        assert_eq!(
+            client_offer("shared").header(),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits"
+        );
+        assert_eq!(
+            client_offer("dedicated_3kb").header(),
+            "permessage-deflate; client_max_window_bits=9; server_max_window_bits=9"
+        );
+        assert_eq!(
+            client_offer("dedicated_256kb").header(),
+            "permessage-deflate; client_max_window_bits"
+        );
+    }
+
+    #[test]
+    fn server_answers_by_preset() {
+        let bare = "permessage-deflate; client_max_window_bits";
+        let (p, a) = answer_with("dedicated_3kb", bare).unwrap();
+        assert_eq!(
+            a,
+            "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9"
+        );
+        assert_eq!(
+            (
+                p.server_max_window_bits,
+                p.client_max_window_bits,
+                p.mem_level
+            ),
+            (9, 9, 1)
+        );
+        assert!(!p.server_no_context_takeover && !p.client_no_context_takeover);
+        // Without client_max_window_bits in the offer, the client may use
+        // the largest window: we inflate with it and ask nothing.
+        let (p, a) = answer_with("dedicated_32kb", "permessage-deflate").unwrap();
+        assert_eq!(a, "permessage-deflate; server_max_window_bits=12");
+        assert_eq!(
+            (p.server_max_window_bits, p.client_max_window_bits),
+            (12, 15)
+        );
+        // The offer's limits win when smaller; ours when the hint is larger.
+        let (p, a) = answer_with(
+            "dedicated_32kb",
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=11",
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=11"
+        );
+        assert_eq!(
+            (p.server_max_window_bits, p.client_max_window_bits),
+            (10, 11)
+        );
+        let (_, a) = answer_with(
+            "dedicated_3kb",
+            "permessage-deflate; client_max_window_bits=14",
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9"
+        );
+        // shared: nothing kept either way, whatever the offer.
+        let (_, a) = answer_with("shared", bare).unwrap();
+        assert_eq!(
+            a,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        // The largest preset answers as compression => 1 with context_takeover => 1.
+        let (_, a) = answer_with("dedicated_256kb", bare).unwrap();
+        assert_eq!(a, "permessage-deflate");
+        // Our own client's offers, to each preset.
+        for &(name, _) in PRESETS {
+            let offer = client_offer(name);
+            let (server, a) = answer_with(name, &offer.header()).unwrap();
+            let client = read_answer(std::iter::once(a.as_bytes()), Some(&offer))
+                .unwrap()
+                .unwrap();
+            assert_eq!(client, server, "{name}: {a}");
+        }
+    }
+
+    #[test]
+    fn client_holds_the_server_to_its_offer() {
+        let small = client_offer("dedicated_3kb");
+        let read =
+            |text: &str, offer: &Offer| read_answer(std::iter::once(text.as_bytes()), Some(offer));
+        let p = read("permessage-deflate; server_max_window_bits=8", &small)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                p.server_max_window_bits,
+                p.client_max_window_bits,
+                p.mem_level
+            ),
+            (8, 9, 1)
+        );
+        assert!(!p.client_no_context_takeover);
+        for too_big in [
+            "permessage-deflate",
+            "permessage-deflate; server_max_window_bits=10",
+        ] {
+            assert!(
+                read(too_big, &small)
+                    .unwrap_err()
+                    .contains("'server_max_window_bits' must be at most 9"),
+                "{too_big}"
+            );
+        }
+        // The server may still make us drop our context.
+        let p = read(
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=9",
+            &small,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(p.client_no_context_takeover);
+        let shared = client_offer("shared");
+        assert!(
+            read("permessage-deflate; client_no_context_takeover", &shared)
+                .unwrap_err()
+                .contains("'server_no_context_takeover' was asked for")
+        );
+        // A larger window for us than ours: we keep to ours.
+        let p = read(
+            "permessage-deflate; client_max_window_bits=12",
+            &client_offer("dedicated_32kb"),
+        );
+        assert!(p.unwrap_err().contains("server_max_window_bits"));
+        let p = read(
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=14",
+            &client_offer("dedicated_32kb"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.client_max_window_bits, 12);
     }
 }
