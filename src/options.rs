@@ -12,13 +12,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::client::proxy::{Proxy, ProxyKind, ProxySettings};
+use crate::connection::Bind;
 use crate::connection::{
     ClientOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, ServerSettings,
     SessionSettings,
 };
-use crate::listener::Bind;
-use crate::proxy::{Proxy, ProxyKind, ProxySettings};
-use crate::tls::{self, ClientTls};
+use crate::net::tls::{self, ClientTls};
 
 /// The call whose options are being gathered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +295,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     }),
     opt("max_header_size", SERVER, Shape::Number, |o, name, v| {
         let size = v.bytes(name)?.filter(|&n| n > 0);
-        o.server.policy.max_head = size.unwrap_or(crate::handshake::MAX_HEAD);
+        o.server.policy.max_head = size.unwrap_or(crate::protocol::handshake::MAX_HEAD);
         Ok(())
     }),
     opt("context_takeover", SERVER, Shape::Bool, |o, _, v| {
@@ -448,9 +448,9 @@ impl Options {
     pub fn server_settings(&self) -> Result<ServerSettings, String> {
         let mut settings = self.server.clone();
         for p in &settings.policy.protocols {
-            crate::wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
+            crate::protocol::wire::check_protocol(p).map_err(|why| format!("protocol: {why}"))?;
         }
-        crate::handshake::client::validate_user_headers(&settings.policy.headers)?;
+        crate::client::handshake::validate_user_headers(&settings.policy.headers)?;
         let l = &self.listen;
         if let (Some(cert), Some(key)) = (&l.ssl_cert, &l.ssl_key) {
             settings.tls = Some(tls::server_config(cert, key, l.ssl_ca.as_deref())?);

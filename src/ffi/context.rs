@@ -5,10 +5,10 @@ use std::ffi::{c_char, c_double, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
 use super::{EwsError, EwsHeader, bytes, free, guard, guard_err, header_list, set_error, status};
+use crate::client::proxy::ProxySettings;
+use crate::client::resolver::Waker;
+use crate::net::tls::ClientTls;
 use crate::options::{Call, Options, Shape, Value};
-use crate::proxy::ProxySettings;
-use crate::resolver::Waker;
-use crate::tls::ClientTls;
 
 /// The options of one call, being gathered (`ews_options_new`'s `call`).
 pub const EWS_CALL_NEW: c_int = 0;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::context::EwsOptions;
 use super::{EwsConn, EwsError, boxed, free, guard, guard_err, set_error};
 use crate::connection::Connection;
-use crate::listener::Listener;
-use crate::os_error;
+use crate::connection::Listener;
+use crate::net::os_error;
 
 /// A listening socket.
 pub struct EwsListener(Listener);
