@@ -1,14 +1,27 @@
 //! The open session: queueing what the user sends, parsing what the peer
 //! sent into events, and the closing handshake.
+//!
+//! [`Session`] is a state machine of its own: open, then closing once a
+//! close frame is sent (`close_sent`), then over, which it reports as
+//! [`Next::Close`] (or [`Ready::Ended`]) for the connection to close the
+//! socket.  It also holds the event queue, which the phases before it
+//! use too.
 
+use std::collections::VecDeque;
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{Connection, Notice, Phase};
+use super::deadline::Deadline;
+use super::events::{Event, Notice};
+use super::keepalive::{Keepalive, Tick};
+use super::settings::SessionSettings;
+use super::{Connection, Phase};
+use crate::net::link::Link;
 use crate::net::transport;
-use crate::protocol::deflate::{self, DeflateParams};
+use crate::protocol::deflate::{self, Compressor, DeflateParams};
 use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode, Role};
-use crate::protocol::inbound::{Inbound, Payload, Step};
+use crate::protocol::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
+use crate::protocol::outbound::Outbound;
 use crate::protocol::pool;
 use crate::protocol::utf8::{self, Utf8Stream};
 
@@ -44,7 +57,7 @@ pub enum SendKind {
 
 /// A fragmented message we are sending.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct OutgoingFragments {
+struct OutgoingFragments {
     binary: bool,
     /// Its fragments are parts of one deflate stream.
     compressed: bool,
@@ -52,19 +65,163 @@ pub(super) struct OutgoingFragments {
 }
 
 /// What parsing found for the user.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Ready {
     Message {
         binary: bool,
         payload: Payload,
     },
     Pong(Range<usize>),
-    /// Look in the notice queue.
-    Notice,
+    /// The session is over: close the connection, then look in the notice
+    /// queue.
+    Ended,
 }
 
-impl Connection {
-    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
-        if !matches!(self.phase, Phase::Open) {
+/// What the connection does after a step of the session.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    Continue,
+    /// The session is over (its last events are queued): close the
+    /// connection.
+    Close,
+}
+
+/// The state of the open session, and the events for the user.
+pub(super) struct Session {
+    role: Role,
+    pub(super) reader: MessageReader,
+    notices: VecDeque<Notice>,
+    current: Option<Notice>,
+    /// Bytes of `inbuf` to drop once the current event is done with.
+    consume_after: usize,
+    /// Events may be waiting in `inbuf` (after `resume`).
+    recheck: bool,
+    paused: bool,
+    close_sent: bool,
+    close_received: Option<(u16, Vec<u8>)>,
+    drain_armed: bool,
+    /// Whether anyone listens for [`Event::Drain`].
+    drain_wanted: bool,
+    /// The latest ping's payload, answered once the pong before it is
+    /// written.
+    deferred_pong: Option<Vec<u8>>,
+    sending_fragments: Option<OutgoingFragments>,
+    /// permessage-deflate is in force: what we send is compressed.
+    deflater: Option<Compressor>,
+    keepalive: Option<Keepalive>,
+    close_timeout: Duration,
+}
+
+impl Session {
+    pub(super) fn new(role: Role, settings: &SessionSettings) -> Session {
+        Session {
+            role,
+            reader: MessageReader::new(role, settings.max_message),
+            notices: VecDeque::new(),
+            current: None,
+            consume_after: 0,
+            recheck: false,
+            paused: false,
+            close_sent: false,
+            close_received: None,
+            drain_armed: false,
+            drain_wanted: true,
+            deferred_pong: None,
+            sending_fragments: None,
+            deflater: None,
+            keepalive: Keepalive::new(settings),
+            close_timeout: settings.close_timeout,
+        }
+    }
+
+    /// Our close frame is queued: no more sending.
+    pub(super) fn closing(&self) -> bool {
+        self.close_sent
+    }
+
+    pub(super) fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub(super) fn has_notices(&self) -> bool {
+        !self.notices.is_empty()
+    }
+
+    /// Events wait to be delivered, queued or in the read buffer.
+    pub(super) fn events_waiting(&self) -> bool {
+        !self.notices.is_empty() || self.recheck
+    }
+
+    pub(super) fn notify(&mut self, notice: Notice) {
+        self.notices.push_back(notice);
+    }
+
+    /// The owner is going away: no events.
+    pub(super) fn forget_events(&mut self) {
+        self.notices.clear();
+        self.current = None;
+    }
+
+    /// The user is done with the current event: its bytes leave the read
+    /// buffer.  Returns whether it was [`Event::Connected`].
+    #[inline]
+    pub(super) fn finish_current(&mut self, inbuf: &mut InBuf) -> bool {
+        let connected = matches!(self.current, Some(Notice::Connected));
+        self.current = None;
+        if self.consume_after > 0 {
+            inbuf.consume(std::mem::take(&mut self.consume_after));
+        }
+        connected
+    }
+
+    /// The next queued notice as an event; it stays current until the
+    /// next call.
+    pub(super) fn next_notice(&mut self) -> Option<Event<'_>> {
+        let notice = self.notices.pop_front()?;
+        Some(self.current.insert(notice).as_event())
+    }
+
+    /// Data came in.
+    #[inline]
+    pub(super) fn heard(&mut self) {
+        if let Some(k) = self.keepalive.as_mut() {
+            k.last_heard = Instant::now();
+        }
+    }
+
+    /// The handshake completed, with permessage-deflate when negotiated.
+    /// No zlib state exists until a message needs it.
+    pub(super) fn open(&mut self, deflate: Option<&DeflateParams>, deadline: &mut Deadline) {
+        if let Some(params) = deflate {
+            self.deflater = Some(params.compressor(self.role));
+            self.reader.enable_inflation(params.decompressor(self.role));
+        }
+        self.notices.push_back(Notice::Connected);
+        match self.keepalive.as_mut() {
+            Some(k) => {
+                k.last_heard = Instant::now();
+                deadline.set_at(Some(k.due()));
+            }
+            None => deadline.set(None),
+        }
+    }
+
+    /// The connection closed: no more messages either way, so any
+    /// compression state goes.
+    pub(super) fn end(&mut self) {
+        self.deflater = None;
+        self.reader.disable_inflation();
+    }
+
+    #[inline]
+    pub(super) fn send(
+        &mut self,
+        out: &mut Outbound,
+        kind: SendKind,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        if self.close_sent {
             return Err(SendError::NotOpen);
         }
         let data_opcode = |binary| OpCode::Data(if binary { Data::Binary } else { Data::Text });
@@ -79,7 +236,7 @@ impl Connection {
                 }
                 let compressed =
                     self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
-                self.queue_data(data_opcode(binary), true, data, compressed, true);
+                self.queue_data(out, data_opcode(binary), true, data, compressed, true);
             }
             SendKind::Ping | SendKind::Pong => {
                 let control = if kind == SendKind::Ping {
@@ -88,9 +245,7 @@ impl Connection {
                     Control::Pong
                 };
                 let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
-                self.link
-                    .out
-                    .push_frame(OpCode::Control(control), true, &data[..cut], true);
+                out.push_frame(OpCode::Control(control), true, &data[..cut], true);
             }
             SendKind::Fragment { binary, fin } => {
                 let message = self.sending_fragments.unwrap_or(OutgoingFragments {
@@ -109,7 +264,7 @@ impl Connection {
                     return Err(SendError::InvalidUtf8);
                 }
                 self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
-                self.queue_data(opcode, fin, data, message.compressed, true);
+                self.queue_data(out, opcode, fin, data, message.compressed, true);
             }
         }
         self.drain_armed = self.drain_wanted;
@@ -118,8 +273,9 @@ impl Connection {
 
     /// Queue a data frame, compressed when asked.  The first frame of a
     /// compressed message carries RSV1 (RFC 7692 §6).
-    pub(super) fn queue_data(
+    fn queue_data(
         &mut self,
+        out: &mut Outbound,
         opcode: OpCode,
         fin: bool,
         data: &[u8],
@@ -127,7 +283,7 @@ impl Connection {
         counted: bool,
     ) {
         let Some(deflater) = self.deflater.as_mut().filter(|_| compressed) else {
-            return self.link.out.push_frame(opcode, fin, data, counted);
+            return out.push_frame(opcode, fin, data, counted);
         };
         let mut payload = pool::SCRATCH.with(pool::Pool::take);
         payload.clear();
@@ -136,122 +292,132 @@ impl Connection {
             rsv1: opcode != OpCode::Data(Data::Continue),
             ..frame::header(opcode, fin)
         };
-        self.link.out.push(header, &payload, counted);
+        out.push(header, &payload, counted);
         pool::SCRATCH.with(|p| p.give(payload));
     }
 
     /// A fragmented message we send ends unfinished: the connection is
     /// closing.
-    pub(super) fn abandon_fragments(&mut self) {
+    fn abandon_fragments(&mut self) {
         self.sending_fragments = None;
         if let Some(deflater) = self.deflater.as_mut() {
             deflater.release();
         }
     }
 
-    /// Start the closing handshake.  The code is checked in every state;
-    /// then it is a no-op unless the connection is open.
-    pub fn close(&mut self, code: f64, reason: &[u8]) -> Result<(), String> {
-        let code = check_close_args(code, reason)?;
-        if !matches!(self.phase, Phase::Open) {
-            return Ok(());
+    /// Start the closing handshake with `code` (checked by the caller); a
+    /// no-op once closing.
+    pub(super) fn close(
+        &mut self,
+        out: &mut Outbound,
+        deadline: &mut Deadline,
+        code: u16,
+        reason: &[u8],
+    ) {
+        if self.close_sent {
+            return;
         }
         if let Some(message) = self.sending_fragments.take() {
             let continuation = OpCode::Data(Data::Continue);
-            self.queue_data(continuation, true, &[], message.compressed, false);
+            self.queue_data(out, continuation, true, &[], message.compressed, false);
         }
-        self.link.out.push_close(Some(code), cut_reason(reason));
+        out.push_close(Some(code), cut_reason(reason));
         self.close_sent = true;
-        self.phase = Phase::Closing;
         // The peer's close frame must be read (RFC 6455 §7.1.1): a paused
         // connection resumes; what comes before it is still delivered.
-        self.set_paused(false);
-        self.set_deadline(Some(self.close_timeout));
-        Ok(())
+        self.set_paused(false, deadline);
+        deadline.set(Some(self.close_timeout));
     }
 
     /// Without a listener, drains are not reported (each would be an
     /// event per write).
-    pub fn set_drain_wanted(&mut self, wanted: bool) {
+    pub(super) fn set_drain_wanted(&mut self, wanted: bool) {
         self.drain_wanted = wanted;
         self.drain_armed &= wanted;
     }
 
-    /// `pause_recv` / `resume_recv`; only while connected or closing.
-    pub fn set_paused(&mut self, paused: bool) {
-        if !matches!(self.phase, Phase::Open | Phase::Closing) || self.paused == paused {
+    /// `pause_recv` / `resume_recv`.
+    pub(super) fn set_paused(&mut self, paused: bool, deadline: &mut Deadline) {
+        if self.paused == paused {
             return;
         }
         self.paused = paused;
         // Messages already buffered are delivered on the next prepare.
         self.recheck = !paused;
         // A paused connection cannot read the pong: keepalive waits too.
-        if matches!(self.phase, Phase::Open)
+        if !self.close_sent
             && let Some(k) = self.keepalive.as_mut()
         {
             k.last_heard = Instant::now();
             k.ping_sent = None;
-            let due = (!paused).then(|| k.due());
-            self.set_deadline_at(due);
+            deadline.set_at((!paused).then(|| k.due()));
         }
+    }
+
+    /// Before the session and after it there are no frames to parse.
+    pub(super) fn idle(&mut self) -> Option<Ready> {
+        self.recheck = false;
+        None
     }
 
     /// Parse buffered frames until one is for the user or a notice arose.
     /// Pings are answered here; a close frame moves the closing handshake.
-    pub(super) fn parse_frames(&mut self) -> Option<Ready> {
+    #[inline]
+    pub(super) fn parse_frames(
+        &mut self,
+        link: &mut Link,
+        deadline: &mut Deadline,
+    ) -> Option<Ready> {
         self.recheck = false;
         if self.paused {
             return None;
         }
-        let receiving = matches!(self.phase, Phase::Open)
-            || (matches!(self.phase, Phase::Closing) && self.close_received.is_none());
-        if !receiving {
-            return self.handle_eof();
+        if self.close_received.is_some() {
+            return self.handle_eof(link);
         }
         loop {
-            if self.link.inbuf.is_empty() {
+            if link.inbuf.is_empty() {
                 // The usual case once a read's messages are out: no frame
                 // can be complete, so skip the parser.
                 self.reader.release_delivered();
-                self.link.need = 2;
-                return self.handle_eof();
+                link.need = 2;
+                return self.handle_eof(link);
             }
-            let (used, step) = self.reader.next(self.link.inbuf.data_mut());
+            let (used, step) = self.reader.next(link.inbuf.data_mut());
             match step {
                 Step::NeedMore(n) => {
-                    self.link.inbuf.consume(used);
-                    self.link.inbuf.settle();
-                    self.link.need = n;
-                    return self.handle_eof();
+                    link.inbuf.consume(used);
+                    link.inbuf.settle();
+                    link.need = n;
+                    return self.handle_eof(link);
                 }
                 Step::Violation(v) => {
-                    self.link.inbuf.consume(used);
-                    self.fail(v.code, v.text);
-                    return Some(Ready::Notice);
+                    link.inbuf.consume(used);
+                    let _ = self.fail(link, v.code, v.text);
+                    return Some(Ready::Ended);
                 }
                 Step::Frame(Inbound::Ping(range)) => {
-                    let payload = &self.link.inbuf.data()[range];
+                    let payload = &link.inbuf.data()[range];
                     // A peer that pings without reading would have pongs
                     // pile up: while the socket is full only the latest
                     // ping is answered, once the pong before it is out
                     // (RFC 6455 §5.5.3).
-                    let pong_waits = self.link.write_blocked && self.link.out.has_unsent_pong();
+                    let pong_waits = link.write_blocked && link.out.has_unsent_pong();
                     match (self.close_sent, pong_waits) {
                         (true, _) => {}
                         (false, true) => self.deferred_pong = Some(payload.to_vec()),
-                        (false, false) => self.link.out.push_pong(payload),
+                        (false, false) => link.out.push_pong(payload),
                     }
-                    self.link.inbuf.consume(used);
+                    link.inbuf.consume(used);
                 }
                 Step::Frame(Inbound::Close { code, reason }) => {
-                    let reason = self.link.inbuf.data()[reason].to_vec();
-                    self.link.inbuf.consume(used);
-                    self.close_frame_received(code, reason);
-                    if !self.notices.is_empty() {
-                        return Some(Ready::Notice);
+                    let reason = link.inbuf.data()[reason].to_vec();
+                    link.inbuf.consume(used);
+                    if self.close_frame_received(link, deadline, code, reason) == Next::Close {
+                        return Some(Ready::Ended);
                     }
                     // The end of the stream may have come in the same read.
-                    return self.handle_eof();
+                    return self.handle_eof(link);
                 }
                 Step::Frame(Inbound::Message { binary, payload }) => {
                     self.consume_after = used;
@@ -268,21 +434,18 @@ impl Connection {
         }
     }
 
-    /// Once every complete frame is delivered: tear down if the peer is
-    /// gone.
-    pub(super) fn handle_eof(&mut self) -> Option<Ready> {
-        let read_error = self.link.eof.as_ref()?.clone();
-        if !matches!(self.phase, Phase::Open | Phase::Closing) {
-            return None;
-        }
+    /// Once every complete frame is delivered: the session ends if the
+    /// peer is gone.
+    fn handle_eof(&mut self, link: &Link) -> Option<Ready> {
+        let read_error = link.eof.as_ref()?.clone();
         // A client that sent its close frame and shut down its side may
         // still read: the server writes what is left first (or until
         // close_timeout), then closes.
         if read_error.is_none()
-            && self.server.is_some()
+            && self.role == Role::Server
             && self.close_sent
             && self.close_received.is_some()
-            && !self.link.all_written()
+            && !link.all_written()
         {
             return None;
         }
@@ -290,61 +453,113 @@ impl Connection {
         if let Some(text) = read_error.filter(|_| self.close_received.is_none()) {
             self.notices.push_back(Notice::Error(text));
         }
-        self.finish_close();
-        Some(Ready::Notice)
+        let _ = self.finish_close();
+        Some(Ready::Ended)
     }
 
-    /// permessage-deflate was negotiated.  No zlib state exists until a
-    /// message needs it.
-    pub(super) fn enable_deflate(&mut self, params: &DeflateParams, role: Role) {
-        self.deflater = Some(params.compressor(role));
-        self.reader.enable_inflation(params.decompressor(role));
-    }
-
-    /// The handshake completed.
-    pub(super) fn opened(&mut self) {
-        self.phase = Phase::Open;
-        self.notices.push_back(Notice::Connected);
-        match self.keepalive.as_mut() {
-            Some(k) => {
-                k.last_heard = Instant::now();
-                let due = k.due();
-                self.set_deadline_at(Some(due));
-            }
-            None => self.set_deadline(None),
-        }
-    }
-
-    pub(super) fn close_frame_received(&mut self, code: u16, reason: Vec<u8>) {
+    fn close_frame_received(
+        &mut self,
+        link: &mut Link,
+        deadline: &mut Deadline,
+        code: u16,
+        reason: Vec<u8>,
+    ) -> Next {
         self.close_received = Some((code, reason));
-        if matches!(self.phase, Phase::Open) {
+        if !self.close_sent {
             // Echo the peer's code (RFC 6455 §5.5.1).
             let echo = (code != 1005).then_some(code);
-            self.link.out.push_close(echo, b"");
+            link.out.push_close(echo, b"");
             self.close_sent = true;
             self.abandon_fragments();
-            self.phase = Phase::Closing;
-            self.set_deadline(Some(self.close_timeout));
+            deadline.set(Some(self.close_timeout));
         }
-        self.finish_server_close();
+        self.finish_server_close(link)
+    }
+
+    /// A write took everything queued: report the drain, or end a
+    /// server's closing handshake.
+    pub(super) fn flushed(&mut self, link: &Link) -> Next {
+        if self.close_sent {
+            return self.finish_server_close(link);
+        }
+        if self.drain_armed && link.out.queued_payload() == 0 {
+            self.drain_armed = false;
+            self.notices.push_back(Notice::Drain);
+        }
+        Next::Continue
+    }
+
+    /// After a write: the deferred pong goes into the queue once the one
+    /// before it is out (written by the next flush).
+    #[inline]
+    pub(super) fn answer_deferred_ping(&mut self, out: &mut Outbound) {
+        if !out.has_unsent_pong()
+            && let Some(payload) = self.deferred_pong.take()
+            && !self.close_sent
+        {
+            out.push_pong(&payload);
+        }
+    }
+
+    /// Writing failed with `text`.
+    pub(super) fn write_failed(&mut self, text: String) -> Next {
+        if self.close_received.is_some() {
+            // The peer said goodbye and reset: that is its close.
+            return self.finish_close();
+        }
+        self.notices.push_back(Notice::Error(text));
+        self.finish(1006, None)
+    }
+
+    /// The deadline passed: the keepalive's, or the closing handshake's.
+    pub(super) fn on_timer(
+        &mut self,
+        link: &mut Link,
+        deadline: &mut Deadline,
+        now: Instant,
+    ) -> Next {
+        if self.close_sent {
+            self.finish_close()
+        } else {
+            self.keepalive_due(link, deadline, now)
+        }
+    }
+
+    /// The keepalive deadline passed: ping, or give up on a missing pong.
+    /// Traffic since the deadline was set only moves it (no timer churn
+    /// per message).
+    fn keepalive_due(&mut self, link: &mut Link, deadline: &mut Deadline, now: Instant) -> Next {
+        let Some(k) = self.keepalive.as_mut() else {
+            deadline.set(None);
+            return Next::Continue;
+        };
+        match k.tick(now) {
+            Tick::TimedOut => return self.fail(link, 1011, "ping timeout".into()),
+            Tick::Ping => link
+                .out
+                .push_frame(OpCode::Control(Control::Ping), true, &[], false),
+            Tick::Wait => {}
+        }
+        deadline.set_at(Some(k.due()));
+        Next::Continue
     }
 
     /// The server closes TCP first, once both close frames have passed
     /// and everything it queued is with the kernel.  Until then the write
     /// watcher runs and `close_timeout` bounds the wait.
-    pub(super) fn finish_server_close(&mut self) {
-        if self.server.is_some()
-            && matches!(self.phase, Phase::Closing)
+    fn finish_server_close(&mut self, link: &Link) -> Next {
+        if self.role == Role::Server
             && self.close_sent
             && self.close_received.is_some()
-            && self.link.all_written()
+            && link.all_written()
         {
-            self.finish_close();
+            return self.finish_close();
         }
+        Next::Continue
     }
 
     /// End of an established connection: the peer's close code, or 1006.
-    pub(super) fn finish_close(&mut self) {
+    fn finish_close(&mut self) -> Next {
         match self.close_received.take() {
             Some((1005, _)) => self.finish(1005, None),
             Some((code, reason)) => self.finish(code, Some(reason)),
@@ -352,26 +567,58 @@ impl Connection {
         }
     }
 
-    pub(super) fn finish(&mut self, code: u16, reason: Option<Vec<u8>>) {
-        self.enter_closed();
+    fn finish(&mut self, code: u16, reason: Option<Vec<u8>>) -> Next {
         self.notices.push_back(Notice::Closed(code, reason));
+        Next::Close
     }
 
-    /// Fail an established connection: tell the user, send the close code,
-    /// drop the socket.
-    pub(super) fn fail(&mut self, code: u16, text: String) {
+    /// Fail an established connection: tell the user, send the close code
+    /// (one last write).
+    pub(super) fn fail(&mut self, link: &mut Link, code: u16, text: String) -> Next {
         if !self.close_sent {
-            self.link
-                .out
-                .push_close(Some(code), cut_reason(text.as_bytes()));
+            link.out.push_close(Some(code), cut_reason(text.as_bytes()));
             self.close_sent = true;
-            if let Some(socket) = self.link.socket.as_mut() {
-                let _ = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
+            if let Some(socket) = link.socket.as_mut() {
+                let _ = transport::send(socket, link.tls.as_deref_mut(), &mut link.out);
             }
         }
         let reason = text.as_bytes().to_vec();
         self.notices.push_back(Notice::Error(text));
-        self.finish(code, Some(reason));
+        self.finish(code, Some(reason))
+    }
+}
+
+/// The user's calls on the open session.
+impl Connection {
+    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
+        match self.phase {
+            Phase::Session => self.session.send(&mut self.link.out, kind, data),
+            _ => Err(SendError::NotOpen),
+        }
+    }
+
+    /// Start the closing handshake.  The code is checked in every state;
+    /// then it is a no-op unless the connection is open.
+    pub fn close(&mut self, code: f64, reason: &[u8]) -> Result<(), String> {
+        let code = check_close_args(code, reason)?;
+        if let Phase::Session = self.phase {
+            self.session
+                .close(&mut self.link.out, &mut self.deadline, code, reason);
+        }
+        Ok(())
+    }
+
+    /// Without a listener, drains are not reported (each would be an
+    /// event per write).
+    pub fn set_drain_wanted(&mut self, wanted: bool) {
+        self.session.set_drain_wanted(wanted);
+    }
+
+    /// `pause_recv` / `resume_recv`; only while connected or closing.
+    pub fn set_paused(&mut self, paused: bool) {
+        if let Phase::Session = self.phase {
+            self.session.set_paused(paused, &mut self.deadline);
+        }
     }
 }
 
@@ -455,7 +702,7 @@ mod tests {
         // Only the server runs: it writes what the kernel takes and reads
         // the client's close frame.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while p.server.close_received.is_none() && p.server.state() != State::Closed {
+        while p.server.session.close_received.is_none() && p.server.state() != State::Closed {
             assert!(Instant::now() < deadline, "{:?}", p.server_seen);
             turn(&mut p.server, &mut p.server_seen);
             std::thread::yield_now();
@@ -535,7 +782,7 @@ mod tests {
         settings.policy.compression = true;
         settings.policy.context_takeover = true;
         let mut p = Pair::open(settings, "127.0.0.1");
-        assert!(p.client.deflater.is_some() && p.server.deflater.is_some());
+        assert!(p.client.session.deflater.is_some() && p.server.session.deflater.is_some());
         let text = "{\"price\":\"101.25\",\"side\":\"buy\"} ".repeat(3000);
         p.client.send(SendKind::Text, text.as_bytes()).unwrap();
         assert!(
@@ -581,16 +828,22 @@ mod tests {
         assert_eq!(messages(&p.client_seen), expected);
         // The server keeps context (more compact the second time); the
         // client does not, so it holds no zlib state between messages.
-        assert!(p.client.deflater.as_ref().is_some_and(|d| !d.is_active()));
+        assert!(
+            p.client
+                .session
+                .deflater
+                .as_ref()
+                .is_some_and(|d| !d.is_active())
+        );
         p.client.close(1000.0, b"").unwrap();
         p.run_until(|p| p.server.state() == State::Closed);
-        assert!(p.server.deflater.is_none(), "freed at close");
+        assert!(p.server.session.deflater.is_none(), "freed at close");
     }
 
     #[test]
     fn compression_needs_both_sides() {
         let p = Pair::open(ServerSettings::default(), "127.0.0.1");
-        assert!(p.client.deflater.is_none() && p.server.deflater.is_none());
+        assert!(p.client.session.deflater.is_none() && p.server.session.deflater.is_none());
     }
 
     #[test]
