@@ -217,6 +217,93 @@ mod tests {
     use crate::connection::{ClientOptions, State};
     use std::time::{Duration, Instant};
 
+    const REQUEST: &[u8] = b"GET /chat?x=1 HTTP/1.1\r\nHost: example.com\r\n\
+        Upgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    /// What the link would write next.
+    fn written(link: &mut Link) -> String {
+        let mut wire = Vec::new();
+        link.out.write_to(&mut wire).unwrap();
+        String::from_utf8(wire).unwrap()
+    }
+
+    fn waiting_for_verdict() -> (Accept, Link) {
+        let mut accept = Accept::new(Arc::new(ServerSettings::default()));
+        let mut link = Link::new(false);
+        let (head, rest) = REQUEST.split_at(20);
+        link.inbuf.extend(head);
+        assert_eq!(accept.read(&mut link), Read::Wait);
+        assert!(accept.reading());
+        link.inbuf.extend(rest);
+        match accept.read(&mut link) {
+            Read::Handshake(headers) => {
+                assert!(headers.contains(&("Path".into(), b"/chat".to_vec())))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!accept.reading() && !accept.refusing());
+        assert!(link.inbuf.is_empty());
+        (accept, link)
+    }
+
+    #[test]
+    fn a_request_then_acceptance_opens() {
+        let (mut accept, mut link) = waiting_for_verdict();
+        assert_eq!(
+            accept.accept(&mut link.out, &[]),
+            Upgrade::Open {
+                protocol: None,
+                deflate: None
+            }
+        );
+        let answer = written(&mut link);
+        assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+        assert!(answer.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(accept.accept(&mut link.out, &[]), Upgrade::NotPending);
+    }
+
+    #[test]
+    fn a_rejection_is_a_403_then_the_end() {
+        let (mut accept, mut link) = waiting_for_verdict();
+        accept.reject(&mut link.out);
+        assert!(accept.refusing());
+        assert!(written(&mut link).starts_with("HTTP/1.1 403 Forbidden\r\n"));
+        assert_eq!(accept.accept(&mut link.out, &[]), Upgrade::NotPending);
+    }
+
+    #[test]
+    fn unsendable_headers_refuse_with_a_500() {
+        let (mut accept, mut link) = waiting_for_verdict();
+        let extra = [("X-Bad".to_string(), b"a\nb".to_vec())];
+        assert!(matches!(
+            accept.accept(&mut link.out, &extra),
+            Upgrade::Refused(_)
+        ));
+        assert!(accept.refusing());
+        assert!(written(&mut link).starts_with("HTTP/1.1 500 "));
+    }
+
+    #[test]
+    fn a_bad_request_is_refused_without_asking() {
+        let mut accept = Accept::new(Arc::new(ServerSettings::default()));
+        let mut link = Link::new(false);
+        link.inbuf.extend(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(accept.read(&mut link), Read::Wait);
+        assert!(accept.refusing());
+        assert!(written(&mut link).starts_with("HTTP/1.1 4"));
+        assert_eq!(accept.read(&mut link), Read::Wait, "nothing more is read");
+    }
+
+    #[test]
+    fn a_peer_gone_mid_request_is_dropped() {
+        let mut accept = Accept::new(Arc::new(ServerSettings::default()));
+        let mut link = Link::new(false);
+        link.inbuf.extend(&REQUEST[..30]);
+        link.eof = Some(None);
+        assert_eq!(accept.read(&mut link), Read::Drop);
+    }
+
     /// Headers that may not be sent, from the application's verdict: the
     /// client gets a 500, and nothing of them.
     #[test]

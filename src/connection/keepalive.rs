@@ -74,6 +74,30 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_interval_pings_then_a_missing_pong_times_out() {
+        let mut settings = keepalive(1000);
+        settings.ping_timeout = Some(Duration::from_millis(500));
+        let mut k = Keepalive::new(&settings).unwrap();
+        let start = k.last_heard;
+        let ms = |n| start + Duration::from_millis(n);
+        assert_eq!(k.due(), ms(1000));
+        assert_eq!(k.tick(ms(999)), Tick::Wait, "traffic moved it");
+        assert_eq!(k.tick(ms(1000)), Tick::Ping);
+        assert_eq!(k.due(), ms(1500));
+        assert_eq!(k.tick(ms(1200)), Tick::Wait);
+        assert_eq!(k.tick(ms(1500)), Tick::TimedOut);
+        // The pong came: the interval starts over from what was heard.
+        k.ping_sent = None;
+        k.last_heard = ms(1400);
+        assert_eq!(k.due(), ms(2400));
+    }
+
+    #[test]
+    fn no_interval_no_keepalive() {
+        assert!(Keepalive::new(&SessionSettings::default()).is_none());
+    }
+
+    #[test]
     fn keepalive_pings_an_idle_peer() {
         let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", keepalive(30));
         let pongs = |p: &Pair| {
