@@ -37,9 +37,7 @@ pub use settings::{
     DEFAULT_SERVER_MAX_MESSAGE, ServerSettings, SessionSettings,
 };
 
-use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::client::dial::{Dial, Stage};
 use crate::net::link::Link;
@@ -86,94 +84,6 @@ impl Connection {
             headers: Vec::new(),
             protocol: None,
             deadline: Deadline::default(),
-        }
-    }
-
-    pub fn state(&self) -> State {
-        match self.phase {
-            Phase::Session if self.session.closing() => State::Closing,
-            Phase::Session => State::Connected,
-            Phase::Closed => State::Closed,
-            _ => State::Connecting,
-        }
-    }
-
-    /// Bytes may be written: the handshake's or the session's.
-    fn flushable(&self) -> bool {
-        match &self.phase {
-            Phase::Dialing(dial) => {
-                matches!(dial.stage(), Stage::Tunneling | Stage::AwaitingResponse)
-            }
-            Phase::Closed => false,
-            _ => true,
-        }
-    }
-
-    pub fn interest(&self) -> Interest {
-        let socket = self.link.socket.as_ref();
-        let stage = match &self.phase {
-            Phase::Dialing(dial) => Some(dial.stage()),
-            _ => None,
-        };
-        let reading = match &self.phase {
-            Phase::Dialing(_) => {
-                matches!(stage, Some(Stage::Tunneling | Stage::AwaitingResponse))
-            }
-            Phase::Accepting(accept) => accept.reading(),
-            Phase::Session => !self.session.paused(),
-            Phase::Closed => false,
-        };
-        let flushable = self.flushable();
-        Interest {
-            fd: socket.map(AsRawFd::as_raw_fd),
-            socket_gen: self.link.socket_gen,
-            read: socket.is_some() && self.link.eof.is_none() && reading,
-            write: socket.is_some()
-                && (stage == Some(Stage::Connecting)
-                    || (flushable && self.link.write_blocked)
-                    || self.link.tls.as_ref().is_some_and(|t| t.wants_write())),
-            prepare: self.session.events_waiting()
-                || (flushable && !self.link.write_blocked && !self.link.out.is_empty()),
-            deadline_gen: self.deadline.generation(),
-            resolving: stage == Some(Stage::Resolving),
-            finished: matches!(self.phase, Phase::Closed),
-        }
-    }
-
-    /// Time left until the deadline, if one is set.
-    pub fn deadline_in(&self) -> Option<Duration> {
-        self.deadline
-            .at()
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// Headers of the handshake, while the `Handshake` / `Connected` event
-    /// is current.
-    pub fn headers(&self) -> &HeaderList {
-        &self.headers
-    }
-
-    pub fn protocol(&self) -> Option<&str> {
-        match self.phase {
-            Phase::Session => self.protocol.as_deref(),
-            _ => None,
-        }
-    }
-
-    pub fn peer_ip(&self) -> Option<IpAddr> {
-        match self.phase {
-            Phase::Closed => None,
-            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
-            _ => self.link.peer.map(|p| p.ip().to_canonical()),
-        }
-    }
-
-    /// User payload bytes the kernel does not have yet; with TLS that
-    /// includes what the session holds, encrypted or not.
-    pub fn queued(&self) -> usize {
-        match self.phase {
-            Phase::Closed => 0,
-            _ => self.link.out.queued_payload(),
         }
     }
 
@@ -265,6 +175,18 @@ impl Connection {
     pub fn flush(&mut self) -> bool {
         self.write_out();
         self.session.has_notices()
+    }
+
+    /// Bytes may be written: the handshake's or the session's.
+    #[inline]
+    fn flushable(&self) -> bool {
+        match &self.phase {
+            Phase::Dialing(dial) => {
+                matches!(dial.stage(), Stage::Tunneling | Stage::AwaitingResponse)
+            }
+            Phase::Closed => false,
+            _ => true,
+        }
     }
 
     pub(super) fn write_out(&mut self) {

@@ -1,5 +1,5 @@
-//! The open session: queueing what the user sends, parsing what the peer
-//! sent into events, and the closing handshake.
+//! The open session: parsing what the peer sent into events, and the
+//! closing handshake ([`send`]: what the user sends).
 //!
 //! [`Session`] is a state machine of its own: open, then closing once a
 //! close frame is sent (`close_sent`), then over, which it reports as
@@ -18,51 +18,15 @@ use super::settings::SessionSettings;
 use super::{Connection, Phase};
 use crate::net::link::Link;
 use crate::net::transport;
-use crate::protocol::deflate::{self, Compressor, DeflateParams};
-use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode, Role};
+use crate::protocol::deflate::{Compressor, DeflateParams};
+use crate::protocol::frame::{Control, OpCode, Role};
 use crate::protocol::inbound::{InBuf, Inbound, MessageReader, Payload, Step};
 use crate::protocol::outbound::Outbound;
-use crate::protocol::pool;
-use crate::protocol::utf8::{self, Utf8Stream};
 
-/// Why a send was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendError {
-    NotOpen,
-    FragmentInProgress,
-    InvalidUtf8,
-}
+mod send;
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SendError::NotOpen => "Connection is not open",
-            SendError::FragmentInProgress => {
-                "Cannot send while a fragmented message is in progress; finish the fragment with send_fragment(..., is_final => 1) first"
-            }
-            SendError::InvalidUtf8 => "send: text message is not valid UTF-8 (use send_binary for bytes)",
-        })
-    }
-}
-
-/// What a `send*` call queues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendKind {
-    Text,
-    Binary,
-    Ping,
-    Pong,
-    Fragment { binary: bool, fin: bool },
-}
-
-/// A fragmented message we are sending.
-#[derive(Debug, Clone, Copy)]
-struct OutgoingFragments {
-    binary: bool,
-    /// Its fragments are parts of one deflate stream.
-    compressed: bool,
-    utf8: Utf8Stream,
-}
+use send::{OutgoingFragments, cut_reason};
+pub use send::{SendError, SendKind, check_close_args};
 
 /// What parsing found for the user.
 #[derive(Debug, PartialEq, Eq)]
@@ -212,121 +176,6 @@ impl Session {
     pub(super) fn end(&mut self) {
         self.deflater = None;
         self.reader.disable_inflation();
-    }
-
-    #[inline]
-    pub(super) fn send(
-        &mut self,
-        out: &mut Outbound,
-        kind: SendKind,
-        data: &[u8],
-    ) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::NotOpen);
-        }
-        let data_opcode = |binary| OpCode::Data(if binary { Data::Binary } else { Data::Text });
-        match kind {
-            SendKind::Text | SendKind::Binary => {
-                if self.sending_fragments.is_some() {
-                    return Err(SendError::FragmentInProgress);
-                }
-                let binary = kind == SendKind::Binary;
-                if !binary && !utf8::is_valid(data) {
-                    return Err(SendError::InvalidUtf8);
-                }
-                let compressed =
-                    self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
-                self.queue_data(out, data_opcode(binary), true, data, compressed, true);
-            }
-            SendKind::Ping | SendKind::Pong => {
-                let control = if kind == SendKind::Ping {
-                    Control::Ping
-                } else {
-                    Control::Pong
-                };
-                let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
-                out.push_frame(OpCode::Control(control), true, &data[..cut], true);
-            }
-            SendKind::Fragment { binary, fin } => {
-                let message = self.sending_fragments.unwrap_or(OutgoingFragments {
-                    binary,
-                    // Unless this is the whole message, its size is unknown.
-                    compressed: self.deflater.is_some()
-                        && (!fin || data.len() >= deflate::MIN_COMPRESSED_SIZE),
-                    utf8: Utf8Stream::default(),
-                });
-                let opcode = match self.sending_fragments {
-                    Some(_) => OpCode::Data(Data::Continue),
-                    None => data_opcode(binary),
-                };
-                let mut utf8 = message.utf8;
-                if !message.binary && !utf8.feed(data, fin) {
-                    return Err(SendError::InvalidUtf8);
-                }
-                self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
-                self.queue_data(out, opcode, fin, data, message.compressed, true);
-            }
-        }
-        self.drain_armed = self.drain_wanted;
-        Ok(())
-    }
-
-    /// Queue a data frame, compressed when asked.  The first frame of a
-    /// compressed message carries RSV1 (RFC 7692 §6).
-    fn queue_data(
-        &mut self,
-        out: &mut Outbound,
-        opcode: OpCode,
-        fin: bool,
-        data: &[u8],
-        compressed: bool,
-        counted: bool,
-    ) {
-        let Some(deflater) = self.deflater.as_mut().filter(|_| compressed) else {
-            return out.push_frame(opcode, fin, data, counted);
-        };
-        let mut payload = pool::SCRATCH.with(pool::Pool::take);
-        payload.clear();
-        deflater.compress(data, fin, &mut payload);
-        let header = FrameHeader {
-            rsv1: opcode != OpCode::Data(Data::Continue),
-            ..frame::header(opcode, fin)
-        };
-        out.push(header, &payload, counted);
-        pool::SCRATCH.with(|p| p.give(payload));
-    }
-
-    /// A fragmented message we send ends unfinished: the connection is
-    /// closing.
-    fn abandon_fragments(&mut self) {
-        self.sending_fragments = None;
-        if let Some(deflater) = self.deflater.as_mut() {
-            deflater.release();
-        }
-    }
-
-    /// Start the closing handshake with `code` (checked by the caller); a
-    /// no-op once closing.
-    pub(super) fn close(
-        &mut self,
-        out: &mut Outbound,
-        deadline: &mut Deadline,
-        code: u16,
-        reason: &[u8],
-    ) {
-        if self.close_sent {
-            return;
-        }
-        if let Some(message) = self.sending_fragments.take() {
-            let continuation = OpCode::Data(Data::Continue);
-            self.queue_data(out, continuation, true, &[], message.compressed, false);
-        }
-        out.push_close(Some(code), cut_reason(reason));
-        self.close_sent = true;
-        // The peer's close frame must be read (RFC 6455 §7.1.1): a paused
-        // connection resumes; what comes before it is still delivered.
-        self.set_paused(false, deadline);
-        deadline.set(Some(self.close_timeout));
     }
 
     /// Without a listener, drains are not reported (each would be an
@@ -588,26 +437,8 @@ impl Session {
     }
 }
 
-/// The user's calls on the open session.
+/// The user's calls on the open session that do not send.
 impl Connection {
-    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
-        match self.phase {
-            Phase::Session => self.session.send(&mut self.link.out, kind, data),
-            _ => Err(SendError::NotOpen),
-        }
-    }
-
-    /// Start the closing handshake.  The code is checked in every state;
-    /// then it is a no-op unless the connection is open.
-    pub fn close(&mut self, code: f64, reason: &[u8]) -> Result<(), String> {
-        let code = check_close_args(code, reason)?;
-        if let Phase::Session = self.phase {
-            self.session
-                .close(&mut self.link.out, &mut self.deadline, code, reason);
-        }
-        Ok(())
-    }
-
     /// Without a listener, drains are not reported (each would be an
     /// event per write).
     pub fn set_drain_wanted(&mut self, wanted: bool) {
@@ -620,40 +451,6 @@ impl Connection {
             self.session.set_paused(paused, &mut self.deadline);
         }
     }
-}
-
-/// The arguments of `close()` checked (in any state), or the croak text.
-/// The code is a number as Perl gave it: NaN, an infinity or a fraction
-/// is as invalid as an out-of-range integer, and is shown as given.
-pub fn check_close_args(code: f64, reason: &[u8]) -> Result<u16, String> {
-    let code = Some(code)
-        .filter(|c| c.fract() == 0.0 && (0.0..=65535.0).contains(c))
-        .map(|c| c as u16)
-        .filter(|c| frame::is_valid_close_code(*c))
-        .ok_or_else(|| {
-            format!(
-                "close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"
-            )
-        })?;
-    if !utf8::is_valid(reason) {
-        return Err("close: reason is not valid UTF-8".into());
-    }
-    Ok(code)
-}
-
-/// A close reason cut to the 123 bytes a close frame holds, on a character
-/// boundary.
-fn cut_reason(reason: &[u8]) -> &[u8] {
-    const MAX: usize = frame::MAX_CONTROL_PAYLOAD - 2;
-    if reason.len() <= MAX {
-        return reason;
-    }
-    let mut end = MAX;
-    // Step back over UTF-8 continuation bytes (10xxxxxx).
-    while end > 0 && reason[end] & 0xC0 == 0x80 {
-        end -= 1;
-    }
-    &reason[..end]
 }
 
 #[cfg(test)]
@@ -924,11 +721,162 @@ mod tests {
         );
     }
 
+    /// A client's session on a link without a socket: the tests put the
+    /// server's frames (unmasked) into the read buffer.
+    fn open_session() -> (Session, Link, Deadline) {
+        let mut session = Session::new(Role::Client, &SessionSettings::default());
+        let (mut link, mut deadline) = (Link::new(true), Deadline::default());
+        session.open(None, &mut deadline);
+        assert_eq!(
+            session.next_notice().map(|e| owned(e)),
+            Some(Seen::Connected)
+        );
+        assert!(
+            session.finish_current(&mut link.inbuf),
+            "Connected was current"
+        );
+        (session, link, deadline)
+    }
+
+    fn sent_opcodes(link: &mut Link) -> Vec<u8> {
+        let mut wire = Vec::new();
+        link.out.write_to(&mut wire).unwrap();
+        let mut opcodes = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            opcodes.push(wire[at] & 0x0F);
+            // masked, payload < 126 in these tests
+            at += 2 + 4 + usize::from(wire[at + 1] & 0x7F);
+        }
+        opcodes
+    }
+
     #[test]
-    fn close_reason_cut_on_char_boundary() {
-        let reason = "é".repeat(70); // 140 bytes
-        let cut = cut_reason(reason.as_bytes());
-        assert_eq!(cut.len(), 122);
-        assert!(std::str::from_utf8(cut).is_ok());
+    fn frames_become_events_and_a_close_frame_moves_to_closing() {
+        let (mut session, mut link, mut deadline) = open_session();
+        link.inbuf
+            .extend(&[0x81, 2, b'h', b'i', 0x89, 1, b'?', 0x8A, 0]);
+        let ready = session.parse_frames(&mut link, &mut deadline);
+        assert_eq!(
+            ready,
+            Some(Ready::Message {
+                binary: false,
+                payload: Payload::Buffered(2..4)
+            })
+        );
+        session.finish_current(&mut link.inbuf);
+        // The ping is answered on the way to the pong.
+        assert_eq!(
+            session.parse_frames(&mut link, &mut deadline),
+            Some(Ready::Pong(2..2))
+        );
+        assert_eq!(sent_opcodes(&mut link), [0xA]);
+        session.finish_current(&mut link.inbuf);
+        assert_eq!(session.parse_frames(&mut link, &mut deadline), None);
+        assert!(link.inbuf.is_empty());
+        // The peer's close: echoed, and the session is closing.
+        let generation = deadline.generation();
+        link.inbuf.extend(&[0x88, 2, 0x03, 0xE8]);
+        assert_eq!(session.parse_frames(&mut link, &mut deadline), None);
+        assert!(session.closing());
+        assert!(deadline.generation() > generation, "close_timeout runs");
+        assert_eq!(sent_opcodes(&mut link), [0x8]);
+        assert_eq!(
+            session.send(&mut link.out, SendKind::Text, b"x"),
+            Err(SendError::NotOpen)
+        );
+        // Then the end of the stream ends the session with the peer's code.
+        link.eof = Some(None);
+        assert_eq!(
+            session.parse_frames(&mut link, &mut deadline),
+            Some(Ready::Ended)
+        );
+        assert_eq!(
+            session.next_notice().map(|e| owned(e)),
+            Some(Seen::Closed(1000, Some(Vec::new())))
+        );
+    }
+
+    #[test]
+    fn a_paused_session_parses_nothing_until_resumed() {
+        let (mut session, mut link, mut deadline) = open_session();
+        session.set_paused(true, &mut deadline);
+        link.inbuf.extend(&[0x82, 1, 7]);
+        assert_eq!(session.parse_frames(&mut link, &mut deadline), None);
+        assert!(!session.events_waiting());
+        session.set_paused(false, &mut deadline);
+        assert!(session.events_waiting(), "buffered messages are rechecked");
+        assert!(matches!(
+            session.parse_frames(&mut link, &mut deadline),
+            Some(Ready::Message { binary: true, .. })
+        ));
+        assert!(!session.events_waiting());
+    }
+
+    #[test]
+    fn our_close_finishes_an_open_fragmented_message() {
+        let (mut session, mut link, mut deadline) = open_session();
+        let first = SendKind::Fragment {
+            binary: true,
+            fin: false,
+        };
+        session.send(&mut link.out, first, b"a").unwrap();
+        assert_eq!(
+            session.send(&mut link.out, SendKind::Binary, b"b"),
+            Err(SendError::FragmentInProgress)
+        );
+        session.close(&mut link.out, &mut deadline, 1000, b"");
+        assert!(session.closing());
+        assert_eq!(sent_opcodes(&mut link), [0x2, 0x0, 0x8]);
+        session.close(&mut link.out, &mut deadline, 1000, b"");
+        assert!(link.out.is_empty(), "a second close is a no-op");
+    }
+
+    #[test]
+    fn a_violation_fails_the_session() {
+        let (mut session, mut link, mut deadline) = open_session();
+        // A masked frame from a server.
+        link.inbuf.extend(&[0x81, 0x81, 0, 0, 0, 0, b'x']);
+        assert_eq!(
+            session.parse_frames(&mut link, &mut deadline),
+            Some(Ready::Ended)
+        );
+        assert!(matches!(
+            session.next_notice().map(|e| owned(e)),
+            Some(Seen::Error(_))
+        ));
+        assert!(matches!(
+            session.next_notice().map(|e| owned(e)),
+            Some(Seen::Closed(1002, Some(_)))
+        ));
+        assert_eq!(sent_opcodes(&mut link), [0x8], "with a close frame");
+    }
+
+    #[test]
+    fn a_drain_is_reported_once_everything_is_written() {
+        let (mut session, mut link, _) = open_session();
+        session.send(&mut link.out, SendKind::Text, b"x").unwrap();
+        assert_eq!(session.flushed(&link), Next::Continue);
+        assert!(!session.has_notices(), "not yet written");
+        link.out.write_to(&mut Vec::new()).unwrap();
+        assert_eq!(session.flushed(&link), Next::Continue);
+        assert_eq!(session.next_notice().map(|e| owned(e)), Some(Seen::Drain));
+        session.set_drain_wanted(false);
+        session.send(&mut link.out, SendKind::Text, b"x").unwrap();
+        link.out.write_to(&mut Vec::new()).unwrap();
+        assert_eq!(session.flushed(&link), Next::Continue);
+        assert!(!session.has_notices(), "nobody listens");
+    }
+
+    #[test]
+    fn a_write_failure_after_the_peers_close_is_its_close() {
+        let (mut session, mut link, mut deadline) = open_session();
+        link.inbuf.extend(&[0x88, 2, 0x0F, 0xA1]);
+        assert_eq!(session.parse_frames(&mut link, &mut deadline), None);
+        assert_eq!(session.write_failed("reset".into()), Next::Close);
+        assert_eq!(
+            session.next_notice().map(|e| owned(e)),
+            Some(Seen::Closed(4001, Some(Vec::new())))
+        );
     }
 }
