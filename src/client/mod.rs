@@ -5,6 +5,7 @@
 //! Depends on [`crate::protocol`] and [`crate::net`]; never on
 //! [`crate::server`] or [`crate::connection`].
 
+pub mod dial;
 pub mod endpoint;
 pub mod handshake;
 pub mod proxy;

@@ -1,7 +1,13 @@
 //! What a connection tells the binding: its state, the events for the
 //! user's callbacks, and which watchers it needs.
 
-use std::os::fd::RawFd;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use super::{Connection, Phase};
+use crate::client::dial::Stage;
+use crate::protocol::headers::HeaderList;
 
 /// The state the user sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,4 +84,84 @@ pub struct Interest {
     pub resolving: bool,
     /// The socket is done with: stop the watchers and drop the connection.
     pub finished: bool,
+}
+
+/// What the binding asks of a connection.
+impl Connection {
+    pub fn state(&self) -> State {
+        match self.phase {
+            Phase::Session if self.session.closing() => State::Closing,
+            Phase::Session => State::Connected,
+            Phase::Closed => State::Closed,
+            _ => State::Connecting,
+        }
+    }
+
+    pub fn interest(&self) -> Interest {
+        let socket = self.link.socket.as_ref();
+        let stage = match &self.phase {
+            Phase::Dialing(dial) => Some(dial.stage()),
+            _ => None,
+        };
+        let reading = match &self.phase {
+            Phase::Dialing(_) => {
+                matches!(stage, Some(Stage::Tunneling | Stage::AwaitingResponse))
+            }
+            Phase::Accepting(accept) => accept.reading(),
+            Phase::Session => !self.session.paused(),
+            Phase::Closed => false,
+        };
+        let flushable = self.flushable();
+        Interest {
+            fd: socket.map(AsRawFd::as_raw_fd),
+            socket_gen: self.link.socket_gen,
+            read: socket.is_some() && self.link.eof.is_none() && reading,
+            write: socket.is_some()
+                && (stage == Some(Stage::Connecting)
+                    || (flushable && self.link.write_blocked)
+                    || self.link.tls.as_ref().is_some_and(|t| t.wants_write())),
+            prepare: self.session.events_waiting()
+                || (flushable && !self.link.write_blocked && !self.link.out.is_empty()),
+            deadline_gen: self.deadline.generation(),
+            resolving: stage == Some(Stage::Resolving),
+            finished: matches!(self.phase, Phase::Closed),
+        }
+    }
+
+    /// Time left until the deadline, if one is set.
+    pub fn deadline_in(&self) -> Option<Duration> {
+        self.deadline
+            .at()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Headers of the handshake, while the `Handshake` / `Connected` event
+    /// is current.
+    pub fn headers(&self) -> &HeaderList {
+        &self.headers
+    }
+
+    pub fn protocol(&self) -> Option<&str> {
+        match self.phase {
+            Phase::Session => self.protocol.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn peer_ip(&self) -> Option<IpAddr> {
+        match self.phase {
+            Phase::Closed => None,
+            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+            _ => self.link.peer.map(|p| p.ip().to_canonical()),
+        }
+    }
+
+    /// User payload bytes the kernel does not have yet; with TLS that
+    /// includes what the session holds, encrypted or not.
+    pub fn queued(&self) -> usize {
+        match self.phase {
+            Phase::Closed => 0,
+            _ => self.link.out.queued_payload(),
+        }
+    }
 }

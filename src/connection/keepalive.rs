@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Connection, SessionSettings, later};
-use crate::protocol::frame::{Control, OpCode};
+use super::deadline::later;
+use super::settings::SessionSettings;
 
 /// Keepalive state of an open connection.
 #[derive(Debug)]
@@ -13,6 +13,17 @@ pub(super) struct Keepalive {
     pub(super) timeout: Duration,
     pub(super) last_heard: Instant,
     pub(super) ping_sent: Option<Instant>,
+}
+
+/// What the keepalive wants when its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tick {
+    /// Send a ping (now counted as sent).
+    Ping,
+    /// The ping's pong did not come in time.
+    TimedOut,
+    /// Traffic came since: nothing yet.
+    Wait,
 }
 
 impl Keepalive {
@@ -33,28 +44,17 @@ impl Keepalive {
             None => later(self.last_heard, self.interval),
         }
     }
-}
 
-impl Connection {
-    /// The keepalive deadline passed: ping, or give up on a missing pong.
-    /// Traffic since the deadline was set only moves it (no timer churn
-    /// per message).
-    pub(super) fn keepalive_due(&mut self, now: Instant) {
-        let Some(k) = self.keepalive.as_mut() else {
-            return self.set_deadline(None);
-        };
-        match k.ping_sent {
-            Some(sent) if now >= sent + k.timeout => return self.fail(1011, "ping timeout".into()),
-            None if now >= k.last_heard + k.interval => {
-                k.ping_sent = Some(now);
-                self.link
-                    .out
-                    .push_frame(OpCode::Control(Control::Ping), true, &[], false);
+    /// The deadline passed at `now`.
+    pub(super) fn tick(&mut self, now: Instant) -> Tick {
+        match self.ping_sent {
+            Some(sent) if now >= sent + self.timeout => Tick::TimedOut,
+            None if now >= self.last_heard + self.interval => {
+                self.ping_sent = Some(now);
+                Tick::Ping
             }
-            _ => {}
+            _ => Tick::Wait,
         }
-        let due = self.keepalive.as_ref().map(Keepalive::due);
-        self.set_deadline_at(due);
     }
 }
 
@@ -71,6 +71,30 @@ mod tests {
             ping_interval: Some(Duration::from_millis(interval_ms)),
             ..SessionSettings::default()
         }
+    }
+
+    #[test]
+    fn a_quiet_interval_pings_then_a_missing_pong_times_out() {
+        let mut settings = keepalive(1000);
+        settings.ping_timeout = Some(Duration::from_millis(500));
+        let mut k = Keepalive::new(&settings).unwrap();
+        let start = k.last_heard;
+        let ms = |n| start + Duration::from_millis(n);
+        assert_eq!(k.due(), ms(1000));
+        assert_eq!(k.tick(ms(999)), Tick::Wait, "traffic moved it");
+        assert_eq!(k.tick(ms(1000)), Tick::Ping);
+        assert_eq!(k.due(), ms(1500));
+        assert_eq!(k.tick(ms(1200)), Tick::Wait);
+        assert_eq!(k.tick(ms(1500)), Tick::TimedOut);
+        // The pong came: the interval starts over from what was heard.
+        k.ping_sent = None;
+        k.last_heard = ms(1400);
+        assert_eq!(k.due(), ms(2400));
+    }
+
+    #[test]
+    fn no_interval_no_keepalive() {
+        assert!(Keepalive::new(&SessionSettings::default()).is_none());
     }
 
     #[test]

@@ -7,16 +7,19 @@
 //! an event is pulled, so a paused connection delivers nothing and payloads
 //! are handed out straight from the read buffer.
 //!
-//! The connection goes through one phase after another; each phase's work
-//! is in its own module: [`dial`] (a client reaching the server),
-//! [`accept`] (a server answering the upgrade request), [`session`] and
-//! [`keepalive`] (the open connection).  This module holds the state and
-//! routes the loop's calls to the phase.
+//! Each phase is a state machine of its own that owns its state and works
+//! on the connection's [`Link`]: [`crate::client::dial::Dial`] (a client
+//! reaching the server; [`dial`] acts on its progress), [`accept::Accept`]
+//! (a server answering the upgrade request) and [`session::Session`] with
+//! its [`keepalive`] (the open connection, and the event queue).  This
+//! module ties them: it holds the phase, the link, the deadline and the
+//! handshake's headers, and routes the loop's calls to the phase.
 //!
 //! The top layer: it may use every other module of the crate, and none of
 //! them uses it.
 
 mod accept;
+mod deadline;
 mod dial;
 mod events;
 mod keepalive;
@@ -34,46 +37,30 @@ pub use settings::{
     DEFAULT_SERVER_MAX_MESSAGE, ServerSettings, SessionSettings,
 };
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::client::handshake::ClientHandshake;
-use crate::client::resolver::Lookup;
+use crate::client::dial::{Dial, Stage};
 use crate::net::link::Link;
 use crate::net::os_error;
 use crate::net::transport::{self, Received};
-use crate::protocol::deflate::Compressor;
+use crate::protocol::deflate::DeflateParams;
 use crate::protocol::frame::Role;
 use crate::protocol::headers::HeaderList;
-use crate::protocol::inbound::{MessageReader, Payload};
+use crate::protocol::inbound::Payload;
 use crate::protocol::outbound::Flushed;
-use crate::server::handshake::UpgradeRequest;
 
-use dial::ClientRequest;
+use accept::Accept;
+use deadline::Deadline;
 use events::Notice;
-use keepalive::Keepalive;
-use session::{OutgoingFragments, Ready};
+use session::{Next, Ready, Session};
 
 enum Phase {
-    /// Client: waiting for the resolver thread.
-    Resolving(Lookup, ClientHandshake),
-    /// Client: TCP connect under way on `socket`.
-    Connecting(ClientHandshake),
-    /// Client: asking the proxy for a tunnel.
-    Tunneling(ClientHandshake),
-    /// Client: request sent, waiting for the 101.
-    AwaitingResponse(ClientHandshake),
-    /// Server: reading the upgrade request.
-    AwaitingRequest,
-    /// Server: the request is parsed; the application decides.
-    AwaitingVerdict(UpgradeRequest),
-    /// Server: an HTTP refusal is being written; the socket closes after.
-    Refusing,
-    Open,
-    Closing,
+    /// Client: on the way to the server.
+    Dialing(Box<Dial>),
+    /// Server: the upgrade request and its answer.
+    Accepting(Box<Accept>),
+    /// Open, or closing once the session sent its close frame.
+    Session,
     Closed,
 }
 
@@ -81,37 +68,11 @@ pub struct Connection {
     phase: Phase,
     /// The socket, its TLS session and the two buffers.
     link: Link,
-    /// Client: addresses still to try, and the host for error texts.
-    candidates: VecDeque<SocketAddr>,
-    host: String,
-    /// Bytes of `inbuf` to drop once the current event is done with.
-    consume_after: usize,
-    reader: MessageReader,
-    notices: VecDeque<Notice>,
-    current: Option<Notice>,
-    /// Events may be waiting in `inbuf` (after `resume`).
-    recheck: bool,
-    paused: bool,
-    close_sent: bool,
-    close_received: Option<(u16, Vec<u8>)>,
-    drain_armed: bool,
-    /// Whether anyone listens for [`Event::Drain`].
-    drain_wanted: bool,
-    /// The latest ping's payload, answered once the pong before it is
-    /// written.
-    deferred_pong: Option<Vec<u8>>,
-    sending_fragments: Option<OutgoingFragments>,
-    /// permessage-deflate is in force: what we send is compressed.
-    deflater: Option<Compressor>,
+    /// The open session's state, and the events for the user.
+    session: Session,
     headers: HeaderList,
     protocol: Option<String>,
-    deadline: Option<Instant>,
-    deadline_gen: u32,
-    close_timeout: Duration,
-    keepalive: Option<Keepalive>,
-    /// Client only (boxed: servers do not pay for it).
-    request: Option<Box<ClientRequest>>,
-    server: Option<Arc<ServerSettings>>,
+    deadline: Deadline,
 }
 
 impl Connection {
@@ -119,104 +80,10 @@ impl Connection {
         Connection {
             phase: Phase::Closed,
             link: Link::new(role == Role::Client),
-            candidates: VecDeque::new(),
-            host: String::new(),
-            consume_after: 0,
-            reader: MessageReader::new(role, session.max_message),
-            notices: VecDeque::new(),
-            current: None,
-            recheck: false,
-            paused: false,
-            close_sent: false,
-            close_received: None,
-            drain_armed: false,
-            drain_wanted: true,
-            deferred_pong: None,
-            sending_fragments: None,
-            deflater: None,
+            session: Session::new(role, session),
             headers: Vec::new(),
             protocol: None,
-            deadline: None,
-            deadline_gen: 0,
-            close_timeout: session.close_timeout,
-            keepalive: Keepalive::new(session),
-            request: None,
-            server: None,
-        }
-    }
-
-    pub fn state(&self) -> State {
-        match self.phase {
-            Phase::Open => State::Connected,
-            Phase::Closing => State::Closing,
-            Phase::Closed => State::Closed,
-            _ => State::Connecting,
-        }
-    }
-
-    pub fn interest(&self) -> Interest {
-        let socket = self.link.socket.as_ref();
-        let handshaking = matches!(
-            self.phase,
-            Phase::Tunneling(_) | Phase::AwaitingResponse(_) | Phase::AwaitingRequest
-        );
-        let streaming = matches!(self.phase, Phase::Open | Phase::Closing);
-        let flushable = !matches!(
-            self.phase,
-            Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed
-        );
-        Interest {
-            fd: socket.map(AsRawFd::as_raw_fd),
-            socket_gen: self.link.socket_gen,
-            read: socket.is_some()
-                && self.link.eof.is_none()
-                && (handshaking || (streaming && !self.paused)),
-            write: socket.is_some()
-                && (matches!(self.phase, Phase::Connecting(_))
-                    || (flushable && self.link.write_blocked)
-                    || self.link.tls.as_ref().is_some_and(|t| t.wants_write())),
-            prepare: !self.notices.is_empty()
-                || self.recheck
-                || (flushable && !self.link.write_blocked && !self.link.out.is_empty()),
-            deadline_gen: self.deadline_gen,
-            resolving: matches!(self.phase, Phase::Resolving(..)),
-            finished: matches!(self.phase, Phase::Closed),
-        }
-    }
-
-    /// Time left until the deadline, if one is set.
-    pub fn deadline_in(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-
-    /// Headers of the handshake, while the `Handshake` / `Connected` event
-    /// is current.
-    pub fn headers(&self) -> &HeaderList {
-        &self.headers
-    }
-
-    pub fn protocol(&self) -> Option<&str> {
-        match self.phase {
-            Phase::Open | Phase::Closing => self.protocol.as_deref(),
-            _ => None,
-        }
-    }
-
-    pub fn peer_ip(&self) -> Option<IpAddr> {
-        match self.phase {
-            Phase::Closed => None,
-            // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
-            _ => self.link.peer.map(|p| p.ip().to_canonical()),
-        }
-    }
-
-    /// User payload bytes the kernel does not have yet; with TLS that
-    /// includes what the session holds, encrypted or not.
-    pub fn queued(&self) -> usize {
-        match self.phase {
-            Phase::Closed => 0,
-            _ => self.link.out.queued_payload(),
+            deadline: Deadline::default(),
         }
     }
 
@@ -224,20 +91,21 @@ impl Connection {
     /// best-effort write, with a 1001 close to an open peer (a closing
     /// connection's own close frame is queued already); no events.
     pub fn abandon(&mut self) {
-        let last_write = match self.phase {
-            Phase::Open => {
-                self.link.out.push_close(Some(1001), b"");
+        let last_write = match &self.phase {
+            Phase::Session => {
+                if !self.session.closing() {
+                    self.link.out.push_close(Some(1001), b"");
+                }
                 true
             }
-            Phase::Closing | Phase::Refusing => true,
+            Phase::Accepting(accept) => accept.refusing(),
             _ => false,
         };
         if last_write && let Some(socket) = self.link.socket.as_mut() {
             let _ = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
         }
         self.enter_closed();
-        self.notices.clear();
-        self.current = None;
+        self.session.forget_events();
     }
 
     pub fn on_readable(&mut self) {
@@ -245,7 +113,7 @@ impl Connection {
         let Some(socket) = self.link.socket.as_mut() else {
             return;
         };
-        let opening = !matches!(self.phase, Phase::Open | Phase::Closing);
+        let opening = !matches!(self.phase, Phase::Session);
         match transport::receive(
             socket,
             self.link.tls.as_deref_mut(),
@@ -253,51 +121,52 @@ impl Connection {
             self.link.need,
             opening,
         ) {
-            Ok(Received::Data) => {
-                if let Some(k) = self.keepalive.as_mut() {
-                    k.last_heard = Instant::now();
-                }
-            }
+            Ok(Received::Data) => self.session.heard(),
             Ok(Received::Nothing) => return,
             Ok(Received::Closed) => self.link.eof = Some(None),
             Err(text) => self.link.eof = Some(Some(text)),
         }
-        match self.phase {
-            Phase::Tunneling(_) => self.read_tunnel(),
-            Phase::AwaitingResponse(_) => self.read_response(),
-            Phase::AwaitingRequest => self.read_request(),
+        match &mut self.phase {
+            Phase::Dialing(dial) => {
+                let progress = dial.on_readable(&mut self.link);
+                self.dialled(progress);
+            }
+            Phase::Accepting(_) => self.read_request(),
             _ => {}
         }
     }
 
     pub fn on_writable(&mut self) {
         self.link.retired = None;
-        if matches!(self.phase, Phase::Connecting(_)) {
-            self.finish_tcp_connect();
-        } else {
-            self.write_out();
+        match &mut self.phase {
+            Phase::Dialing(dial) if dial.stage() == Stage::Connecting => {
+                let progress = dial.on_writable(&mut self.link);
+                self.dialled(progress);
+            }
+            _ => self.write_out(),
         }
     }
 
     pub fn on_timer(&mut self) {
         self.link.retired = None;
         let now = Instant::now();
-        match self.deadline {
+        match self.deadline.at() {
             Some(d) if now >= d => {}
             // Early wake-up: have the binding re-arm for the time left.
-            Some(_) => return self.deadline_gen = self.deadline_gen.wrapping_add(1),
+            Some(_) => return self.deadline.bump(),
             None => return,
         }
         match self.phase {
-            Phase::Resolving(..)
-            | Phase::Connecting(_)
-            | Phase::Tunneling(_)
-            | Phase::AwaitingResponse(_) => self.fail_early("connect timeout".into()),
-            Phase::Open => self.keepalive_due(now),
-            Phase::Closing => self.finish_close(),
+            Phase::Dialing(_) => self.fail_early("connect timeout".into()),
+            Phase::Session => {
+                let next = self
+                    .session
+                    .on_timer(&mut self.link, &mut self.deadline, now);
+                self.went(next);
+            }
             Phase::Closed => {}
             // A server handshake that took too long: drop it silently.
-            _ => self.enter_closed(),
+            Phase::Accepting(_) => self.enter_closed(),
         }
     }
 
@@ -305,46 +174,53 @@ impl Connection {
     /// Returns whether events wait.
     pub fn flush(&mut self) -> bool {
         self.write_out();
-        !self.notices.is_empty()
+        self.session.has_notices()
+    }
+
+    /// Bytes may be written: the handshake's or the session's.
+    #[inline]
+    fn flushable(&self) -> bool {
+        match &self.phase {
+            Phase::Dialing(dial) => {
+                matches!(dial.stage(), Stage::Tunneling | Stage::AwaitingResponse)
+            }
+            Phase::Closed => false,
+            _ => true,
+        }
     }
 
     pub(super) fn write_out(&mut self) {
         self.link.retired = None;
-        if matches!(
-            self.phase,
-            Phase::Resolving(..) | Phase::Connecting(_) | Phase::Closed
-        ) {
+        if !self.flushable() {
             return;
         }
         let Some(socket) = self.link.socket.as_mut() else {
             return;
         };
         let result = transport::send(socket, self.link.tls.as_deref_mut(), &mut self.link.out);
-        if !self.link.out.has_unsent_pong()
-            && let Some(payload) = self.deferred_pong.take()
-            && !self.close_sent
-        {
-            // written by the next flush
-            self.link.out.push_pong(&payload);
-        }
+        self.session.answer_deferred_ping(&mut self.link.out);
         match result {
             Ok(Flushed::All) => {
                 self.link.write_blocked = false;
-                self.flushed_all();
+                match &self.phase {
+                    Phase::Session => {
+                        let next = self.session.flushed(&self.link);
+                        self.went(next);
+                    }
+                    Phase::Accepting(accept) if accept.refusing() => self.enter_closed(),
+                    _ => {}
+                }
             }
             Ok(Flushed::Partial) => self.link.write_blocked = true,
             Err(e) => {
                 let text = format!("write failed: {}", os_error::text(&e));
-                if self.close_received.is_some() {
-                    // The peer said goodbye and reset: that is its close.
-                    self.finish_close();
-                } else if matches!(self.phase, Phase::Open | Phase::Closing) {
-                    self.notices.push_back(Notice::Error(text));
-                    self.finish(1006, None);
-                } else if matches!(self.phase, Phase::Tunneling(_) | Phase::AwaitingResponse(_)) {
-                    self.fail_early(text);
-                } else {
-                    self.enter_closed();
+                match self.phase {
+                    Phase::Session => {
+                        let next = self.session.write_failed(text);
+                        self.went(next);
+                    }
+                    Phase::Dialing(_) => self.fail_early(text),
+                    _ => self.enter_closed(),
                 }
             }
         }
@@ -353,30 +229,42 @@ impl Connection {
     /// The next event for the user, if any.  Frames are parsed here, so
     /// nothing is parsed while paused.
     pub fn next_event(&mut self) -> Option<Event<'_>> {
-        if let Some(Notice::Connected) = self.current {
+        if self.session.finish_current(&mut self.link.inbuf) {
             self.headers = Vec::new();
         }
-        self.current = None;
-        if self.consume_after > 0 {
-            self.link
-                .inbuf
-                .consume(std::mem::take(&mut self.consume_after));
-        }
-        if self.notices.is_empty() {
-            match self.parse_frames()? {
+        if !self.session.has_notices() {
+            let ready = match self.phase {
+                Phase::Session => self
+                    .session
+                    .parse_frames(&mut self.link, &mut self.deadline),
+                _ => self.session.idle(),
+            };
+            match ready? {
                 Ready::Message { binary, payload } => {
                     let data = match payload {
                         Payload::Buffered(range) => &self.link.inbuf.data()[range],
-                        Payload::Reassembled => self.reader.reassembled(),
+                        Payload::Reassembled => self.session.reader.reassembled(),
                     };
                     return Some(Event::Message { binary, data });
                 }
                 Ready::Pong(range) => return Some(Event::Pong(&self.link.inbuf.data()[range])),
-                Ready::Notice => {}
+                Ready::Ended => self.enter_closed(),
             }
         }
-        let notice = self.notices.pop_front()?;
-        Some(self.current.insert(notice).as_event())
+        self.session.next_notice()
+    }
+
+    /// The handshake completed: the session opens.
+    pub(super) fn open_session(&mut self, deflate: Option<&DeflateParams>) {
+        self.phase = Phase::Session;
+        self.session.open(deflate, &mut self.deadline);
+    }
+
+    /// After a step of the session.
+    fn went(&mut self, next: Next) {
+        if next == Next::Close {
+            self.enter_closed();
+        }
     }
 
     /// The end of the socket's use.  It is shut down at once, so the peer
@@ -386,57 +274,26 @@ impl Connection {
     pub(super) fn enter_closed(&mut self) {
         self.link.shut_down();
         self.phase = Phase::Closed;
-        self.set_deadline(None);
-        // No more messages either way: free any compression state.
-        self.deflater = None;
-        self.reader.disable_inflation();
+        self.deadline.set(None);
+        self.session.end();
     }
 
     /// After a panic inside the core: this connection's state can no longer
     /// be trusted, so it ends at once with `text` as its `on_error`.
     pub fn fail_internal(&mut self, text: String) {
-        match self.state() {
-            State::Connected | State::Closing => self.fail(1011, text),
-            State::Connecting => self.fail_early(text),
-            State::Closed => self.notices.push_back(Notice::Error(text)),
+        match self.phase {
+            Phase::Session => {
+                let next = self.session.fail(&mut self.link, 1011, text);
+                self.went(next);
+            }
+            Phase::Closed => self.session.notify(Notice::Error(text)),
+            _ => self.fail_early(text),
         }
     }
 
     /// Fail before the handshake completed: `on_error` only.
     pub(super) fn fail_early(&mut self, text: String) {
         self.enter_closed();
-        self.notices.push_back(Notice::Error(text));
-    }
-
-    pub(super) fn flushed_all(&mut self) {
-        match self.phase {
-            Phase::Open if self.drain_armed && self.link.out.queued_payload() == 0 => {
-                self.drain_armed = false;
-                self.notices.push_back(Notice::Drain);
-            }
-            Phase::Refusing => self.enter_closed(),
-            Phase::Closing => self.finish_server_close(),
-            _ => {}
-        }
-    }
-
-    pub(super) fn set_deadline(&mut self, after: Option<Duration>) {
-        self.set_deadline_at(after.map(|d| later(Instant::now(), d)));
-    }
-
-    pub(super) fn set_deadline_at(&mut self, at: Option<Instant>) {
-        self.deadline = at;
-        self.deadline_gen = self.deadline_gen.wrapping_add(1);
+        self.session.notify(Notice::Error(text));
     }
 }
-
-/// `from + d`, or a point so far ahead that it never comes when the sum
-/// does not fit in an `Instant`.
-fn later(from: Instant, d: Duration) -> Instant {
-    from.checked_add(d)
-        .or_else(|| from.checked_add(FAR_AHEAD))
-        .unwrap_or(from)
-}
-
-/// Longer than any timeout the binding accepts (10^9 s).
-const FAR_AHEAD: Duration = Duration::from_secs(1 << 40);

@@ -1,0 +1,235 @@
+//! What the user sends: data frames (compressed when negotiated, in
+//! fragments when asked), pings and pongs, and the close frame that starts
+//! the closing handshake.
+
+use super::{Deadline, Session};
+use crate::connection::{Connection, Phase};
+use crate::protocol::deflate;
+use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode};
+use crate::protocol::outbound::Outbound;
+use crate::protocol::pool;
+use crate::protocol::utf8::{self, Utf8Stream};
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    NotOpen,
+    FragmentInProgress,
+    InvalidUtf8,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::NotOpen => "Connection is not open",
+            SendError::FragmentInProgress => {
+                "Cannot send while a fragmented message is in progress; finish the fragment with send_fragment(..., is_final => 1) first"
+            }
+            SendError::InvalidUtf8 => "send: text message is not valid UTF-8 (use send_binary for bytes)",
+        })
+    }
+}
+
+/// What a `send*` call queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    Text,
+    Binary,
+    Ping,
+    Pong,
+    Fragment { binary: bool, fin: bool },
+}
+
+/// A fragmented message we are sending.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OutgoingFragments {
+    binary: bool,
+    /// Its fragments are parts of one deflate stream.
+    compressed: bool,
+    utf8: Utf8Stream,
+}
+
+impl Session {
+    #[inline]
+    pub(super) fn send(
+        &mut self,
+        out: &mut Outbound,
+        kind: SendKind,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::NotOpen);
+        }
+        let data_opcode = |binary| OpCode::Data(if binary { Data::Binary } else { Data::Text });
+        match kind {
+            SendKind::Text | SendKind::Binary => {
+                if self.sending_fragments.is_some() {
+                    return Err(SendError::FragmentInProgress);
+                }
+                let binary = kind == SendKind::Binary;
+                if !binary && !utf8::is_valid(data) {
+                    return Err(SendError::InvalidUtf8);
+                }
+                let compressed =
+                    self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
+                self.queue_data(out, data_opcode(binary), true, data, compressed, true);
+            }
+            SendKind::Ping | SendKind::Pong => {
+                let control = if kind == SendKind::Ping {
+                    Control::Ping
+                } else {
+                    Control::Pong
+                };
+                let cut = data.len().min(frame::MAX_CONTROL_PAYLOAD);
+                out.push_frame(OpCode::Control(control), true, &data[..cut], true);
+            }
+            SendKind::Fragment { binary, fin } => {
+                let message = self.sending_fragments.unwrap_or(OutgoingFragments {
+                    binary,
+                    // Unless this is the whole message, its size is unknown.
+                    compressed: self.deflater.is_some()
+                        && (!fin || data.len() >= deflate::MIN_COMPRESSED_SIZE),
+                    utf8: Utf8Stream::default(),
+                });
+                let opcode = match self.sending_fragments {
+                    Some(_) => OpCode::Data(Data::Continue),
+                    None => data_opcode(binary),
+                };
+                let mut utf8 = message.utf8;
+                if !message.binary && !utf8.feed(data, fin) {
+                    return Err(SendError::InvalidUtf8);
+                }
+                self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
+                self.queue_data(out, opcode, fin, data, message.compressed, true);
+            }
+        }
+        self.drain_armed = self.drain_wanted;
+        Ok(())
+    }
+
+    /// Queue a data frame, compressed when asked.  The first frame of a
+    /// compressed message carries RSV1 (RFC 7692 §6).
+    fn queue_data(
+        &mut self,
+        out: &mut Outbound,
+        opcode: OpCode,
+        fin: bool,
+        data: &[u8],
+        compressed: bool,
+        counted: bool,
+    ) {
+        let Some(deflater) = self.deflater.as_mut().filter(|_| compressed) else {
+            return out.push_frame(opcode, fin, data, counted);
+        };
+        let mut payload = pool::SCRATCH.with(pool::Pool::take);
+        payload.clear();
+        deflater.compress(data, fin, &mut payload);
+        let header = FrameHeader {
+            rsv1: opcode != OpCode::Data(Data::Continue),
+            ..frame::header(opcode, fin)
+        };
+        out.push(header, &payload, counted);
+        pool::SCRATCH.with(|p| p.give(payload));
+    }
+
+    /// A fragmented message we send ends unfinished: the connection is
+    /// closing.
+    pub(super) fn abandon_fragments(&mut self) {
+        self.sending_fragments = None;
+        if let Some(deflater) = self.deflater.as_mut() {
+            deflater.release();
+        }
+    }
+
+    /// Start the closing handshake with `code` (checked by the caller); a
+    /// no-op once closing.
+    pub(super) fn close(
+        &mut self,
+        out: &mut Outbound,
+        deadline: &mut Deadline,
+        code: u16,
+        reason: &[u8],
+    ) {
+        if self.close_sent {
+            return;
+        }
+        if let Some(message) = self.sending_fragments.take() {
+            let continuation = OpCode::Data(Data::Continue);
+            self.queue_data(out, continuation, true, &[], message.compressed, false);
+        }
+        out.push_close(Some(code), cut_reason(reason));
+        self.close_sent = true;
+        // The peer's close frame must be read (RFC 6455 §7.1.1): a paused
+        // connection resumes; what comes before it is still delivered.
+        self.set_paused(false, deadline);
+        deadline.set(Some(self.close_timeout));
+    }
+}
+
+/// The user's calls on the open session.
+impl Connection {
+    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
+        match self.phase {
+            Phase::Session => self.session.send(&mut self.link.out, kind, data),
+            _ => Err(SendError::NotOpen),
+        }
+    }
+
+    /// Start the closing handshake.  The code is checked in every state;
+    /// then it is a no-op unless the connection is open.
+    pub fn close(&mut self, code: f64, reason: &[u8]) -> Result<(), String> {
+        let code = check_close_args(code, reason)?;
+        if let Phase::Session = self.phase {
+            self.session
+                .close(&mut self.link.out, &mut self.deadline, code, reason);
+        }
+        Ok(())
+    }
+}
+
+/// The arguments of `close()` checked (in any state), or the croak text.
+/// The code is a number as Perl gave it: NaN, an infinity or a fraction
+/// is as invalid as an out-of-range integer, and is shown as given.
+pub fn check_close_args(code: f64, reason: &[u8]) -> Result<u16, String> {
+    let code = Some(code)
+        .filter(|c| c.fract() == 0.0 && (0.0..=65535.0).contains(c))
+        .map(|c| c as u16)
+        .filter(|c| frame::is_valid_close_code(*c))
+        .ok_or_else(|| {
+            format!(
+                "close: invalid close code {code} (RFC 6455 allows 1000-1003, 1007-1014, 3000-4999)"
+            )
+        })?;
+    if !utf8::is_valid(reason) {
+        return Err("close: reason is not valid UTF-8".into());
+    }
+    Ok(code)
+}
+
+/// A close reason cut to the 123 bytes a close frame holds, on a character
+/// boundary.
+pub(super) fn cut_reason(reason: &[u8]) -> &[u8] {
+    const MAX: usize = frame::MAX_CONTROL_PAYLOAD - 2;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    // Step back over UTF-8 continuation bytes (10xxxxxx).
+    while end > 0 && reason[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reason_cut_on_char_boundary() {
+        let reason = "é".repeat(70); // 140 bytes
+        let cut = cut_reason(reason.as_bytes());
+        assert_eq!(cut.len(), 122);
+        assert!(std::str::from_utf8(cut).is_ok());
+    }
+}
