@@ -37,7 +37,7 @@ static int ws_debug;
 
 /* Every callback, once: its id, its option name, the <what> of its
  * "exception in <what>" warnings, and the core's event that calls it.
- * (The core's options are in src/options.rs; conn_deliver builds each
+ * (The core's options are in src/options/mod.rs; conn_deliver builds each
  * callback's arguments.) */
 #define CALLBACKS(X)                                                        \
     X(CONNECT,   "on_connect",   "connect handler", EWS_EV_CONNECTED)      \

@@ -5,7 +5,7 @@
 
 /* One call's options.  Callbacks, and the options that are Perl objects
  * (loop, fh), stay here; every other option belongs to the core's table
- * (src/options.rs), which says its shape and checks its value. */
+ * (src/options/mod.rs), which says its shape and checks its value. */
 typedef struct {
     ews_options *core;
     callbacks cbs;            /* borrowed from the mortal option values */

@@ -10,7 +10,6 @@
 //! [`OPTIONS`], and the code that reads its field.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use crate::client::handshake::validate_user_headers;
 use crate::client::proxy::{Proxy, ProxyKind, ProxySettings};
@@ -19,9 +18,15 @@ use crate::connection::{
     SessionSettings,
 };
 use crate::net::tls::{self, ClientTls};
-use crate::protocol::deflate::{self, Memory, Offer, Settings};
+use crate::protocol::deflate::Offer;
 use crate::protocol::handshake::MAX_HEAD;
 use crate::protocol::wire;
+
+mod compression;
+mod value;
+
+use compression::Compression;
+pub use value::Value;
 
 /// The call whose options are being gathered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,96 +58,6 @@ pub enum Shape {
     Headers,
     /// A name or a truth (given as both), or a hash reference of settings.
     Choice,
-}
-
-/// An option's value, converted from Perl by its [`Shape`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value<'a> {
-    /// Given as undef.
-    Undef,
-    /// `None`: not a number (a string that does not look like one).
-    Number(Option<f64>),
-    Text(&'a [u8]),
-    Bool(bool),
-    /// Names (empty values) or header pairs, in the order given.
-    List(Vec<(String, Vec<u8>)>),
-    /// A [`Shape::Choice`] that is not a hash: its string and its truth.
-    Word(&'a [u8], bool),
-}
-
-/// Bounds of numeric options: far past any real use, and well inside what
-/// the core's clocks and sizes hold.
-const MAX_SECONDS: f64 = 1e9;
-const MAX_BYTES: f64 = 9_007_199_254_740_992.0; // 2**53
-
-impl Value<'_> {
-    /// A number from `min` to `max`, or the message naming the option.
-    fn number_in(&self, name: &str, what: &str, min: f64, max: f64) -> Result<Option<f64>, String> {
-        match *self {
-            Value::Undef => Ok(None),
-            Value::Number(Some(v)) if (min..=max).contains(&v) => Ok(Some(v)),
-            _ => Err(format!("{name} must be {what} from {min} to {max}")),
-        }
-    }
-
-    /// Seconds; `None` for undef and 0 (the default applies).
-    fn seconds(&self, name: &str) -> Result<Option<Duration>, String> {
-        let secs = self.number_in(name, "a number of seconds", 0.0, MAX_SECONDS)?;
-        Ok(secs.map(Duration::from_secs_f64).filter(|d| !d.is_zero()))
-    }
-
-    /// A size in bytes; `None` for undef.
-    fn bytes(&self, name: &str) -> Result<Option<usize>, String> {
-        let n = self.number_in(name, "a number of bytes", 0.0, MAX_BYTES)?;
-        // Truncation is intended: a fraction of a byte is not one.
-        Ok(n.map(|n| usize::try_from(n as u64).unwrap_or(usize::MAX)))
-    }
-
-    /// A port number from `min`, or `message`.
-    fn port(&self, min: f64, message: impl FnOnce() -> String) -> Result<Option<u16>, String> {
-        match self.number_in("", "", min, 65535.0) {
-            Ok(port) => Ok(port.map(|p| p as u16)),
-            Err(_) => Err(message()),
-        }
-    }
-
-    fn flag(&self) -> Option<bool> {
-        match *self {
-            Value::Bool(b) => Some(b),
-            _ => None,
-        }
-    }
-
-    fn text(&self) -> Option<String> {
-        match self {
-            Value::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-            _ => None,
-        }
-    }
-
-    /// A file name; undef, "" and "0" are none (false, as the original
-    /// took them).
-    fn file(&self, name: &str) -> Result<Option<String>, String> {
-        match self.text().filter(|t| !t.is_empty() && t != "0") {
-            Some(t) if t.contains('\0') => Err(format!("{name}: file name contains a NUL byte")),
-            file => Ok(file),
-        }
-    }
-
-    fn list(self) -> Vec<(String, Vec<u8>)> {
-        match self {
-            Value::List(items) => items,
-            _ => Vec::new(),
-        }
-    }
-
-    /// A string that `listen` requires defined.
-    fn defined_text(&self, name: &str) -> Result<Option<String>, String> {
-        match self {
-            Value::Undef => Err(format!("listen: option '{name}' must be a defined string")),
-            v => Ok(v.text()),
-        }
-    }
 }
 
 /// What `new` sets up for the context's clients.
@@ -184,106 +99,6 @@ pub struct Options {
     /// together by [`Options::server_settings`].
     compression: Compression,
     context_takeover: Option<bool>,
-}
-
-/// What `compression` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    /// Not given (or undef).
-    Default,
-    Off,
-    /// A true value: the defaults of each side.
-    On,
-    /// A preset or a hash; `label` names it in messages, and is `None`
-    /// when a hash left context takeover to the default.
-    Tuned {
-        settings: Settings,
-        label: Option<&'static str>,
-    },
-}
-
-/// The `compression` hash's settings and their ranges.
-const WINDOW_BITS: (f64, f64) = (9.0, 15.0);
-const MEM_LEVEL: (f64, f64) = (1.0, 9.0);
-
-impl Compression {
-    fn from_value(v: Value<'_>) -> Result<Compression, String> {
-        match v {
-            Value::Undef => Ok(Compression::Default),
-            Value::Bool(truth) => Ok(if truth {
-                Compression::On
-            } else {
-                Compression::Off
-            }),
-            Value::Word(text, truth) => {
-                let text = String::from_utf8_lossy(text);
-                if let Some(&(name, settings)) =
-                    deflate::PRESETS.iter().find(|(name, _)| *name == text)
-                {
-                    Ok(Compression::Tuned {
-                        settings,
-                        label: Some(name),
-                    })
-                } else if text.is_empty() || text.trim().parse::<f64>().is_ok() {
-                    // A plain truth, as Perl sees it.
-                    Ok(if truth {
-                        Compression::On
-                    } else {
-                        Compression::Off
-                    })
-                } else {
-                    Err(format!("compression: unknown preset '{text}'"))
-                }
-            }
-            Value::List(pairs) => Compression::from_hash(&pairs),
-            Value::Number(_) | Value::Text(_) => Err("compression: not a setting".into()),
-        }
-    }
-
-    fn from_hash(pairs: &[(String, Vec<u8>)]) -> Result<Compression, String> {
-        let mut memory = Memory::default();
-        let mut takeover = None;
-        for (key, value) in pairs {
-            let text = String::from_utf8_lossy(value);
-            let number = || text.trim().parse::<f64>().ok().filter(|n| n.fract() == 0.0);
-            let in_range = |(min, max): (f64, f64)| {
-                number()
-                    .filter(|n| (min..=max).contains(n))
-                    .map(|n| n as u8)
-                    .ok_or_else(|| format!("compression: {key} must be from {min} to {max}"))
-            };
-            match key.as_str() {
-                "window_bits" => memory.window_bits = in_range(WINDOW_BITS)?,
-                "mem_level" => memory.mem_level = in_range(MEM_LEVEL)?,
-                "context_takeover" => {
-                    takeover = Some(match text.as_ref() {
-                        "" | "0" => false,
-                        "1" => true,
-                        _ => return Err("compression: context_takeover must be 0 or 1".into()),
-                    })
-                }
-                other => {
-                    let known = "window_bits, mem_level, context_takeover";
-                    return Err(format!(
-                        "compression: unknown setting '{other}' (known: {known})"
-                    ));
-                }
-            }
-        }
-        Ok(Compression::Tuned {
-            settings: Settings {
-                memory,
-                context_takeover: takeover.unwrap_or(true),
-            },
-            label: takeover.map(|t| {
-                if t {
-                    "{ context_takeover => 1 }"
-                } else {
-                    "{ context_takeover => 0 }"
-                }
-            }),
-        })
-    }
 }
 
 type Setter = fn(&mut Options, &'static str, Value<'_>) -> Result<(), String>;
@@ -635,6 +450,8 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::deflate::Memory;
+    use std::time::Duration;
 
     fn set(call: Call, name: &str, value: Value<'_>) -> Result<Options, String> {
         let mut o = Options::new(call);
