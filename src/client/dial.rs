@@ -228,14 +228,7 @@ impl Dial {
                 self.state = State::Resolving(lookup, handshake);
                 Progress::Wait
             }
-            Err(e) => {
-                let text = format!(
-                    "DNS lookup failed for '{}': {}",
-                    self.host,
-                    os_error::text(&e)
-                );
-                self.fail(text)
-            }
+            Err(e) => self.lookup_failed(&os_error::text(&e)),
         }
     }
 
@@ -270,19 +263,14 @@ impl Dial {
                 self.candidates.extend(addrs);
                 self.try_next_address(None, link)
             }
-            Ok(_) => {
-                let text = format!("DNS lookup failed for '{}': no address", self.host);
-                self.fail(text)
-            }
-            Err(e) => {
-                let text = format!(
-                    "DNS lookup failed for '{}': {}",
-                    self.host,
-                    os_error::text(&e)
-                );
-                self.fail(text)
-            }
+            Ok(_) => self.lookup_failed("no address"),
+            Err(e) => self.lookup_failed(&os_error::text(&e)),
         }
+    }
+
+    fn lookup_failed(&mut self, why: &str) -> Progress {
+        let text = format!("DNS lookup failed for '{}': {why}", self.host);
+        self.fail(text)
     }
 
     fn try_next_address(&mut self, mut last_error: Option<io::Error>, link: &mut Link) -> Progress {
