@@ -542,11 +542,12 @@ mod tests {
     fn tls_drain_waits_for_the_session_records() {
         let mut p = open_tls(ServerSettings::default());
         shrink_buffers(&p.server, &p.client);
-        let big = tail_message();
+        // Well under what the session buffers, whatever the kernel took.
+        let big = tail_message()[..40 * 1024].to_vec();
         p.server.send(SendKind::Binary, &big).unwrap();
         turn(&mut p.server, &mut p.server_seen);
         assert!(p.server.link.out.is_empty() && p.server.link.tls.as_ref().unwrap().wants_write());
-        assert!(p.server.queued() > 40 * 1024);
+        assert!(p.server.queued() > 16 * 1024);
         assert!(!p.server_seen.contains(&Seen::Drain));
         p.run_until(|p| p.server_seen.contains(&Seen::Drain));
         assert_eq!(p.server.queued(), 0);
