@@ -117,6 +117,7 @@ fn write_header(root: &Path, header: &Path) {
         ("EwsError", "ews_error"),
         ("EwsEvent", "ews_event"),
         ("EwsHeader", "ews_header"),
+        ("EwsHub", "ews_hub"),
         ("EwsInterest", "ews_interest"),
         ("EwsListener", "ews_listener"),
         ("EwsOptions", "ews_options"),

@@ -13,6 +13,7 @@ pub mod net;
 pub mod options;
 pub mod protocol;
 pub mod server;
+pub mod topics;
 
 // The C ABI; the XS objects (and so the boot forwarder) are linked into
 // the cdylib only: unit tests and fuzz targets run without a perl.

@@ -66,18 +66,19 @@ A client:
 
     EV::run;
 
-A server that echoes every message and can broadcast:
+A server that echoes every message and can broadcast to its clients:
 
     my $port = $ctx->listen(
         port       => 9001,
         on_connect => sub { my ($conn, $headers) = @_;
-                            print "client on $headers->{Path}\n"; },
+                            print "client on $headers->{Path}\n";
+                            $conn->subscribe('all'); },
         on_message => sub { my ($conn, $data, $is_binary) = @_;
                             $is_binary ? $conn->send_binary($data)
                                        : $conn->send($data); },
     );
 
-    $_->send("broadcast!") for $ctx->connections;
+    $ctx->publish(all => "broadcast!");   # each open subscriber, once
 
 =head1 DESCRIPTION
 
@@ -631,6 +632,25 @@ by this module. F<eg/feersum_psgi.pl> and F<eg/feersum_native.pl> are
 complete examples; the native one duplicates C<< $req->fileno >> on
 Feersum versions without C<< $req->io >>.
 
+=head2 publish
+
+    my $n = $ctx->publish($topic, $data);
+    my $n = $ctx->publish($topic, $bytes, binary => 1);
+
+Queues C<$data> as one message (text unless C<binary> is true) on every
+subscriber of C<$topic> that is open (state C<connected>); connections
+C<connecting> or C<closing> are skipped silently, as is one in the middle
+of sending a fragmented message.  Returns how many it was queued on.
+Croaks C<"publish: text message is not valid UTF-8 (use binary =E<gt> 1 for
+bytes)"> for invalid text, and C<"Context has been destroyed"> after
+destruction.  Unknown options warn.  See L</"Topics (publish and subscribe)">.
+
+=head2 subscribers
+
+    my $n = $ctx->subscribers($topic);
+
+How many connections subscribe to C<$topic> (closing ones included).
+
 =head2 connections
 
     my @conns = $ctx->connections;
@@ -789,6 +809,27 @@ Queue a Ping or Pong frame. The payload is optional (undef means empty) and
 silently cut to 125 bytes. Incoming pings are answered automatically;
 C<send_pong> is for unsolicited pongs (one-way keepalive). C<on_pong> fires
 for every pong received.
+
+=head2 subscribe, unsubscribe, topics
+
+    $conn->subscribe('news')   or print "already subscribed\n";
+    $conn->unsubscribe('news') or print "was not subscribed\n";
+    my @topics = $conn->topics;   # in subscription order; scalar: count
+
+C<subscribe> returns true if the connection was newly subscribed to the
+topic, false if it already was; C<unsubscribe> true if it was subscribed.
+Topic names are byte strings.  A connection may subscribe while
+C<connecting>, C<connected> or C<closing>; once its socket is gone both
+croak C<"Connection is not open">, and C<topics> is empty.  Its
+subscriptions end with it.
+
+=head2 publish (connection)
+
+    my $n = $conn->publish($topic, $data, binary => 0);
+
+As L<< C<< $ctx->publish >>|/publish >>, to every subscriber of the topic but
+C<$conn> itself (which need not be subscribed).  Croaks C<"Connection is
+not open"> once its socket is gone.
 
 =head2 send_queue_size
 
@@ -983,6 +1024,26 @@ C<resume_recv> do nothing; C<send_queue_size> returns 0.
 =back
 
 =head1 ERRORS
+
+=head2 Topics (publish and subscribe)
+
+Each context keeps a registry of topics: a connection subscribes to any
+number of them (C<< $conn->subscribe >>), and C<< $ctx->publish >> or
+C<< $conn->publish >> sends one message to every open subscriber.  The
+fan-out happens in the native core: the frame is built once, and each
+recipient gets a copy in its send queue without a Perl call per
+recipient; the writes go out in the loop's next batch, as sends do.
+Recipients with permessage-deflate and no context takeover on the
+server's side share one compressed payload per window size; one with
+context takeover compresses for itself; a client connection masks its
+own copy.  Unlike C<< $_->send(...) for $ctx->connections >>, which
+croaks at the first connection that is closing, publish skips connections
+that are not open and counts only those it queued on.
+
+    $ctx->listen(port => 9001,
+        on_connect => sub { $_[0]->subscribe('chat') },
+        on_message => sub { my ($conn, $msg) = @_;
+                            $conn->publish(chat => $msg) });   # all but $conn
 
 =head2 Exceptions (croak)
 

@@ -22,6 +22,7 @@ use crate::connection::Connection;
 mod boot;
 mod conn;
 mod context;
+mod hub;
 mod server;
 
 /// Size of an `ews_error`'s message buffer, terminating NUL included.

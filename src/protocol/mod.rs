@@ -11,5 +11,6 @@ pub mod headers;
 pub mod inbound;
 pub mod outbound;
 pub mod pool;
+pub mod prepared;
 pub mod utf8;
 pub mod wire;

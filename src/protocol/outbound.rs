@@ -120,6 +120,22 @@ impl Outbound {
         }
     }
 
+    /// Clients mask every frame: an encoded frame cannot be copied in.
+    pub fn masked(&self) -> bool {
+        self.masked
+    }
+
+    /// Queue a whole data frame already encoded, unmasked (`masked` is
+    /// false): its last `payload_len` bytes are user payload.
+    pub fn push_encoded(&mut self, frame: &[u8], payload_len: usize) {
+        debug_assert!(!self.masked && payload_len <= frame.len());
+        let buf = self.raw_buf();
+        buf.extend_from_slice(frame);
+        let end = self.base + self.buf.len() as u64;
+        self.frames.push_back((end - payload_len as u64, end));
+        self.queued_payload += payload_len;
+    }
+
     /// Queue the automatic answer to a ping.
     pub fn push_pong(&mut self, payload: &[u8]) {
         self.push_frame(OpCode::Control(frame::Control::Pong), true, payload, false);

@@ -87,6 +87,7 @@ CODE:
     ev_timer_init(&ctx->shutdown, ctx_shutdown_cb, 0., 0.);
     ctx->pid = getpid();
     ctx->waker = ews_waker_new(ctx_wake, ctx);
+    ctx->hub = ews_hub_new();
     obj = newSV_type(SVt_PVMG);
     sv_magicext(obj, NULL, PERL_MAGIC_ext, &ctx_vtbl, (const char *)ctx, 0);
     ctx->self = obj;
@@ -205,6 +206,34 @@ CODE:
     ctx_open(aTHX_ ctx);   /* converting the options may have shut it */
     ctx_shutdown(aTHX_ ctx, opts.code, opts.reason, opts.reason_len, opts.timeout, opts.cb);
 
+IV
+publish(EV::Websockets::Context ctx, SV *topic, SV *data, ...)
+PREINIT:
+    const char *t, *p;
+    STRLEN tlen, len;
+    int binary;
+CODE:
+    ctx_pin(aTHX_ ctx);
+    t = owned_string(aTHX_ topic, &tlen);
+    p = owned_string(aTHX_ data, &len);
+    binary = publish_binary(aTHX_ &ST(3), items - 3);
+    ctx_alive(aTHX_ ctx);   /* converting them may have destroyed it */
+    RETVAL = hub_publish(aTHX_ ctx, t, tlen, NULL, binary, p, len);
+OUTPUT:
+    RETVAL
+
+UV
+subscribers(EV::Websockets::Context ctx, SV *topic)
+PREINIT:
+    const char *t;
+    STRLEN tlen;
+CODE:
+    ctx_pin(aTHX_ ctx);
+    t = owned_string(aTHX_ topic, &tlen);
+    RETVAL = ctx->destroyed ? 0 : ews_hub_subscribers(ctx->hub, t, tlen);
+OUTPUT:
+    RETVAL
+
 void
 connections(EV::Websockets::Context ctx)
 PREINIT:
@@ -281,6 +310,60 @@ CODE:
     if (ews_conn_close(c->destroyed ? NULL : c->rs, code, p, len, &err))
         croak("%s", err.msg);
     conn_mark_dirty(aTHX_ c);
+
+bool
+subscribe(SV *self, SV *topic)
+ALIAS:
+    unsubscribe = 1
+PREINIT:
+    const char *t;
+    STRLEN tlen;
+    ws_conn *c;
+    ews_conn *rs;
+CODE:
+    t = owned_string(aTHX_ topic, &tlen);
+    c = conn_from_sv(aTHX_ self);
+    rs = conn_open(aTHX_ c);
+    RETVAL = ix ? ews_hub_unsubscribe(c->ctx->hub, rs, t, tlen)
+                : ews_hub_subscribe(c->ctx->hub, rs, c, t, tlen);
+OUTPUT:
+    RETVAL
+
+void
+topics(SV *self)
+PREINIT:
+    ws_conn *c;
+    const char *t;
+    size_t len, i;
+PPCODE:
+    c = conn_from_sv(aTHX_ self);
+    if (c->rs && c->ctx && c->ctx->hub) {
+        for (i = 0; ews_hub_topic(c->ctx->hub, c->rs, i, &t, &len); i++)
+            if (GIMME_V == G_LIST)
+                mXPUSHp(t, len);
+        if (GIMME_V != G_LIST)
+            mXPUSHu(i);
+    } else if (GIMME_V != G_LIST) {
+        mXPUSHu(0);
+    }
+
+IV
+publish(SV *self, SV *topic, SV *data, ...)
+PREINIT:
+    const char *t, *p;
+    STRLEN tlen, len;
+    int binary;
+    ws_conn *c;
+    ews_conn *rs;
+CODE:
+    t = owned_string(aTHX_ topic, &tlen);
+    p = owned_string(aTHX_ data, &len);
+    binary = publish_binary(aTHX_ &ST(3), items - 3);
+    c = conn_from_sv(aTHX_ self);
+    rs = conn_open(aTHX_ c);
+    RETVAL = hub_publish(aTHX_ c->ctx, t, tlen, rs, binary, p, len);
+OUTPUT:
+    RETVAL
 
 void
 pause_recv(SV *self)

@@ -108,6 +108,7 @@ struct ws_ctx {
     ev_async async;           /* resolver threads wake us */
     ews_waker *waker;
     ews_client *client;       /* TLS and proxies of its clients */
+    ews_hub *hub;             /* its topics; NULL once destroyed */
     ws_conn *conns;
     ws_conn *dirty;
     ws_listener *listeners;

@@ -137,6 +137,9 @@ static void conn_detach(pTHX_ ws_conn *c, int abandon)
 {
     conn_stop_watchers(aTHX_ c);
     if (c->rs) {
+        /* out of its topics before it is freed: the hub holds c->rs */
+        if (c->ctx && c->ctx->hub)
+            ews_hub_remove(c->ctx->hub, c->rs);
         if (abandon)
             ews_conn_abandon(c->rs);
         ews_conn_free(c->rs);
@@ -497,6 +500,60 @@ static const char *string_arg(pTHX_ SV *sv, STRLEN *len)
         return "";
     SvGETMAGIC(sv);
     return SvOK(sv) ? SvPV_nomg(sv, *len) : "";
+}
+
+/* publish's call for each connection a message was queued on: mark it
+ * for the prepare watcher's flush.  Runs no Perl code. */
+static void conn_queued_cb(void *handle)
+{
+    dTHX;
+    conn_mark_dirty(aTHX_ (ws_conn *)handle);
+}
+
+/* publish's key => value pairs after the data (binary => 0|1), each
+ * converted once; unknown keys warn, later duplicates win. */
+static int publish_binary(pTHX_ SV **args, I32 n)
+{
+    int binary = 0;
+    I32 i;
+    if (n % 2)
+        croak("odd number of options: key '%" SVf "' has no value", SVfARG(args[n - 1]));
+    for (i = 0; i < n; i++)
+        args[i] = sv_mortalcopy(args[i]);   /* runs get magic once */
+    for (i = 0; i < n; i += 2) {
+        const char *key = SvPV_nolen(args[i]);
+        if (strEQ(key, "binary"))
+            binary = SvTRUE(args[i + 1]) ? 1 : 0;
+        else
+            warn("EV::Websockets: unknown option '%s'", key);
+    }
+    return binary;
+}
+
+/* A topic or message argument's bytes, in a mortal copy (get magic and
+ * overloading run once; the bytes stay valid for the XS call whatever
+ * Perl code runs while the other arguments are converted). */
+static const char *owned_string(pTHX_ SV *sv, STRLEN *len)
+{
+    SV *own = sv_mortalcopy(sv);
+    if (!SvOK(own)) {
+        *len = 0;
+        return "";
+    }
+    return SvPV(own, *len);
+}
+
+/* Publish on ctx's hub, to all subscribers but except: the count.  The
+ * arguments are already converted. */
+static IV hub_publish(pTHX_ ws_ctx *ctx, const char *t, STRLEN tlen, ews_conn *except,
+                      int binary, const char *p, STRLEN len)
+{
+    ews_error err;
+    intptr_t n = ews_hub_publish(ctx->hub, t, tlen, except, binary, p, len,
+                                 conn_queued_cb, &err);
+    if (n < 0)
+        croak("%s", err.msg);
+    return (IV)n;
 }
 
 /* Queue a frame.  The data is read before the connection is looked at:

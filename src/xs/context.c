@@ -186,6 +186,8 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
         conns[i] = c;
         conn_detach(aTHX_ c, c->rs && owner);   /* unlinks c */
     }
+    ews_hub_free(ctx->hub);   /* after the detaches: each left the hub */
+    ctx->hub = NULL;
     listeners = ctx->listeners;
     ctx->listeners = NULL;
     for (l = listeners; l; l = l->next)

@@ -8,6 +8,7 @@ use crate::protocol::deflate;
 use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode};
 use crate::protocol::outbound::Outbound;
 use crate::protocol::pool;
+use crate::protocol::prepared::Prepared;
 use crate::protocol::utf8::{self, Utf8Stream};
 
 /// Why a send was refused.
@@ -132,6 +133,41 @@ impl Session {
         pool::SCRATCH.with(|p| p.give(payload));
     }
 
+    /// Queue a prepared message (publish's fan-out) as this session sends
+    /// it: the shared frame as it is on an unmasked uncompressed session,
+    /// the shared compressed payload without context takeover, compressed
+    /// by its own stream with it, masked by its own key on a client.
+    /// False (nothing queued) once closing or while a fragmented message
+    /// of ours is under way.
+    pub(super) fn queue_prepared(&mut self, out: &mut Outbound, msg: &mut Prepared) -> bool {
+        if self.close_sent || self.sending_fragments.is_some() {
+            return false;
+        }
+        let opcode = msg.opcode();
+        match self.deflater.as_mut().filter(|_| msg.compressible()) {
+            None if out.masked() => out.push_frame(opcode, true, msg.payload(), true),
+            None => out.push_encoded(msg.frame(), msg.payload().len()),
+            Some(deflater) => {
+                let header = FrameHeader {
+                    rsv1: true,
+                    ..frame::header(opcode, true)
+                };
+                match deflater.fresh_params() {
+                    Some((bits, mem)) => out.push(header, msg.compressed(bits, mem), true),
+                    None => {
+                        let mut payload = pool::SCRATCH.with(pool::Pool::take);
+                        payload.clear();
+                        deflater.compress(msg.payload(), true, &mut payload);
+                        out.push(header, &payload, true);
+                        pool::SCRATCH.with(|p| p.give(payload));
+                    }
+                }
+            }
+        }
+        self.drain_armed = self.drain_wanted;
+        true
+    }
+
     /// A fragmented message we send ends unfinished: the connection is
     /// closing.
     pub(super) fn abandon_fragments(&mut self) {
@@ -172,6 +208,18 @@ impl Connection {
         match self.phase {
             Phase::Session => self.session.send(&mut self.link.out, kind, data),
             _ => Err(SendError::NotOpen),
+        }
+    }
+
+    /// Queue one recipient's copy of a published message; false (nothing
+    /// queued) unless the connection is open and not closing.  Publish's
+    /// one per-recipient step.
+    pub fn queue_prepared(&mut self, msg: &mut Prepared) -> bool {
+        // The admission check of max_backpressure goes here: publish skips
+        // (and does not count) a subscriber over its limit.
+        match self.phase {
+            Phase::Session => self.session.queue_prepared(&mut self.link.out, msg),
+            _ => false,
         }
     }
 

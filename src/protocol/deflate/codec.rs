@@ -188,6 +188,13 @@ impl Compressor {
         }
     }
 
+    /// Without context takeover, the window bits and memory level of its
+    /// fresh streams: its output for a whole message is what any
+    /// compressor with that window makes, and may be shared.
+    pub fn fresh_params(&self) -> Option<(u8, u8)> {
+        (self.context == Context::None).then_some((self.window_bits, self.mem_level))
+    }
+
     /// A message was abandoned half-way: forget its stream.
     pub fn release(&mut self) {
         if let Some(mut stream) = self.stream.take() {
