@@ -28,6 +28,19 @@ mod send;
 use send::{OutgoingFragments, cut_reason};
 pub use send::{SendError, SendKind, check_close_args};
 
+/// [`Session::admit`]'s verdict on a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Within the limit (or there is none): queue it.
+    Queue,
+    /// Over the limit: do not queue it (already counted as dropped).
+    Drop,
+    /// Over the limit with `close_on_backpressure_limit`: do not queue
+    /// it, and close the connection with 1008 ([`send`])
+    /// (already counted as dropped).
+    Close,
+}
+
 /// What parsing found for the user.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Ready {
@@ -75,6 +88,11 @@ pub(super) struct Session {
     deflater: Option<Compressor>,
     keepalive: Option<Keepalive>,
     close_timeout: Duration,
+    /// `max_backpressure` (0: none) and `close_on_backpressure_limit`.
+    max_backpressure: usize,
+    close_on_backpressure_limit: bool,
+    /// Messages [`Session::admit`] turned away.
+    dropped: u64,
 }
 
 impl Session {
@@ -96,6 +114,9 @@ impl Session {
             deflater: None,
             keepalive: Keepalive::new(settings),
             close_timeout: settings.close_timeout,
+            max_backpressure: settings.max_backpressure,
+            close_on_backpressure_limit: settings.close_on_backpressure_limit,
+            dropped: 0,
         }
     }
 
@@ -724,7 +745,11 @@ mod tests {
     /// A client's session on a link without a socket: the tests put the
     /// server's frames (unmasked) into the read buffer.
     fn open_session() -> (Session, Link, Deadline) {
-        let mut session = Session::new(Role::Client, &SessionSettings::default());
+        open_session_with(&SessionSettings::default())
+    }
+
+    fn open_session_with(settings: &SessionSettings) -> (Session, Link, Deadline) {
+        let mut session = Session::new(Role::Client, settings);
         let (mut link, mut deadline) = (Link::new(true), Deadline::default());
         session.open(None, &mut deadline);
         assert_eq!(
@@ -830,6 +855,73 @@ mod tests {
         assert_eq!(sent_opcodes(&mut link), [0x2, 0x0, 0x8]);
         session.close(&mut link.out, &mut deadline, 1000, b"");
         assert!(link.out.is_empty(), "a second close is a no-op");
+    }
+
+    #[test]
+    fn the_backpressure_limit_drops_or_closes() {
+        let settings = SessionSettings {
+            max_backpressure: 10,
+            ..SessionSettings::default()
+        };
+        let (mut session, mut link, mut deadline) = open_session_with(&settings);
+        let send =
+            |s: &mut Session, link: &mut Link, kind, data: &[u8]| s.send(&mut link.out, kind, data);
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 6]),
+            Ok(Admit::Queue)
+        );
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 5]),
+            Ok(Admit::Drop)
+        );
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Text, b"1234"),
+            Ok(Admit::Queue)
+        );
+        // Control frames are exempt.
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Ping, b"p"),
+            Ok(Admit::Queue)
+        );
+        let first = SendKind::Fragment {
+            binary: true,
+            fin: false,
+        };
+        let last = SendKind::Fragment {
+            binary: true,
+            fin: true,
+        };
+        assert_eq!(send(&mut session, &mut link, first, b"x"), Ok(Admit::Drop));
+        assert_eq!(session.dropped(), 2);
+        link.out.write_to(&mut Vec::new()).unwrap();
+        // A message larger than the limit is dropped on an empty queue too.
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 11]),
+            Ok(Admit::Drop)
+        );
+        // A started message is always finished.
+        assert_eq!(
+            send(&mut session, &mut link, first, &[0; 10]),
+            Ok(Admit::Queue)
+        );
+        assert_eq!(
+            send(&mut session, &mut link, last, &[0; 10]),
+            Ok(Admit::Queue)
+        );
+        assert_eq!(session.dropped(), 3);
+        assert!(!session.closing());
+
+        let settings = SessionSettings {
+            close_on_backpressure_limit: true,
+            ..settings
+        };
+        let (mut session, mut link, _) = open_session_with(&settings);
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 11]),
+            Ok(Admit::Close)
+        );
+        assert_eq!(session.dropped(), 1);
+        let _ = &mut deadline;
     }
 
     #[test]

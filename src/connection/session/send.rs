@@ -2,7 +2,7 @@
 //! fragments when asked), pings and pongs, and the close frame that starts
 //! the closing handshake.
 
-use super::{Deadline, Session};
+use super::{Admit, Deadline, Session};
 use crate::connection::{Connection, Phase};
 use crate::protocol::deflate;
 use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode};
@@ -40,6 +40,10 @@ pub enum SendKind {
     Fragment { binary: bool, fin: bool },
 }
 
+/// The close code and reason of `close_on_backpressure_limit`.
+pub(crate) const BACKPRESSURE_CLOSE_CODE: u16 = 1008;
+pub(crate) const BACKPRESSURE_CLOSE_REASON: &[u8] = b"backpressure limit exceeded";
+
 /// A fragmented message we are sending.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OutgoingFragments {
@@ -50,13 +54,41 @@ pub(super) struct OutgoingFragments {
 }
 
 impl Session {
+    /// Whether a data message of `len` payload bytes may join the send
+    /// queue `out`: it may unless it would take the queued payload
+    /// ([`Outbound::queued_payload`]) past `max_backpressure`, even on an
+    /// empty queue.  A refusal counts as a dropped message.  The one check
+    /// of the limit: every sender of a data message asks it first (for a
+    /// fragmented message, before its first fragment only); control frames
+    /// never do.
+    pub(crate) fn admit(&mut self, out: &Outbound, len: usize) -> Admit {
+        if self.max_backpressure == 0
+            || out.queued_payload().saturating_add(len) <= self.max_backpressure
+        {
+            return Admit::Queue;
+        }
+        self.dropped += 1;
+        if self.close_on_backpressure_limit {
+            Admit::Close
+        } else {
+            Admit::Drop
+        }
+    }
+
+    /// How many messages [`Session::admit`] refused.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Queue what the user sends; `Ok(false)`: the backpressure limit
+    /// refused it (`Admit::Close`: the caller starts closing).
     #[inline]
     pub(super) fn send(
         &mut self,
         out: &mut Outbound,
         kind: SendKind,
         data: &[u8],
-    ) -> Result<(), SendError> {
+    ) -> Result<Admit, SendError> {
         if self.close_sent {
             return Err(SendError::NotOpen);
         }
@@ -69,6 +101,10 @@ impl Session {
                 let binary = kind == SendKind::Binary;
                 if !binary && !utf8::is_valid(data) {
                     return Err(SendError::InvalidUtf8);
+                }
+                let verdict = self.admit(out, data.len());
+                if verdict != Admit::Queue {
+                    return Ok(verdict);
                 }
                 let compressed =
                     self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
@@ -99,12 +135,19 @@ impl Session {
                 if !message.binary && !utf8.feed(data, fin) {
                     return Err(SendError::InvalidUtf8);
                 }
+                // A started message is always finished.
+                if self.sending_fragments.is_none() {
+                    let verdict = self.admit(out, data.len());
+                    if verdict != Admit::Queue {
+                        return Ok(verdict);
+                    }
+                }
                 self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
                 self.queue_data(out, opcode, fin, data, message.compressed, true);
             }
         }
         self.drain_armed = self.drain_wanted;
-        Ok(())
+        Ok(Admit::Queue)
     }
 
     /// Queue a data frame, compressed when asked.  The first frame of a
@@ -168,11 +211,31 @@ impl Session {
 
 /// The user's calls on the open session.
 impl Connection {
-    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
-        match self.phase {
-            Phase::Session => self.session.send(&mut self.link.out, kind, data),
-            _ => Err(SendError::NotOpen),
+    /// Queue what the user sends: `Ok(true)` when queued, `Ok(false)`
+    /// when the backpressure limit dropped it (and, with
+    /// `close_on_backpressure_limit`, the connection started closing).
+    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<bool, SendError> {
+        if !matches!(self.phase, Phase::Session) {
+            return Err(SendError::NotOpen);
         }
+        match self.session.send(&mut self.link.out, kind, data)? {
+            Admit::Queue => Ok(true),
+            Admit::Drop => Ok(false),
+            Admit::Close => {
+                self.session.close(
+                    &mut self.link.out,
+                    &mut self.deadline,
+                    BACKPRESSURE_CLOSE_CODE,
+                    BACKPRESSURE_CLOSE_REASON,
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// How many messages the backpressure limit dropped.
+    pub fn dropped_messages(&self) -> u64 {
+        self.session.dropped()
     }
 
     /// Start the closing handshake.  The code is checked in every state;
