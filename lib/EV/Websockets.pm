@@ -321,6 +321,16 @@ the module waits this long for the peer's close frame or, on the client,
 for the server to close TCP. When the time is up the socket is dropped and
 C<on_close> reports 1006 (unless the peer's close frame came).
 
+=item idle_timeout => $seconds
+
+Close an open connection on which nothing went either way (no frame read
+or written, pings and pongs included) for this long (default off; 0 or undef
+mean off): it starts closing with code 1001 and
+reason C<"idle timeout">, then the closing handshake and C<close_timeout>
+run as after C<close>. Independent of C<ping_interval>, except that pings
+and their pongs are traffic: a connection that keeps pinging is not idle.
+It runs while receiving is paused too.
+
 =item max_backpressure => $bytes
 
 Most payload bytes the send queue (L</send_queue_size>) may hold; 0 (or
@@ -445,6 +455,10 @@ As for C<connect>, but the default (option not given, or undef) is
 one message unless you allow it. 0 means unlimited.
 
 =item close_timeout, ping_interval, ping_timeout
+
+As for C<connect>.
+
+=item idle_timeout
 
 As for C<connect>.
 
@@ -625,7 +639,7 @@ Options: C<fh> (required), C<initial_data>, C<max_message_size> (default
 16 MiB, as for C<listen>),
 C<protocol>, C<headers>, C<on_handshake>, C<handshake_timeout>,
 C<max_header_size>, C<close_timeout>, C<ping_interval>, C<ping_timeout>,
-C<max_backpressure>, C<close_on_backpressure_limit>, C<compression>,
+C<idle_timeout>, C<max_backpressure>, C<close_on_backpressure_limit>, C<compression>,
 C<context_takeover>, and the callbacks, all as for C<listen>.
 An adopted connection does not borrow settings from any listener.
 
@@ -1509,6 +1523,12 @@ Longest wait for the peer during a closing handshake.
 Without keepalive a peer that vanished without a FIN or RST (a half-open
 TCP connection) holds its connection until the system notices, which can
 take hours; set C<ping_interval> for long-lived connections.
+
+=item C<idle_timeout>: off
+
+Without it (and without keepalive) a peer that connects and then stays
+silent holds its connection, and its memory, for as long as it likes;
+with it such a connection is closed (1001) after that many seconds.
 
 =item Control frames: 125 bytes
 

@@ -42,6 +42,9 @@ pub struct SessionSettings {
     /// A message over `max_backpressure` closes the connection (1008)
     /// rather than being dropped alone.
     pub close_on_backpressure_limit: bool,
+    /// Close (1001) an open connection on which nothing was read or
+    /// written for this long.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for SessionSettings {
@@ -53,6 +56,7 @@ impl Default for SessionSettings {
             ping_timeout: None,
             max_backpressure: 0,
             close_on_backpressure_limit: false,
+            idle_timeout: None,
         }
     }
 }

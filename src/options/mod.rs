@@ -207,6 +207,10 @@ pub static OPTIONS: &[OptionSpec] = &[
         o.session().ping_timeout = v.seconds(name)?;
         Ok(())
     }),
+    opt("idle_timeout", SESSION, Shape::Number, |o, name, v| {
+        o.session().idle_timeout = v.seconds(name)?;
+        Ok(())
+    }),
     opt("max_backpressure", SESSION, Shape::Number, |o, name, v| {
         o.session().max_backpressure = v.bytes(name)?.unwrap_or(0);
         Ok(())
@@ -536,6 +540,17 @@ mod tests {
         assert_eq!(o.client.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         let o = set(Call::Adopt, "ping_interval", Value::Undef).unwrap();
         assert_eq!(o.server.session.ping_interval, None);
+        let o = set(Call::Connect, "idle_timeout", Value::Number(Some(0.0))).unwrap();
+        assert_eq!(o.client.session.idle_timeout, None);
+        let o = set(Call::Listen, "idle_timeout", Value::Number(Some(0.5))).unwrap();
+        assert_eq!(
+            o.server.session.idle_timeout,
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            set(Call::Adopt, "idle_timeout", Value::Number(Some(-1.0))).unwrap_err(),
+            "idle_timeout must be a number of seconds from 0 to 1000000000"
+        );
     }
 
     #[test]

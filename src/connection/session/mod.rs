@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use super::deadline::Deadline;
+use super::deadline::{Deadline, later};
 use super::events::{Event, Notice};
 use super::keepalive::{Keepalive, Tick};
 use super::settings::SessionSettings;
@@ -93,6 +93,10 @@ pub(super) struct Session {
     close_on_backpressure_limit: bool,
     /// Messages [`Session::admit`] turned away.
     dropped: u64,
+    /// `idle_timeout`, and when a frame last went either way (kept only
+    /// with a timeout).
+    idle_timeout: Option<Duration>,
+    last_active: Instant,
 }
 
 impl Session {
@@ -117,6 +121,8 @@ impl Session {
             max_backpressure: settings.max_backpressure,
             close_on_backpressure_limit: settings.close_on_backpressure_limit,
             dropped: 0,
+            idle_timeout: settings.idle_timeout,
+            last_active: Instant::now(),
         }
     }
 
@@ -173,6 +179,30 @@ impl Session {
         if let Some(k) = self.keepalive.as_mut() {
             k.last_heard = Instant::now();
         }
+        self.active();
+    }
+
+    /// A frame went either way: the connection is not idle.
+    #[inline]
+    pub(super) fn active(&mut self) {
+        if self.idle_timeout.is_some() {
+            self.last_active = Instant::now();
+        }
+    }
+
+    /// When the open session next needs its timer: the earliest of the
+    /// keepalive's deadline (not while paused) and the idle timeout's.
+    fn due(&self) -> Option<Instant> {
+        let keepalive = self
+            .keepalive
+            .as_ref()
+            .filter(|_| !self.paused)
+            .map(Keepalive::due);
+        let idle = self.idle_timeout.map(|t| later(self.last_active, t));
+        match (keepalive, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The handshake completed, with permessage-deflate when negotiated.
@@ -183,13 +213,11 @@ impl Session {
             self.reader.enable_inflation(params.decompressor(self.role));
         }
         self.notices.push_back(Notice::Connected);
-        match self.keepalive.as_mut() {
-            Some(k) => {
-                k.last_heard = Instant::now();
-                deadline.set_at(Some(k.due()));
-            }
-            None => deadline.set(None),
+        if let Some(k) = self.keepalive.as_mut() {
+            k.last_heard = Instant::now();
         }
+        self.last_active = Instant::now();
+        deadline.set_at(self.due());
     }
 
     /// The connection closed: no more messages either way, so any
@@ -215,12 +243,14 @@ impl Session {
         // Messages already buffered are delivered on the next prepare.
         self.recheck = !paused;
         // A paused connection cannot read the pong: keepalive waits too.
-        if !self.close_sent
-            && let Some(k) = self.keepalive.as_mut()
-        {
-            k.last_heard = Instant::now();
-            k.ping_sent = None;
-            deadline.set_at((!paused).then(|| k.due()));
+        if !self.close_sent {
+            if let Some(k) = self.keepalive.as_mut() {
+                k.last_heard = Instant::now();
+                k.ping_sent = None;
+            }
+            if self.keepalive.is_some() || self.idle_timeout.is_some() {
+                deadline.set_at(self.due());
+            }
         }
     }
 
@@ -390,6 +420,12 @@ impl Session {
     ) -> Next {
         if self.close_sent {
             self.finish_close()
+        } else if self
+            .idle_timeout
+            .is_some_and(|t| now >= later(self.last_active, t))
+        {
+            self.close(&mut link.out, deadline, 1001, b"idle timeout");
+            Next::Continue
         } else {
             self.keepalive_due(link, deadline, now)
         }
@@ -399,18 +435,18 @@ impl Session {
     /// Traffic since the deadline was set only moves it (no timer churn
     /// per message).
     fn keepalive_due(&mut self, link: &mut Link, deadline: &mut Deadline, now: Instant) -> Next {
-        let Some(k) = self.keepalive.as_mut() else {
-            deadline.set(None);
-            return Next::Continue;
-        };
-        match k.tick(now) {
-            Tick::TimedOut => return self.fail(link, 1011, "ping timeout".into()),
-            Tick::Ping => link
-                .out
-                .push_frame(OpCode::Control(Control::Ping), true, &[], false),
-            Tick::Wait => {}
+        if let Some(k) = self.keepalive.as_mut().filter(|_| !self.paused) {
+            match k.tick(now) {
+                Tick::TimedOut => return self.fail(link, 1011, "ping timeout".into()),
+                Tick::Ping => {
+                    link.out
+                        .push_frame(OpCode::Control(Control::Ping), true, &[], false);
+                    self.active();
+                }
+                Tick::Wait => {}
+            }
         }
-        deadline.set_at(Some(k.due()));
+        deadline.set_at(self.due());
         Next::Continue
     }
 

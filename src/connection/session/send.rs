@@ -147,6 +147,7 @@ impl Session {
             }
         }
         self.drain_armed = self.drain_wanted;
+        self.active();
         Ok(Admit::Queue)
     }
 
