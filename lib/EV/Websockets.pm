@@ -322,6 +322,36 @@ the module waits this long for the peer's close frame or, on the client,
 for the server to close TCP. When the time is up the socket is dropped and
 C<on_close> reports 1006 (unless the peer's close frame came).
 
+=item idle_timeout => $seconds
+
+Close an open connection on which nothing went either way (no frame read
+or written, pings and pongs included) for this long (default off; 0 or undef
+mean off): it starts closing with code 1001 and
+reason C<"idle timeout">, then the closing handshake and C<close_timeout>
+run as after C<close>. Independent of C<ping_interval>, except that pings
+and their pongs are traffic: a connection that keeps pinging is not idle.
+It runs while receiving is paused too.
+
+=item max_backpressure => $bytes
+
+Most payload bytes the send queue (L</send_queue_size>) may hold; 0 (or
+undef), the default, means no limit. A C<send> or C<send_binary> whose
+message would take C<send_queue_size> past this many bytes is not queued:
+it returns false, the message is dropped, and L</dropped_messages> counts
+it. A message larger than the limit is dropped even on an empty queue. The
+message counts at its size before compression. For C<send_fragment> only
+a message's first fragment is checked: once a fragmented message has
+started, its later fragments are always queued, so it can be finished.
+Pings and pongs (and the automatic replies) are never limited.
+
+=item close_on_backpressure_limit => 0|1
+
+With a true value, a message over C<max_backpressure> does not leave the
+connection as it was: the message is dropped (and counted) and the
+connection starts closing with code 1008 and reason C<"backpressure limit
+exceeded">, after what is already queued. The send returns false, as
+without this option. Default 0: only the message is dropped.
+
 =item ping_interval => $seconds, ping_timeout => $seconds
 
 Keepalive (default off; no timer exists while it is off). After
@@ -428,6 +458,15 @@ one message unless you allow it. 0 means unlimited.
 =item close_timeout, ping_interval, ping_timeout
 
 As for C<connect>.
+
+=item idle_timeout
+
+As for C<connect>.
+
+=item max_backpressure, close_on_backpressure_limit
+
+As for C<connect>: the limit on what each accepted connection queues for
+its client.
 
 =item handshake_timeout => $seconds
 
@@ -600,7 +639,8 @@ argument of C<on_connect> is always C<undef> for adopted connections.
 Options: C<fh> (required), C<initial_data>, C<max_message_size> (default
 16 MiB, as for C<listen>),
 C<protocol>, C<headers>, C<on_handshake>, C<handshake_timeout>,
-C<max_header_size>, C<close_timeout>, C<ping_interval>, C<ping_timeout>, C<compression>,
+C<max_header_size>, C<close_timeout>, C<ping_interval>, C<ping_timeout>,
+C<idle_timeout>, C<max_backpressure>, C<close_on_backpressure_limit>, C<compression>,
 C<context_takeover>, and the callbacks, all as for C<listen>.
 An adopted connection does not borrow settings from any listener.
 
@@ -640,7 +680,10 @@ Feersum versions without C<< $req->io >>.
 Queues C<$data> as one message (text unless C<binary> is true) on every
 subscriber of C<$topic> that is open (state C<connected>); connections
 C<connecting> or C<closing> are skipped silently, as is one in the middle
-of sending a fragmented message.  Returns how many it was queued on.
+of sending a fragmented message.  A subscriber whose send queue would
+pass its C<max_backpressure> is skipped too, and counts the message in
+C<dropped_messages> (with C<close_on_backpressure_limit> it starts closing
+with 1008 instead).  Returns how many it was queued on.
 Croaks C<"publish: text message is not valid UTF-8 (use binary =E<gt> 1 for
 bytes)"> for invalid text, and C<"Context has been destroyed"> after
 destruction.  Unknown options warn.  See L</"Topics (publish and subscribe)">.
@@ -762,9 +805,11 @@ C<stash> belongs to the connection and survives). Call C<close> to close.
 
 =head2 send
 
-    $conn->send($text);
+    my $queued = $conn->send($text);
 
-Queues a text message. The string's bytes go out as Perl stores them: a
+Queues a text message and returns true; returns false when
+C<max_backpressure> dropped it (see L</connect>), which only happens with
+that option set. The string's bytes go out as Perl stores them: a
 string with Perl's UTF-8 flag on (from C<decode>, or holding wide
 characters) goes out as its UTF-8 encoding; any other string must already
 be valid UTF-8 bytes (for example from C<Encode::encode_utf8>) or the call
@@ -776,13 +821,13 @@ message.
 
 =head2 send_binary
 
-    $conn->send_binary($bytes);
+    my $queued = $conn->send_binary($bytes);
 
-Queues a binary message. Same state rules as C<send>.
+Queues a binary message. Same state rules and return value as C<send>.
 
 =head2 send_fragment
 
-    $conn->send_fragment($data, $is_binary = 0, $is_final = 1);
+    my $queued = $conn->send_fragment($data, $is_binary = 0, $is_final = 1);
 
 Sends one fragment of a streaming message. With no fragmented message open,
 it starts one (text or binary per C<$is_binary>); with one open, it sends a
@@ -799,6 +844,11 @@ and leaves the message open. Croaks unless the state is C<connected>.
 
 Pings and pongs may be sent while a fragmented message is open; C<send> and
 C<send_binary> may not.
+
+Returns true when the fragment was queued, false when C<max_backpressure>
+dropped it. Only the first fragment of a message can be dropped (the
+message then has not started: the next call starts one again); the later
+fragments of a started message are always queued and return true.
 
 =head2 send_ping, send_pong
 
@@ -839,6 +889,14 @@ soon as you send, since nothing is written inside a send call. Over TLS it
 includes what the TLS session has taken but not yet written to the socket
 (up to 64 KB, counted until all of it is written), so it falls in steps of
 up to that size. 0 when the connection is gone; never croaks.
+
+=head2 dropped_messages
+
+    my $n = $conn->dropped_messages;
+
+How many messages C<max_backpressure> dropped on this connection (0
+without the option); still known once the connection is closed. Never
+croaks.
 
 =head2 close
 
@@ -1530,16 +1588,29 @@ Without keepalive a peer that vanished without a FIN or RST (a half-open
 TCP connection) holds its connection until the system notices, which can
 take hours; set C<ping_interval> for long-lived connections.
 
+=item C<idle_timeout>: off
+
+Without it (and without keepalive) a peer that connects and then stays
+silent holds its connection, and its memory, for as long as it likes;
+with it such a connection is closed (1001) after that many seconds.
+
 =item Control frames: 125 bytes
 
 Larger or fragmented control frames are protocol errors (1002). Pings from
 a peer that does not read are answered with one pong at a time, the latest
 ping's, so they cannot pile up.
 
-=item Send queue: not limited
+=item Send queue (C<max_backpressure>): not limited
 
-A peer that reads slowly makes what you send accumulate in memory: watch
-C<send_queue_size> and C<on_drain>.
+Without C<max_backpressure>, a peer that reads slowly (or not at all)
+makes what you send accumulate in memory: everything sent and not yet
+taken by the kernel stays queued, without bound; watch C<send_queue_size>
+and C<on_drain>. With it, a connection's queue holds at most
+C<max_backpressure> payload bytes (plus framing, and over TLS what the TLS
+session holds): a slow reader costs about C<max_backpressure> plus one
+message (the rest of a fragmented message that had started, or a message
+compressed to less than its size), and further messages are dropped, or
+the connection closed with C<close_on_backpressure_limit>.
 
 =item Compression memory
 

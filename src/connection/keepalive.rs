@@ -145,4 +145,36 @@ mod tests {
         assert!(p.client.deadline_in().is_some());
         p.run_until(|p| p.client_seen.contains(&Seen::Pong(Vec::new())));
     }
+
+    #[test]
+    fn an_idle_connection_closes_with_1001() {
+        let settings = SessionSettings {
+            idle_timeout: Some(Duration::from_millis(50)),
+            ..SessionSettings::default()
+        };
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", settings);
+        let opened = Instant::now();
+        p.run_until(|p| p.client.state() == State::Closed);
+        assert!(opened.elapsed() >= Duration::from_millis(50));
+        assert!(
+            p.client_seen
+                .iter()
+                .any(|s| matches!(s, Seen::Closed(1001, _))),
+            "{:?}",
+            p.client_seen
+        );
+    }
+
+    #[test]
+    fn pings_keep_an_idle_timeout_away() {
+        let settings = SessionSettings {
+            idle_timeout: Some(Duration::from_millis(80)),
+            ..keepalive(20)
+        };
+        let mut p = Pair::open_with(ServerSettings::default(), "127.0.0.1", settings);
+        let until = Instant::now() + Duration::from_millis(300);
+        p.run_until(|_| Instant::now() >= until);
+        assert_eq!(p.client.state(), State::Connected);
+        assert!(p.client.deadline_in().unwrap() <= Duration::from_millis(80));
+    }
 }

@@ -36,6 +36,15 @@ pub struct SessionSettings {
     /// Fail the connection when a ping's pong takes longer than this
     /// (default: the interval).
     pub ping_timeout: Option<Duration>,
+    /// Most user payload bytes the send queue may hold; a message that
+    /// would pass it is not queued.  0 means unlimited (the default).
+    pub max_backpressure: usize,
+    /// A message over `max_backpressure` closes the connection (1008)
+    /// rather than being dropped alone.
+    pub close_on_backpressure_limit: bool,
+    /// Close (1001) an open connection on which nothing was read or
+    /// written for this long.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for SessionSettings {
@@ -45,6 +54,9 @@ impl Default for SessionSettings {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             ping_interval: None,
             ping_timeout: None,
+            max_backpressure: 0,
+            close_on_backpressure_limit: false,
+            idle_timeout: None,
         }
     }
 }

@@ -277,7 +277,8 @@ pub unsafe extern "C" fn ews_conn_deadline_in(c: *const EwsConn) -> c_double {
 // ---- the user's actions -------------------------------------------------
 
 /// Queue a message, ping, pong or fragment (`kind`: an `EWS_*` send kind;
-/// `binary` and `fin` for fragments); -1: `err` says why not.
+/// `binary` and `fin` for fragments): 1 queued, 0 dropped by
+/// `max_backpressure`, -1: `err` says why not.
 ///
 /// # Safety
 /// `c` is live; `data` is valid for `len` bytes; `err` is valid.
@@ -305,7 +306,12 @@ pub unsafe extern "C" fn ews_conn_send(
         _ => return status(err, Err("unknown send kind")),
     };
     // SAFETY: guaranteed by the caller.
-    unsafe { acting(c, err, -1, |c| status(err, c.send(kind, data))) }
+    unsafe {
+        acting(c, err, -1, |c| match c.send(kind, data) {
+            Ok(queued) => c_int::from(queued),
+            Err(e) => status(err, Err(e)),
+        })
+    }
 }
 
 /// Start the closing handshake with `code` (as Perl gave it: checked here)
@@ -419,6 +425,16 @@ pub unsafe extern "C" fn ews_conn_state(c: *const EwsConn) -> c_int {
 pub unsafe extern "C" fn ews_conn_queued(c: *const EwsConn) -> usize {
     // SAFETY: guaranteed by the caller.
     unsafe { reading(c, 0, Connection::queued) }
+}
+
+/// Messages `c`'s backpressure limit dropped.
+///
+/// # Safety
+/// `c` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ews_conn_dropped(c: *const EwsConn) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { reading(c, 0, Connection::dropped_messages) }
 }
 
 /// Header `i` of the handshake (the request's on a server, the response's

@@ -207,6 +207,23 @@ pub static OPTIONS: &[OptionSpec] = &[
         o.session().ping_timeout = v.seconds(name)?;
         Ok(())
     }),
+    opt("idle_timeout", SESSION, Shape::Number, |o, name, v| {
+        o.session().idle_timeout = v.seconds(name)?;
+        Ok(())
+    }),
+    opt("max_backpressure", SESSION, Shape::Number, |o, name, v| {
+        o.session().max_backpressure = v.bytes(name)?.unwrap_or(0);
+        Ok(())
+    }),
+    opt(
+        "close_on_backpressure_limit",
+        SESSION,
+        Shape::Bool,
+        |o, _, v| {
+            o.session().close_on_backpressure_limit = v.flag().unwrap_or(false);
+            Ok(())
+        },
+    ),
     // listen and adopt
     opt("protocol", SERVER, Shape::Names, |o, name, v| {
         if o.call == Call::Listen {
@@ -523,6 +540,17 @@ mod tests {
         assert_eq!(o.client.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         let o = set(Call::Adopt, "ping_interval", Value::Undef).unwrap();
         assert_eq!(o.server.session.ping_interval, None);
+        let o = set(Call::Connect, "idle_timeout", Value::Number(Some(0.0))).unwrap();
+        assert_eq!(o.client.session.idle_timeout, None);
+        let o = set(Call::Listen, "idle_timeout", Value::Number(Some(0.5))).unwrap();
+        assert_eq!(
+            o.server.session.idle_timeout,
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            set(Call::Adopt, "idle_timeout", Value::Number(Some(-1.0))).unwrap_err(),
+            "idle_timeout must be a number of seconds from 0 to 1000000000"
+        );
     }
 
     #[test]
@@ -536,6 +564,32 @@ mod tests {
         );
         let unlimited = set(Call::Adopt, "max_message_size", Value::Number(Some(0.0))).unwrap();
         assert_eq!(unlimited.server.session.max_message, 0);
+    }
+
+    #[test]
+    fn backpressure_limit_is_bytes_and_defaults_to_none() {
+        let o = set(Call::Connect, "max_backpressure", Value::Undef).unwrap();
+        assert_eq!(o.client.session.max_backpressure, 0);
+        let o = set(
+            Call::Adopt,
+            "max_backpressure",
+            Value::Number(Some(65536.5)),
+        )
+        .unwrap();
+        assert_eq!(o.server.session.max_backpressure, 65536);
+        assert_eq!(
+            set(Call::Listen, "max_backpressure", Value::Number(Some(-1.0))).unwrap_err(),
+            "max_backpressure must be a number of bytes from 0 to 9007199254740992"
+        );
+        let o = set(
+            Call::Listen,
+            "close_on_backpressure_limit",
+            Value::Bool(true),
+        )
+        .unwrap();
+        assert!(o.server.session.close_on_backpressure_limit);
+        let o = set(Call::Connect, "close_on_backpressure_limit", Value::Undef).unwrap();
+        assert!(!o.client.session.close_on_backpressure_limit);
     }
 
     #[test]

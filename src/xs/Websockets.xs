@@ -270,12 +270,14 @@ OUTPUT:
 
 MODULE = EV::Websockets   PACKAGE = EV::Websockets::Connection
 
-void
+SV *
 send(SV *self, SV *data)
 ALIAS:
     send_binary = EWS_BINARY
 CODE:
-    conn_send(aTHX_ self, ix, 0, 1, data);
+    RETVAL = boolSV(conn_send(aTHX_ self, ix, 0, 1, data));
+OUTPUT:
+    RETVAL
 
 void
 send_ping(SV *self, SV *data = NULL)
@@ -284,10 +286,12 @@ ALIAS:
 CODE:
     conn_send(aTHX_ self, ix ? EWS_PONG : EWS_PING, 0, 1, data);
 
-void
+SV *
 send_fragment(SV *self, SV *data, int is_binary = 0, int is_final = 1)
 CODE:
-    conn_send(aTHX_ self, EWS_FRAGMENT, is_binary, is_final, data);
+    RETVAL = boolSV(conn_send(aTHX_ self, EWS_FRAGMENT, is_binary, is_final, data));
+OUTPUT:
+    RETVAL
 
 void
 close(SV *self, SV *code_sv = NULL, SV *reason = NULL)
@@ -384,6 +388,16 @@ CODE:
     {
         ws_conn *c = conn_from_sv(aTHX_ self);
         RETVAL = c->rs ? ews_conn_queued(c->rs) : 0;
+    }
+OUTPUT:
+    RETVAL
+
+UV
+dropped_messages(SV *self)
+CODE:
+    {
+        ws_conn *c = conn_from_sv(aTHX_ self);
+        RETVAL = c->rs ? (UV)ews_conn_dropped(c->rs) : c->dropped;
     }
 OUTPUT:
     RETVAL

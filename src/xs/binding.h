@@ -70,6 +70,7 @@ struct ws_conn {
     ev_io io;                 /* first: the watcher callbacks cast back */
     ev_timer timer;
     ews_conn *rs;             /* Rust side; NULL once the socket is gone */
+    UV dropped;               /* its dropped_messages, kept when rs goes */
     ws_ctx *ctx;              /* NULL once detached from its context */
     SV *self;                 /* the blessed referent */
     int self_held;            /* we own a reference to self */

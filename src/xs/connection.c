@@ -142,6 +142,7 @@ static void conn_detach(pTHX_ ws_conn *c, int abandon)
             ews_hub_remove(c->ctx->hub, c->rs);
         if (abandon)
             ews_conn_abandon(c->rs);
+        c->dropped = (UV)ews_conn_dropped(c->rs);
         ews_conn_free(c->rs);
         c->rs = NULL;
     }
@@ -556,15 +557,18 @@ static IV hub_publish(pTHX_ ws_ctx *ctx, const char *t, STRLEN tlen, ews_conn *e
     return (IV)n;
 }
 
-/* Queue a frame.  The data is read before the connection is looked at:
- * its magic may run Perl that closes or frees the connection. */
-static void conn_send(pTHX_ SV *self, int kind, int binary, int fin, SV *data)
+/* Queue a frame; returns 1 when queued, 0 when max_backpressure dropped
+ * it.  The data is read before the connection is looked at: its magic may
+ * run Perl that closes or frees the connection. */
+static int conn_send(pTHX_ SV *self, int kind, int binary, int fin, SV *data)
 {
     ews_error err;
     STRLEN len;
     const char *p = string_arg(aTHX_ data, &len);
     ws_conn *c = conn_from_sv(aTHX_ self);
-    if (ews_conn_send(conn_open(aTHX_ c), kind, binary, fin, p, len, &err))
+    int queued = ews_conn_send(conn_open(aTHX_ c), kind, binary, fin, p, len, &err);
+    if (queued < 0)
         croak("%s", err.msg);
     conn_mark_dirty(aTHX_ c);
+    return queued;
 }

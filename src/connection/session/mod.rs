@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use super::deadline::Deadline;
+use super::deadline::{Deadline, later};
 use super::events::{Event, Notice};
 use super::keepalive::{Keepalive, Tick};
 use super::settings::SessionSettings;
@@ -27,6 +27,19 @@ mod send;
 
 use send::{OutgoingFragments, cut_reason};
 pub use send::{SendError, SendKind, check_close_args};
+
+/// [`Session::admit`]'s verdict on a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Within the limit (or there is none): queue it.
+    Queue,
+    /// Over the limit: do not queue it (already counted as dropped).
+    Drop,
+    /// Over the limit with `close_on_backpressure_limit`: do not queue
+    /// it, and close the connection with 1008 ([`send`])
+    /// (already counted as dropped).
+    Close,
+}
 
 /// What parsing found for the user.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,6 +88,15 @@ pub(super) struct Session {
     deflater: Option<Compressor>,
     keepalive: Option<Keepalive>,
     close_timeout: Duration,
+    /// `max_backpressure` (0: none) and `close_on_backpressure_limit`.
+    max_backpressure: usize,
+    close_on_backpressure_limit: bool,
+    /// Messages [`Session::admit`] turned away.
+    dropped: u64,
+    /// `idle_timeout`, and when a frame last went either way (kept only
+    /// with a timeout).
+    idle_timeout: Option<Duration>,
+    last_active: Instant,
 }
 
 impl Session {
@@ -96,6 +118,11 @@ impl Session {
             deflater: None,
             keepalive: Keepalive::new(settings),
             close_timeout: settings.close_timeout,
+            max_backpressure: settings.max_backpressure,
+            close_on_backpressure_limit: settings.close_on_backpressure_limit,
+            dropped: 0,
+            idle_timeout: settings.idle_timeout,
+            last_active: Instant::now(),
         }
     }
 
@@ -152,6 +179,30 @@ impl Session {
         if let Some(k) = self.keepalive.as_mut() {
             k.last_heard = Instant::now();
         }
+        self.active();
+    }
+
+    /// A frame went either way: the connection is not idle.
+    #[inline]
+    pub(super) fn active(&mut self) {
+        if self.idle_timeout.is_some() {
+            self.last_active = Instant::now();
+        }
+    }
+
+    /// When the open session next needs its timer: the earliest of the
+    /// keepalive's deadline (not while paused) and the idle timeout's.
+    fn due(&self) -> Option<Instant> {
+        let keepalive = self
+            .keepalive
+            .as_ref()
+            .filter(|_| !self.paused)
+            .map(Keepalive::due);
+        let idle = self.idle_timeout.map(|t| later(self.last_active, t));
+        match (keepalive, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The handshake completed, with permessage-deflate when negotiated.
@@ -162,13 +213,11 @@ impl Session {
             self.reader.enable_inflation(params.decompressor(self.role));
         }
         self.notices.push_back(Notice::Connected);
-        match self.keepalive.as_mut() {
-            Some(k) => {
-                k.last_heard = Instant::now();
-                deadline.set_at(Some(k.due()));
-            }
-            None => deadline.set(None),
+        if let Some(k) = self.keepalive.as_mut() {
+            k.last_heard = Instant::now();
         }
+        self.last_active = Instant::now();
+        deadline.set_at(self.due());
     }
 
     /// The connection closed: no more messages either way, so any
@@ -194,12 +243,14 @@ impl Session {
         // Messages already buffered are delivered on the next prepare.
         self.recheck = !paused;
         // A paused connection cannot read the pong: keepalive waits too.
-        if !self.close_sent
-            && let Some(k) = self.keepalive.as_mut()
-        {
-            k.last_heard = Instant::now();
-            k.ping_sent = None;
-            deadline.set_at((!paused).then(|| k.due()));
+        if !self.close_sent {
+            if let Some(k) = self.keepalive.as_mut() {
+                k.last_heard = Instant::now();
+                k.ping_sent = None;
+            }
+            if self.keepalive.is_some() || self.idle_timeout.is_some() {
+                deadline.set_at(self.due());
+            }
         }
     }
 
@@ -369,6 +420,12 @@ impl Session {
     ) -> Next {
         if self.close_sent {
             self.finish_close()
+        } else if self
+            .idle_timeout
+            .is_some_and(|t| now >= later(self.last_active, t))
+        {
+            self.close(&mut link.out, deadline, 1001, b"idle timeout");
+            Next::Continue
         } else {
             self.keepalive_due(link, deadline, now)
         }
@@ -378,18 +435,18 @@ impl Session {
     /// Traffic since the deadline was set only moves it (no timer churn
     /// per message).
     fn keepalive_due(&mut self, link: &mut Link, deadline: &mut Deadline, now: Instant) -> Next {
-        let Some(k) = self.keepalive.as_mut() else {
-            deadline.set(None);
-            return Next::Continue;
-        };
-        match k.tick(now) {
-            Tick::TimedOut => return self.fail(link, 1011, "ping timeout".into()),
-            Tick::Ping => link
-                .out
-                .push_frame(OpCode::Control(Control::Ping), true, &[], false),
-            Tick::Wait => {}
+        if let Some(k) = self.keepalive.as_mut().filter(|_| !self.paused) {
+            match k.tick(now) {
+                Tick::TimedOut => return self.fail(link, 1011, "ping timeout".into()),
+                Tick::Ping => {
+                    link.out
+                        .push_frame(OpCode::Control(Control::Ping), true, &[], false);
+                    self.active();
+                }
+                Tick::Wait => {}
+            }
         }
-        deadline.set_at(Some(k.due()));
+        deadline.set_at(self.due());
         Next::Continue
     }
 
@@ -725,7 +782,11 @@ mod tests {
     /// A client's session on a link without a socket: the tests put the
     /// server's frames (unmasked) into the read buffer.
     fn open_session() -> (Session, Link, Deadline) {
-        let mut session = Session::new(Role::Client, &SessionSettings::default());
+        open_session_with(&SessionSettings::default())
+    }
+
+    fn open_session_with(settings: &SessionSettings) -> (Session, Link, Deadline) {
+        let mut session = Session::new(Role::Client, settings);
         let (mut link, mut deadline) = (Link::new(true), Deadline::default());
         session.open(None, &mut deadline);
         assert_eq!(
@@ -831,6 +892,73 @@ mod tests {
         assert_eq!(sent_opcodes(&mut link), [0x2, 0x0, 0x8]);
         session.close(&mut link.out, &mut deadline, 1000, b"");
         assert!(link.out.is_empty(), "a second close is a no-op");
+    }
+
+    #[test]
+    fn the_backpressure_limit_drops_or_closes() {
+        let settings = SessionSettings {
+            max_backpressure: 10,
+            ..SessionSettings::default()
+        };
+        let (mut session, mut link, mut deadline) = open_session_with(&settings);
+        let send =
+            |s: &mut Session, link: &mut Link, kind, data: &[u8]| s.send(&mut link.out, kind, data);
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 6]),
+            Ok(Admit::Queue)
+        );
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 5]),
+            Ok(Admit::Drop)
+        );
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Text, b"1234"),
+            Ok(Admit::Queue)
+        );
+        // Control frames are exempt.
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Ping, b"p"),
+            Ok(Admit::Queue)
+        );
+        let first = SendKind::Fragment {
+            binary: true,
+            fin: false,
+        };
+        let last = SendKind::Fragment {
+            binary: true,
+            fin: true,
+        };
+        assert_eq!(send(&mut session, &mut link, first, b"x"), Ok(Admit::Drop));
+        assert_eq!(session.dropped(), 2);
+        link.out.write_to(&mut Vec::new()).unwrap();
+        // A message larger than the limit is dropped on an empty queue too.
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 11]),
+            Ok(Admit::Drop)
+        );
+        // A started message is always finished.
+        assert_eq!(
+            send(&mut session, &mut link, first, &[0; 10]),
+            Ok(Admit::Queue)
+        );
+        assert_eq!(
+            send(&mut session, &mut link, last, &[0; 10]),
+            Ok(Admit::Queue)
+        );
+        assert_eq!(session.dropped(), 3);
+        assert!(!session.closing());
+
+        let settings = SessionSettings {
+            close_on_backpressure_limit: true,
+            ..settings
+        };
+        let (mut session, mut link, _) = open_session_with(&settings);
+        assert_eq!(
+            send(&mut session, &mut link, SendKind::Binary, &[0; 11]),
+            Ok(Admit::Close)
+        );
+        assert_eq!(session.dropped(), 1);
+        let _ = &mut deadline;
     }
 
     #[test]

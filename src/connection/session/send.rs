@@ -2,7 +2,7 @@
 //! fragments when asked), pings and pongs, and the close frame that starts
 //! the closing handshake.
 
-use super::{Deadline, Session};
+use super::{Admit, Deadline, Session};
 use crate::connection::{Connection, Phase};
 use crate::protocol::deflate;
 use crate::protocol::frame::{self, Control, Data, FrameHeader, OpCode};
@@ -41,6 +41,10 @@ pub enum SendKind {
     Fragment { binary: bool, fin: bool },
 }
 
+/// The close code and reason of `close_on_backpressure_limit`.
+pub(crate) const BACKPRESSURE_CLOSE_CODE: u16 = 1008;
+pub(crate) const BACKPRESSURE_CLOSE_REASON: &[u8] = b"backpressure limit exceeded";
+
 /// A fragmented message we are sending.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OutgoingFragments {
@@ -51,13 +55,41 @@ pub(super) struct OutgoingFragments {
 }
 
 impl Session {
+    /// Whether a data message of `len` payload bytes may join the send
+    /// queue `out`: it may unless it would take the queued payload
+    /// ([`Outbound::queued_payload`]) past `max_backpressure`, even on an
+    /// empty queue.  A refusal counts as a dropped message.  The one check
+    /// of the limit: every sender of a data message asks it first (for a
+    /// fragmented message, before its first fragment only); control frames
+    /// never do.
+    pub(crate) fn admit(&mut self, out: &Outbound, len: usize) -> Admit {
+        if self.max_backpressure == 0
+            || out.queued_payload().saturating_add(len) <= self.max_backpressure
+        {
+            return Admit::Queue;
+        }
+        self.dropped += 1;
+        if self.close_on_backpressure_limit {
+            Admit::Close
+        } else {
+            Admit::Drop
+        }
+    }
+
+    /// How many messages [`Session::admit`] refused.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Queue what the user sends; `Ok(false)`: the backpressure limit
+    /// refused it (`Admit::Close`: the caller starts closing).
     #[inline]
     pub(super) fn send(
         &mut self,
         out: &mut Outbound,
         kind: SendKind,
         data: &[u8],
-    ) -> Result<(), SendError> {
+    ) -> Result<Admit, SendError> {
         if self.close_sent {
             return Err(SendError::NotOpen);
         }
@@ -70,6 +102,10 @@ impl Session {
                 let binary = kind == SendKind::Binary;
                 if !binary && !utf8::is_valid(data) {
                     return Err(SendError::InvalidUtf8);
+                }
+                let verdict = self.admit(out, data.len());
+                if verdict != Admit::Queue {
+                    return Ok(verdict);
                 }
                 let compressed =
                     self.deflater.is_some() && data.len() >= deflate::MIN_COMPRESSED_SIZE;
@@ -100,12 +136,20 @@ impl Session {
                 if !message.binary && !utf8.feed(data, fin) {
                     return Err(SendError::InvalidUtf8);
                 }
+                // A started message is always finished.
+                if self.sending_fragments.is_none() {
+                    let verdict = self.admit(out, data.len());
+                    if verdict != Admit::Queue {
+                        return Ok(verdict);
+                    }
+                }
                 self.sending_fragments = (!fin).then_some(OutgoingFragments { utf8, ..message });
                 self.queue_data(out, opcode, fin, data, message.compressed, true);
             }
         }
         self.drain_armed = self.drain_wanted;
-        Ok(())
+        self.active();
+        Ok(Admit::Queue)
     }
 
     /// Queue a data frame, compressed when asked.  The first frame of a
@@ -137,11 +181,16 @@ impl Session {
     /// it: the shared frame as it is on an unmasked uncompressed session,
     /// the shared compressed payload without context takeover, compressed
     /// by its own stream with it, masked by its own key on a client.
-    /// False (nothing queued) once closing or while a fragmented message
-    /// of ours is under way.
-    pub(super) fn queue_prepared(&mut self, out: &mut Outbound, msg: &mut Prepared) -> bool {
+    /// Not queued (`Admit::Drop`, not counted) once closing or while a
+    /// fragmented message of ours is under way; over the backpressure
+    /// limit, [`Session::admit`]'s verdict.
+    pub(super) fn queue_prepared(&mut self, out: &mut Outbound, msg: &mut Prepared) -> Admit {
         if self.close_sent || self.sending_fragments.is_some() {
-            return false;
+            return Admit::Drop;
+        }
+        match self.admit(out, msg.payload().len()) {
+            Admit::Queue => {}
+            refused => return refused,
         }
         let opcode = msg.opcode();
         match self.deflater.as_mut().filter(|_| msg.compressible()) {
@@ -165,7 +214,7 @@ impl Session {
             }
         }
         self.drain_armed = self.drain_wanted;
-        true
+        Admit::Queue
     }
 
     /// A fragmented message we send ends unfinished: the connection is
@@ -204,21 +253,51 @@ impl Session {
 
 /// The user's calls on the open session.
 impl Connection {
-    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<(), SendError> {
-        match self.phase {
-            Phase::Session => self.session.send(&mut self.link.out, kind, data),
-            _ => Err(SendError::NotOpen),
+    /// Queue what the user sends: `Ok(true)` when queued, `Ok(false)`
+    /// when the backpressure limit dropped it (and, with
+    /// `close_on_backpressure_limit`, the connection started closing).
+    pub fn send(&mut self, kind: SendKind, data: &[u8]) -> Result<bool, SendError> {
+        if !matches!(self.phase, Phase::Session) {
+            return Err(SendError::NotOpen);
         }
+        let admit = self.session.send(&mut self.link.out, kind, data)?;
+        Ok(self.admitted(admit))
+    }
+
+    /// Whether [`Session::admit`] let the message in; with `Admit::Close`
+    /// the connection starts closing (1008).
+    fn admitted(&mut self, admit: Admit) -> bool {
+        match admit {
+            Admit::Queue => true,
+            Admit::Drop => false,
+            Admit::Close => {
+                self.session.close(
+                    &mut self.link.out,
+                    &mut self.deadline,
+                    BACKPRESSURE_CLOSE_CODE,
+                    BACKPRESSURE_CLOSE_REASON,
+                );
+                false
+            }
+        }
+    }
+
+    /// How many messages the backpressure limit dropped.
+    pub fn dropped_messages(&self) -> u64 {
+        self.session.dropped()
     }
 
     /// Queue one recipient's copy of a published message; false (nothing
     /// queued) unless the connection is open and not closing.  Publish's
     /// one per-recipient step.
+    /// A subscriber over its backpressure limit is skipped (and counts a
+    /// dropped message, or closes with `close_on_backpressure_limit`).
     pub fn queue_prepared(&mut self, msg: &mut Prepared) -> bool {
-        // The admission check of max_backpressure goes here: publish skips
-        // (and does not count) a subscriber over its limit.
         match self.phase {
-            Phase::Session => self.session.queue_prepared(&mut self.link.out, msg),
+            Phase::Session => {
+                let admit = self.session.queue_prepared(&mut self.link.out, msg);
+                self.admitted(admit)
+            }
             _ => false,
         }
     }
