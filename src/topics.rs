@@ -1,10 +1,12 @@
 //! Topics of a context: which members (connections) subscribe to which
 //! topic, for publish's fan-out.
 //!
-//! Members are any small copyable keys; the registry never looks behind
-//! them.  Subscribing, unsubscribing and removing a member are O(1) per
-//! topic (a topic keeps its members in a vector, for a fast fan-out, and
-//! each member's place in it).
+//! Members are any small copyable keys, each subscription carrying a
+//! copyable value given when it was made (the hub's: the connection's C
+//! handle, so that the fan-out looks nothing up); the registry never looks
+//! behind them.  Subscribing, unsubscribing and removing a member are O(1)
+//! per topic (a topic keeps its members in a vector, for a fast fan-out,
+//! and each member's place in it).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,19 +15,19 @@ use std::hash::Hash;
 pub type TopicName = Box<[u8]>;
 
 #[derive(Debug)]
-struct Topic<K> {
-    members: Vec<K>,
+struct Topic<K, V> {
+    members: Vec<(K, V)>,
     place: HashMap<K, usize>,
 }
 
 #[derive(Debug)]
-pub struct Topics<K> {
-    by_name: HashMap<TopicName, Topic<K>>,
+pub struct Topics<K, V> {
+    by_name: HashMap<TopicName, Topic<K, V>>,
     /// Each member's topics, in the order it subscribed.
     of_member: HashMap<K, Vec<TopicName>>,
 }
 
-impl<K> Default for Topics<K> {
+impl<K, V> Default for Topics<K, V> {
     fn default() -> Self {
         Topics {
             by_name: HashMap::new(),
@@ -34,9 +36,10 @@ impl<K> Default for Topics<K> {
     }
 }
 
-impl<K: Copy + Eq + Hash> Topics<K> {
-    /// Subscribe `member` to `topic`; false if it already was.
-    pub fn subscribe(&mut self, member: K, topic: &[u8]) -> bool {
+impl<K: Copy + Eq + Hash, V: Copy> Topics<K, V> {
+    /// Subscribe `member` to `topic`, with `value`; false if it already
+    /// was (the value it had stays).
+    pub fn subscribe(&mut self, member: K, value: V, topic: &[u8]) -> bool {
         let entry = self.by_name.entry(topic.into()).or_insert_with(|| Topic {
             members: Vec::new(),
             place: HashMap::new(),
@@ -45,7 +48,7 @@ impl<K: Copy + Eq + Hash> Topics<K> {
             return false;
         }
         entry.place.insert(member, entry.members.len());
-        entry.members.push(member);
+        entry.members.push((member, value));
         self.of_member.entry(member).or_default().push(topic.into());
         true
     }
@@ -80,7 +83,7 @@ impl<K: Copy + Eq + Hash> Topics<K> {
             return false;
         };
         t.members.swap_remove(i);
-        if let Some(&moved) = t.members.get(i) {
+        if let Some(&(moved, _)) = t.members.get(i) {
             t.place.insert(moved, i);
         }
         if t.members.is_empty() {
@@ -89,8 +92,8 @@ impl<K: Copy + Eq + Hash> Topics<K> {
         true
     }
 
-    /// The members subscribed to `topic`.
-    pub fn subscribers(&self, topic: &[u8]) -> &[K] {
+    /// The members subscribed to `topic`, with their values.
+    pub fn subscribers(&self, topic: &[u8]) -> &[(K, V)] {
         self.by_name.get(topic).map_or(&[], |t| &t.members)
     }
 
@@ -98,19 +101,14 @@ impl<K: Copy + Eq + Hash> Topics<K> {
     pub fn topics_of(&self, member: K) -> &[TopicName] {
         self.of_member.get(&member).map_or(&[], Vec::as_slice)
     }
-
-    /// Whether `member` subscribes to anything.
-    pub fn has_member(&self, member: K) -> bool {
-        self.of_member.contains_key(&member)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sorted(s: &[u32]) -> Vec<u32> {
-        let mut v = s.to_vec();
+    fn sorted(s: &[(u32, char)]) -> Vec<u32> {
+        let mut v: Vec<u32> = s.iter().map(|&(m, _)| m).collect();
         v.sort_unstable();
         v
     }
@@ -118,10 +116,10 @@ mod tests {
     #[test]
     fn subscribe_once_per_topic() {
         let mut t = Topics::default();
-        assert!(t.subscribe(1, b"news"));
-        assert!(!t.subscribe(1, b"news"));
-        assert!(t.subscribe(2, b"news"));
-        assert!(t.subscribe(1, b"sport"));
+        assert!(t.subscribe(1, 'v', b"news"));
+        assert!(!t.subscribe(1, 'v', b"news"));
+        assert!(t.subscribe(2, 'v', b"news"));
+        assert!(t.subscribe(1, 'v', b"sport"));
         assert_eq!(sorted(t.subscribers(b"news")), [1, 2]);
         assert_eq!(
             t.topics_of(1),
@@ -134,13 +132,13 @@ mod tests {
     fn unsubscribe_keeps_the_others() {
         let mut t = Topics::default();
         for m in 0..5 {
-            t.subscribe(m, b"a");
+            t.subscribe(m, 'v', b"a");
         }
         assert!(t.unsubscribe(1, b"a"));
         assert!(!t.unsubscribe(1, b"a"));
         assert!(!t.unsubscribe(9, b"b"));
         assert_eq!(sorted(t.subscribers(b"a")), [0, 2, 3, 4]);
-        assert!(!t.has_member(1));
+        assert!(t.topics_of(1).is_empty());
         // the moved member's place was updated: removing it works
         assert!(t.unsubscribe(4, b"a"));
         assert!(t.unsubscribe(0, b"a"));
@@ -150,14 +148,14 @@ mod tests {
     #[test]
     fn remove_ends_every_subscription_and_empty_topics_go() {
         let mut t = Topics::default();
-        t.subscribe(7, b"x");
-        t.subscribe(7, b"y");
-        t.subscribe(8, b"y");
+        t.subscribe(7, 'v', b"x");
+        t.subscribe(7, 'v', b"y");
+        t.subscribe(8, 'v', b"y");
         t.remove(7);
         assert!(t.topics_of(7).is_empty());
         assert!(t.subscribers(b"x").is_empty());
         assert!(!t.by_name.contains_key(b"x".as_slice()));
-        assert_eq!(t.subscribers(b"y"), [8]);
+        assert_eq!(t.subscribers(b"y"), [(8, 'v')]);
         t.remove(7); // nothing left: no-op
         t.remove(8);
         assert!(t.by_name.is_empty() && t.of_member.is_empty());
@@ -167,13 +165,13 @@ mod tests {
     fn many_members_come_and_go() {
         let mut t = Topics::default();
         for m in 0..10_000u32 {
-            t.subscribe(m, b"big");
+            t.subscribe(m, 'v', b"big");
         }
         for m in (0..10_000u32).filter(|m| m % 3 == 0) {
             t.remove(m);
         }
         let left = t.subscribers(b"big");
         assert_eq!(left.len(), 10_000 - 3334);
-        assert!(left.iter().all(|m| m % 3 != 0));
+        assert!(left.iter().all(|&(m, _)| m % 3 != 0));
     }
 }

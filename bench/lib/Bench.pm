@@ -123,7 +123,7 @@ sub emit {
 # A PNG bar chart of [label, value] pairs with gnuplot, if it is installed.
 # Returns the file written, or undef with a warning.
 sub chart {
-    my (%a) = @_;    # file, title, ylabel, bars
+    my (%a) = (width => 800, @_);    # file, title, ylabel, bars, width in pixels
     if (system('command -v gnuplot >/dev/null 2>&1') != 0) {
         warn "no chart: gnuplot is not installed (apt-get install gnuplot-nox)\n";
         return undef;
@@ -134,7 +134,7 @@ sub chart {
     close $fh;
     open my $gp, '|-', 'gnuplot' or die "gnuplot: $!";
     print $gp <<"GNUPLOT";
-set terminal png size 800,450
+set terminal png size $a{width},450
 set output '$a{file}'
 set title "$a{title}"
 set ylabel "$a{ylabel}"

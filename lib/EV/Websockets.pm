@@ -1940,9 +1940,15 @@ C<max_message_size>.
 
 The F<bench/> directory measures echo latency (F<latency.pl>), throughput
 sequential and pipelined (F<throughput.pl>), handshakes per second
-(F<accept.pl>), memory per idle connection (F<memory.pl>), and the same
+(F<accept.pl>), memory per idle connection (F<memory.pl>), the same
 echo through the other Perl WebSocket modules installed and a raw-TCP
-echo (F<compare.pl>). F<README.pod> has the figures measured on a 2-vCPU
+echo (F<compare.pl>), and a broadcast to 1,000 and 10,000 subscribers by
+C<publish>, by a Perl loop of C<send> and by Node's C<ws> (F<fanout.pl>).
+C<publish> builds a message's frame once and copies it to each
+subscriber's queue without a Perl call: with 1,000 subscribers it
+delivers about twice as many messages a second as the Perl loop, and
+about half as many as the kernel takes when each subscriber's frames
+are written with one system call. F<README.pod> has the figures measured on a 2-vCPU
 virtual machine, next to those of the original.
 
 =head1 SEE ALSO

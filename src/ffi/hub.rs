@@ -3,7 +3,6 @@
 //! message once and queues it on every open subscriber with no call back
 //! into Perl.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
 
 use super::{EwsConn, EwsError, bytes, free, guard, guard_conn, guard_err, set_error};
@@ -21,9 +20,8 @@ const NOT_UTF8: &str = "publish: text message is not valid UTF-8 (use binary => 
 /// (`ews_conn_free`, in `conn_detach`), and frees the hub only after all
 /// its connections are detached (`ctx_destroy`).
 pub struct EwsHub {
-    topics: Topics<*mut EwsConn>,
-    /// Each subscriber's C handle, passed to publish's `queued`.
-    handles: HashMap<*mut EwsConn, *mut c_void>,
+    /// Subscribers with their C handles, passed to publish's `queued`.
+    topics: Topics<*mut EwsConn, *mut c_void>,
 }
 
 #[unsafe(no_mangle)]
@@ -31,7 +29,6 @@ pub extern "C" fn ews_hub_new() -> *mut EwsHub {
     guard(std::ptr::null_mut(), || {
         Box::into_raw(Box::new(EwsHub {
             topics: Topics::default(),
-            handles: HashMap::new(),
         }))
     })
 }
@@ -59,10 +56,7 @@ pub unsafe extern "C" fn ews_hub_subscribe(
 ) -> c_int {
     // SAFETY: guaranteed by the caller.
     let (hub, topic) = unsafe { (&mut *h, bytes(topic, len)) };
-    guard(0, || {
-        hub.handles.insert(c, handle);
-        c_int::from(hub.topics.subscribe(c, topic))
-    })
+    guard(0, || c_int::from(hub.topics.subscribe(c, handle, topic)))
 }
 
 /// Unsubscribe `c` from `topic`: 1 if it was subscribed.
@@ -78,13 +72,7 @@ pub unsafe extern "C" fn ews_hub_unsubscribe(
 ) -> c_int {
     // SAFETY: guaranteed by the caller.
     let (hub, topic) = unsafe { (&mut *h, bytes(topic, len)) };
-    guard(0, || {
-        let was = hub.topics.unsubscribe(c, topic);
-        if !hub.topics.has_member(c) {
-            hub.handles.remove(&c);
-        }
-        c_int::from(was)
-    })
+    guard(0, || c_int::from(hub.topics.unsubscribe(c, topic)))
 }
 
 /// End every subscription of `c`: it is about to be freed.
@@ -95,11 +83,7 @@ pub unsafe extern "C" fn ews_hub_unsubscribe(
 pub unsafe extern "C" fn ews_hub_remove(h: *mut EwsHub, c: *mut EwsConn) {
     // SAFETY: guaranteed by the caller.
     let hub = unsafe { &mut *h };
-    guard((), || {
-        if hub.handles.remove(&c).is_some() {
-            hub.topics.remove(c);
-        }
-    })
+    guard((), || hub.topics.remove(c))
 }
 
 /// The `i`th topic of `c` (in subscription order) in `*name`, `*len`: 0
@@ -175,12 +159,12 @@ pub unsafe extern "C" fn ews_hub_publish(
             return -1;
         }
         let members = hub.topics.subscribers(topic);
-        if members.iter().all(|&m| std::ptr::eq(m, except)) {
+        if members.iter().all(|&(m, _)| std::ptr::eq(m, except)) {
             return 0;
         }
         let mut msg = Prepared::new(binary, data);
         let mut count = 0;
-        for &member in members {
+        for &(member, handle) in members {
             if std::ptr::eq(member, except) {
                 continue;
             }
@@ -192,7 +176,7 @@ pub unsafe extern "C" fn ews_hub_publish(
                 c.queue_prepared(&mut msg)
             }) {
                 count += 1;
-                queued(hub.handles[&member]);
+                queued(handle);
             }
         }
         count

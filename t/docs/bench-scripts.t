@@ -42,6 +42,10 @@ ok((grep { $_->{peer} eq 'raw TCP floor' } @{ $r->{peers} // [] }), 'compare: th
 $r = bench('accept.pl', '--time', 0.3, '--warmup', 0.1, '--concurrency', 4);
 ok($r->{handshakes} > 0 && $r->{failures} == 0, 'accept: handshakes completed without failures');
 
+$r = bench('fanout.pl', qw(--subscribers 5,20 --deliveries 400 --rounds 1 --ways publish,loop,raw));
+is(scalar @{ $r->{results} // [] }, 6, 'fanout: publish, the Perl loop and the floor, to 5 and to 20');
+ok(!grep({ $_->{deliveries_per_sec} <= 0 } @{ $r->{results} // [] }), 'fanout: every figure measured');
+
 $r = bench('memory.pl', '--count', 50);
 is($r->{connections}, 50, 'memory: all connections opened');
 

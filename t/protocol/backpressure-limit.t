@@ -1,9 +1,11 @@
 # Proves: max_backpressure drops a message that would take the send queue
 # past the limit (send returns false, dropped_messages counts it), queues
 # it otherwise (send returns true), exempts pings; close_on_backpressure_limit
-# closes with 1008 instead; without a limit every send is queued.
+# closes with 1008 instead; without a limit every send is queued; publish
+# skips (or, with close_on_backpressure_limit, closes) a subscriber over
+# its limit and still reaches the others.
 # POD: EV::Websockets, "max_backpressure", "close_on_backpressure_limit",
-# "send", "dropped_messages", "Limits and their defaults".
+# "send", "dropped_messages", "publish", "Limits and their defaults".
 use strict;
 use warnings;
 use Test::More;
@@ -112,6 +114,63 @@ subtest 'no limit: every send is queued' => sub {
     ok(run_until(sub { ($cli->{messages} // 0) >= 24 }), 'all arrived');
     $conn->close;
     ok(run_until(sub { $cli->{closed} }), 'closed');
+};
+
+# A server with %opts whose connections all subscribe to 'feed', a slow
+# client that pauses reading once open, and a fast one.  Publish $BIG
+# until a publish reaches only one subscriber (bounded), running the loop
+# between publishes.
+sub publish_to_slow_and_fast {
+    my (%opts) = @_;
+    my $ctx = EV::Websockets::Context->new;
+    my (%srv, %slow, %fast);
+    my $port = $ctx->listen(
+        port       => 0,
+        on_connect => sub { $_[0]->subscribe('feed'); $srv{open}++ },
+        %opts,
+    );
+    for my $client (\%slow, \%fast) {
+        $client->{conn} = $ctx->connect(
+            url        => "ws://127.0.0.1:$port/",
+            on_connect => sub { $_[0]->pause_recv if $client == \%slow; $client->{open} = 1 },
+            on_message => sub { $client->{messages}++ },
+            on_close   => sub { $client->{closed} = [ @_[ 1, 2 ] ] },
+        );
+        ok(run_until(sub { $client->{open} && $srv{open} == ($client == \%slow ? 1 : 2) }),
+            $client == \%slow ? 'the slow client connected and paused' : 'the fast client connected');
+    }
+    my ($published, $to_one) = (0, 0);
+    for (1 .. 400) {
+        my $n = $ctx->publish('feed', $BIG, binary => 1);
+        $published++;
+        $to_one = 1, last if $n == 1;
+        is($n, 2, 'a publish within the limit reaches both') or last;
+        EV::run(EV::RUN_NOWAIT);
+    }
+    ok($to_one, "publish number $published reached one subscriber: the slow one was over its limit");
+    return ($ctx, $published, \%slow, \%fast);
+}
+
+subtest 'publish skips a subscriber over its limit' => sub {
+    my ($ctx, $published, $slow, $fast) = publish_to_slow_and_fast(max_backpressure => $LIMIT);
+    is($ctx->subscribers('feed'), 2, 'the slow subscriber stays subscribed');
+    ok(run_until(sub { ($fast->{messages} // 0) == $published }), 'the fast client got every message');
+    $slow->{conn}->resume_recv;
+    ok(run_until(sub { ($slow->{messages} // 0) == $published - 1 }), 'the slow one all but the skipped one');
+    is($ctx->publish('feed', 'after'), 2, 'once drained, it is published to again');
+    ok(run_until(sub { $slow->{messages} == $published && $fast->{messages} == $published + 1 }),
+        'both got it');
+};
+
+subtest 'publish with close_on_backpressure_limit closes the slow subscriber' => sub {
+    my ($ctx, $published, $slow, $fast) =
+        publish_to_slow_and_fast(max_backpressure => $LIMIT, close_on_backpressure_limit => 1);
+    $slow->{conn}->resume_recv;
+    ok(run_until(sub { $slow->{closed} }), "the slow client's on_close ran");
+    is_deeply($slow->{closed}, [ 1008, 'backpressure limit exceeded' ], 'with 1008');
+    is($ctx->publish('feed', 'after'), 1, 'later publishes reach the fast one alone');
+    ok(run_until(sub { ($fast->{messages} // 0) == $published + 1 }), 'which got every message');
+    ok(!$fast->{closed}, 'and stays open');
 };
 
 subtest 'connect takes the options' => sub {
