@@ -11,7 +11,12 @@
 # Stop it with Ctrl-C (SIGINT) or SIGTERM.
 #
 # Getting the socket from a Feersum::Connection ($req):
-# - newer Feersum has $req->io, which returns the socket as a handle;
+# - Feersum 1.5 has $req->io, which hands the socket over as a handle, with
+#   whatever Feersum read past the request head pushed back into the
+#   handle's buffer.  It is adopted as it is: adopt() takes those bytes
+#   (a duplicate made with open would not have them).  On a TLS listener
+#   (set_tls) the handle is one end of a socketpair that Feersum relays
+#   through TLS; adopt() serves that just the same.
 # - Feersum 1.41 (Debian) has no io method, and $req->env has no psgix.io
 #   in the native interface.  It does have $req->fileno, the descriptor
 #   number.  Feersum closes that descriptor itself when $req is freed (just
@@ -21,7 +26,7 @@
 #   (Wrapping the number without dup, '+<&=', would close Feersum's
 #   descriptor a second time later, possibly someone else's by then.)
 # The method is chosen with can(), so neither path calls a method that
-# does not exist.  Either way a duplicate is adopted.
+# does not exist.
 
 use strict;
 use warnings;
@@ -37,11 +42,12 @@ die "usage: $0 [port]\n" unless $port =~ /^\d+\z/ && $port <= 65535;
 
 my $echo = FeersumEcho->new($port);
 
-# A handle of our own on the request's socket.
+# A handle on the request's socket: $req->io where there is one (1.5),
+# else a duplicate of $req->fileno (1.41).
 sub socket_of {
     my ($req) = @_;
-    my $source = $req->can('io') ? $req->io : $req->fileno;
-    open(my $fh, '+<&', $source) or return;
+    return $req->io if $req->can('io');
+    open(my $fh, '+<&', $req->fileno) or return;
     return $fh;
 }
 

@@ -10,9 +10,14 @@
 #   perl -Mblib eg/echo_client.pl ws://127.0.0.1:9002/
 # Stop it with Ctrl-C (SIGINT) or SIGTERM.
 #
-# Works with Feersum 1.41 (Debian) and newer:
-# - newer Feersum offers psgix.io only after set_psgix_io(1); 1.41 always
-#   does and has no such method, so it is called only if it exists.
+# Works with Feersum 1.41 (Debian) and 1.5:
+# - Feersum 1.5 can leave psgix.io out (set_psgix_io(0)); 1.41 always
+#   offers it and has no such method, so set_psgix_io(1) is called only if
+#   it exists.
+# - psgix.io holds what Feersum read past the request head in its buffer
+#   (both versions); adopt() takes those bytes, so it is adopted as it is.
+# - on a Feersum 1.5 TLS listener (set_tls) psgix.io is one end of a
+#   socketpair that Feersum relays through TLS; adopt() serves it the same.
 # - the app answers an upgrade with a streaming response (a code ref) that
 #   never calls its responder: Feersum then leaves the socket alone.  A
 #   plain `return;` makes Feersum 1.41 complain about an invalid PSGI

@@ -626,7 +626,13 @@ preset), per connection:
 Takes over an accepted socket whose client is about to upgrade (or already
 sent the request), and serves the WebSocket handshake on it. C<initial_data>
 holds bytes already read from the socket, typically the HTTP upgrade
-request; they are processed as if read first. The connection works on a
+request; they are processed as if read first. Bytes the handle itself
+read ahead and still buffers (a buffered C<read> or C<readline> leaves
+them there, and Feersum pushes what followed the request head back into
+C<psgix.io> and C<< $req->io >>) are taken from the handle and processed
+right after C<initial_data>: the connection reads the descriptor directly,
+so they would otherwise be lost. Any connected stream socket can be
+adopted, a Unix socketpair too. The connection works on a
 duplicate of the handle's descriptor, which it closes when done, and keeps a
 reference to the handle until then; the handle's own descriptor is closed
 by Perl as usual, so nothing is closed twice. When the connection ends the
@@ -665,12 +671,61 @@ C<psgix.io>):
     });
 
 A plain C<return;> would make Feersum 1.41 answer a 500 into the upgraded
-socket. Feersum 1.41 closes the descriptor behind C<psgix.io> itself when
-the request is done; the connection runs on its own duplicate, and a
-handle whose descriptor was closed behind its back is never closed again
-by this module. F<eg/feersum_psgi.pl> and F<eg/feersum_native.pl> are
-complete examples; the native one duplicates C<< $req->fileno >> on
-Feersum versions without C<< $req->io >>.
+socket. F<eg/feersum_psgi.pl> and F<eg/feersum_native.pl> are complete
+examples.
+
+=head3 Feersum versions
+
+Both Feersum 1.41 (Debian's C<feersum> package) and the Feersum 1.5 series
+work; code can tell them apart by feature
+(C<< Feersum::Connection->can('io') >>, C<< Feersum->can('new_instance') >>,
+C<< $server->can('has_tls') && $server->has_tls >>) rather than by
+C<$Feersum::VERSION> (1.41 reports C<1.41>; 1.5 development releases such as
+C<1.506_15> report C<1.50615>).
+
+=over 4
+
+=item PSGI, C<psgix.io> (1.41 and 1.5)
+
+Adopt C<< $env->{'psgix.io'} >> as it is, and answer with a streaming
+response that never starts (C<sub { }>). The handle wraps Feersum's own
+descriptor, which Feersum closes when it is done with the request: the
+connection runs on its own duplicate, and a handle whose descriptor was
+closed behind its back is never closed again by this module (the handle
+is kept rather than freed, so that a reused descriptor number is not
+closed). Feersum 1.5 can leave C<psgix.io> out
+(C<< set_psgix_io(0) >>); it is on by default.
+
+=item native, C<< $req->io >> (1.5)
+
+Adopt C<< $req->io >> as it is; a duplicate made with C<open> would not
+have the bytes Feersum pushed back into its buffer. Ownership is as for
+C<psgix.io>.
+
+=item native, C<< $req->fileno >> (1.41)
+
+1.41 has no C<< $req->io >> and no C<psgix.io> in the native interface.
+Adopt a duplicate, C<< open(my $fh, '+<&', $req->fileno) >>: Feersum
+closes its descriptor when C<$req> is freed. A client's bytes sent
+together with the upgrade request (before the C<101>, which RFC 6455
+clients do not do) stay inside Feersum and are lost on this path.
+
+=item TLS listeners (1.5, C<set_tls>)
+
+On a listener with TLS, C<psgix.io> and C<< $req->io >> are one end of a
+Unix socketpair that Feersum relays through TLS 1.3 (the handle owns that
+descriptor); it is adopted like any other socket, and the client connects
+with C<wss://>. C<new_instance> servers and several C<use_socket>
+listeners on one server work alike: the handle does not depend on the
+listener it came from.
+
+=item HTTP/2 (1.5, C<< set_tls(..., h2 =E<gt> 1) >>)
+
+WebSockets over HTTP/2 (RFC 8441, C<< $env->{'psgix.h2.extended_connect'} >>)
+cannot be adopted: they carry no C<Sec-WebSocket-Key> handshake to answer.
+Refuse them, or leave C<h2> off.
+
+=back
 
 =head2 publish
 

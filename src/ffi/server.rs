@@ -1,12 +1,13 @@
 //! The server's entry points: listening sockets, the connections they
 //! accept, and sockets adopted from another server.
 
-use std::ffi::c_int;
+use std::borrow::Cow;
+use std::ffi::{c_char, c_int};
 use std::os::fd::FromRawFd;
 use std::sync::Arc;
 
 use super::context::EwsOptions;
-use super::{EwsConn, EwsError, boxed, free, guard, guard_err, set_error};
+use super::{EwsConn, EwsError, boxed, bytes, free, guard, guard_err, set_error};
 use crate::connection::{Connection, Listener};
 use crate::net::os_error;
 
@@ -32,15 +33,21 @@ pub unsafe extern "C" fn ews_listen(o: *const EwsOptions, err: *mut EwsError) ->
 
 /// Serve the connected socket `fd` (owned from now on, closed when the
 /// connection is freed) with `adopt`'s options `o`; NULL: `err` says why
-/// not (`fd` is closed then too).
+/// not (`fd` is closed then too).  `buffered`/`buffered_len`: bytes that
+/// were read from the socket before it was handed over and that nobody
+/// consumed (what the Perl handle buffered); they follow `initial_data`.
+/// Any connected stream socket will do (a Unix socketpair too): only
+/// reads and writes are made on it.
 ///
 /// # Safety
-/// `fd` is an open socket nothing else closes; `o` is live; `err` is
-/// valid.
+/// `fd` is an open socket nothing else closes; `o` is live; `buffered`
+/// is null or valid for `buffered_len` bytes; `err` is valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ews_adopt(
     fd: c_int,
     o: *const EwsOptions,
+    buffered: *const c_char,
+    buffered_len: usize,
     err: *mut EwsError,
 ) -> *mut EwsConn {
     guard_err(err, std::ptr::null_mut(), || {
@@ -48,6 +55,13 @@ pub unsafe extern "C" fn ews_adopt(
         let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
         // SAFETY: guaranteed by the caller.
         let o = unsafe { &(*o).0 };
+        // SAFETY: guaranteed by the caller.
+        let buffered = unsafe { bytes(buffered, buffered_len) };
+        let arrived: Cow<[u8]> = if buffered.is_empty() {
+            Cow::Borrowed(&o.initial_data)
+        } else {
+            Cow::Owned([&o.initial_data[..], buffered].concat())
+        };
         let conn = o.server_settings().and_then(|settings| {
             socket
                 .set_nonblocking(true)
@@ -56,7 +70,7 @@ pub unsafe extern "C" fn ews_adopt(
             Ok(EwsConn(Connection::adopt(
                 socket,
                 Arc::new(settings),
-                &o.initial_data,
+                &arrived,
             )))
         });
         boxed(err, conn)

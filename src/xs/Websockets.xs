@@ -154,6 +154,7 @@ PREINIT:
     ews_conn *rs;
     ws_conn *c;
     IO *io;
+    SV *buffered;
     int fd, dup_fd, flag;
     socklen_t flag_len = sizeof flag;
     struct stat st;
@@ -181,9 +182,13 @@ CODE:
     dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup_fd < 0)
         croak("adopt: cannot duplicate the file handle: %s", Strerror(errno));
-    rs = ews_adopt(dup_fd, opts.core, &err);
-    if (!rs)
+    buffered = sv_2mortal(newSVpvs(""));
+    handle_take_buffered(aTHX_ IoIFP(io), buffered);
+    rs = ews_adopt(dup_fd, opts.core, SvPVX(buffered), SvCUR(buffered), &err);
+    if (!rs) {
+        handle_return_buffered(aTHX_ IoIFP(io), buffered);
         croak("%s", err.msg);
+    }
     c = conn_new(aTHX_ ctx, rs, &opts.cbs, &RETVAL);
     c->server = 1;
     c->adopted_io = SvREFCNT_inc_simple_NN((SV *)io);

@@ -102,6 +102,34 @@ static int adopted_fd_intact(pTHX_ ws_conn *c, IO *io)
     return fstat(fd, &st) == 0 && st.st_dev == c->adopted_dev && st.st_ino == c->adopted_ino;
 }
 
+/* Take the bytes the handle's PerlIO layers read from the socket and
+ * nobody consumed: a buffered read leaves the rest of what it read there,
+ * and Feersum pushes back (PerlIO_unread) what it read past the request
+ * head when it hands out psgix.io or $req->io.  The connection reads the
+ * socket itself, so these would be lost.  Appended to `into`, layer by
+ * layer from the top (a pushed-back "pending" layer holds the earliest
+ * bytes).  Runs no Perl code. */
+static void handle_take_buffered(pTHX_ PerlIO *fp, SV *into)
+{
+    while (PerlIO_has_cntptr(fp)) {
+        SSize_t cnt = PerlIO_get_cnt(fp);
+        STDCHAR *ptr = cnt > 0 ? PerlIO_get_ptr(fp) : NULL;
+        if (!ptr)
+            return;
+        sv_catpvn(into, (const char *)ptr, cnt);
+        PerlIO_set_ptrcnt(fp, ptr + cnt, 0);
+        if (PerlIO_get_ptr(fp) == ptr && PerlIO_get_cnt(fp) == cnt)
+            return;   /* a layer that would not let go: stop, not spin */
+    }
+}
+
+/* Give back what handle_take_buffered took (adopt failed after all). */
+static void handle_return_buffered(pTHX_ PerlIO *fp, SV *taken)
+{
+    if (SvCUR(taken))
+        PerlIO_unread(fp, SvPVX(taken), SvCUR(taken));
+}
+
 /* Let go of adopt's Perl handle.  One whose descriptor was closed behind
  * Perl's back is kept (a small, bounded leak) rather than freed, since
  * freeing it would close a descriptor that is not its own. */

@@ -1,5 +1,5 @@
-# Proves: adopt serves WebSockets behind Feersum, from a PSGI and a native
-# handler.
+# Proves: adopt serves WebSockets behind Feersum, from a PSGI and a
+# native handler, including a frame sent along with the upgrade request.
 # POD: EV::Websockets, "adopt" (the Feersum example).
 #
 # adopt() behind Feersum: a PSGI handler adopting psgix.io, and a native
@@ -12,10 +12,12 @@
 #   socket ("Invalid PSGI response").  Feersum closes its descriptor once the
 #   request is over, even though psgix.io still wraps it, so psgix.io's
 #   descriptor is closed twice (see the second subtest); adopting a dup of
-#   psgix.io avoids that.
+#   psgix.io avoids that.  What Feersum read past the request head it
+#   pushes back into psgix.io's PerlIO buffer.
 # - native: Feersum::Connection has no io method, and $req->env has no
 #   psgix.io; $req->fileno is the socket, which Feersum closes when $req is
 #   freed, so the handler adopts a dup of it (open '+<&').
+# t/server/adopt-behind-feersum-1.5.t tests the newer Feersum API.
 use strict;
 use warnings;
 use Test::More;
@@ -25,6 +27,7 @@ use IO::Socket::INET;
 use File::Temp qw(tempfile);
 use lib 't/lib';
 use TestWS;
+use RawPeer;
 
 BEGIN {
     plan skip_all => "Feersum cannot be loaded: $@" unless eval { require Feersum; 1 };
@@ -202,6 +205,36 @@ subtest 'PSGI: adopting a duplicate of psgix.io' => sub {
     # descriptor as the request ends; Feersum reports its own failed close.
     is_deeply([ grep { $_ ne 'close at destruction: Bad file descriptor' } split /\n/, $noise ], [],
         'nothing on STDERR but Feersum 1.41\'s note about its double close');
+};
+
+# A client that sends its first frame in the same write as the upgrade
+# request: Feersum reads both, and pushes what follows the request head back
+# into psgix.io's PerlIO buffer, where adopt takes it from.
+subtest 'PSGI: a frame right behind the upgrade request is served' => sub {
+    my %s;
+    $ctx = EV::Websockets::Context->new;
+    $feersum->psgi_request_handler(sub {
+        my $env = shift;
+        $ctx->adopt(fh => $env->{'psgix.io'}, initial_data => upgrade_request($env),
+            recording(\%s, on_message => $echo));
+        return sub { };
+    });
+    my $request = "GET /eager HTTP/1.1\r\nHost: 127.0.0.1:$port\r\nUpgrade: websocket\r\n"
+        . "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        . "Sec-WebSocket-Version: 13\r\n\r\n";
+    my $frame = RawPeer::frame({ mode => 'client' }, opcode => 1, payload => 'eager');
+    my $peer;
+    my $noise = stderr_of(sub {
+        $peer = RawPeer->client(port => $port, request => $request . $frame);
+        run_until(sub { $peer->messages || $peer->{eof} });
+        $peer->send_frame(opcode => 8, payload => RawPeer::close_payload(1000, ''));
+        run_until(sub { $peer->{eof} && $s{close} });
+    });
+    ok($peer->{open}, 'upgraded');
+    is_deeply([ $peer->messages ], [ [ 1, 'echo:eager' ] ], 'the frame sent with the request is echoed');
+    is_deeply($s{message}, [ [ 'eager', 0, 1 ] ], '... once');
+    is_deeply($s{close}, [ [ 1000, '' ] ], 'closed cleanly');
+    is($noise, '', 'nothing on STDERR');
 };
 
 subtest 'native request_handler' => sub {

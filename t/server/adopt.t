@@ -1,10 +1,12 @@
 # Proves: adopt upgrades a socket accepted elsewhere, with or without
-# initial_data, takes listener options and owns its own descriptor.
+# initial_data, takes listener options, owns its own descriptor and serves
+# the bytes the handle had buffered.
 # POD: EV::Websockets, "adopt" and "Exceptions (croak)".
 #
 # adopt(): validation, the upgrade on a socket accepted elsewhere (with and
 # without initial_data), listener-like options, who owns the descriptor,
-# and adoption from an AnyEvent tcp_server.
+# bytes left in the handle's buffer (on a Unix socketpair), and adoption
+# from an AnyEvent tcp_server.
 use strict;
 use warnings;
 use Test::More;
@@ -299,6 +301,53 @@ subtest 'the module keeps the handle alive while it serves' => sub {
     ok(run_until(sub { $peer->{eof} && $s{close} }), 'closed by the peer, TCP closed by the server');
     is_deeply($s{close}, [ [ 1001, 'away' ] ], 'server on_close with the peer\'s code and reason');
     ok(!defined $wio, 'the module let go of the handle once done');
+};
+
+# Bytes read from the socket before adopt, left in the handle's PerlIO
+# buffer: by a buffered read, or pushed back as Feersum does when it hands
+# over psgix.io or $req->io.  adopt serves them before what the socket
+# holds.  On a Unix socketpair, as Feersum's TLS listeners hand it over.
+subtest 'bytes buffered in the handle are served first' => sub {
+    my $request = "GET /early HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        . "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        . "Sec-WebSocket-Version: 13\r\n\r\n";
+    # How the bytes behind the request end up in the handle's buffer.
+    my $buffered_read = sub {
+        my ($fh) = @_;
+        read($fh, my $head, length $request) == length $request or die "read: $!";
+        return $head;
+    };
+    my $push_back = sub {
+        my ($fh, $early) = @_;
+        sysread($fh, my $head, length $request) == length $request or die "sysread: $!";
+        my $skipped = '';
+        sysread($fh, $skipped, length($early) - length $skipped, length $skipped) or die "sysread: $!"
+            while length $skipped < length $early;
+        $fh->ungetc(ord) for reverse split //, $early;
+        return $head;
+    };
+    my @cases = (
+        [ 'a buffered read',                          $buffered_read, 'early' ],
+        [ 'a push-back (ungetc, as PerlIO_unread)',   $push_back,     'early' ],
+        [ 'a push-back larger than the buffer (stacked layers)', $push_back, 'x' x 20000 ],
+    );
+    for my $case (@cases) {
+        my ($how, $buffer, $payload) = @$case;
+        my $ctx = EV::Websockets::Context->new;
+        socketpair(my $client, my $server, AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
+        my $early = RawPeer::frame({ mode => 'client' }, opcode => 1, payload => $payload);
+        syswrite($client, $request . $early) == length($request . $early) or die "write: $!";
+        my $head = $buffer->($server, $early);
+        my %s;
+        $ctx->adopt(fh => $server, initial_data => $head, recording(\%s, on_message => $echo));
+        $client->blocking(0);
+        my $got = '';
+        my $w = EV::io($client, EV::READ, sub { sysread($client, $got, 65536, length $got) or $_[0]->stop });
+        ok(run_until(sub { $s{message} && length $got > length $payload }), "$how: served");
+        like($got, qr/\AHTTP\/1\.1 101 /, "$how: the 101 first");
+        is(substr($got, -length $payload), $payload, "$how: then the echo of the buffered frame");
+        is_deeply($s{message}, [ [ $payload, 0, 1 ] ], "$how: on_message saw it once, whole");
+    }
 };
 
 subtest 'AnyEvent tcp_server: adopt in the accept callback' => sub {
