@@ -176,7 +176,7 @@ environment's. For proxy failures see L</on_error messages>.
 =item ssl_cert => $file, ssl_key => $file
 
 Client certificate and key (PEM) for mutual TLS, shown to wss:// servers
-that ask for one. Both are needed together. Keys may be PKCS#8, PKCS#1
+that ask for one (see L</Making certificates>). Both are needed together. Keys may be PKCS#8, PKCS#1
 (RSA) or SEC1 (EC); the key must match the certificate.
 
 =item ssl_ca => $file
@@ -533,8 +533,8 @@ takeover chosen for memory; see L</Compression presets>.
 
 =item ssl_cert => $file, ssl_key => $file, ssl_ca => $file
 
-Serve wss:// with this certificate chain and key (PEM), TLS 1.2 or 1.3.
-With C<ssl_ca>, clients must present a certificate signed by one of its
+Serve wss:// with this certificate chain and key (PEM), TLS 1.2 or 1.3
+(L</Making certificates> shows how to make them). With C<ssl_ca>, clients must present a certificate signed by one of its
 CAs (mutual TLS); a client without one is refused during the TLS
 handshake. Unreadable or mismatched files croak
 C<< "Failed to create vhost for listening: <reason>" >>. Empty strings
@@ -1989,6 +1989,12 @@ Inflation is bounded by C<max_message_size>.
 =item *
 
 C<EV_WS_DEBUG=1> in the environment turns on debug output.
+
+=item *
+
+Host names with several addresses are dialled the Happy Eyeballs way
+(L</Addresses>), and TLS failures say what is wrong and what to do
+(L</on_error messages>, L</Making certificates>).
 
 =back
 

@@ -536,6 +536,25 @@ mod tests {
     }
 
     #[test]
+    fn the_deadline_ends_the_race_and_its_socket_outlives_the_call() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://127.0.0.1:{}/", server.local_addr().unwrap().port());
+        let mut link = Link::new(true);
+        let connect_by = far();
+        let (mut dial, _) = Dial::start(request(&url), connect_by, &mut link).unwrap();
+        assert_eq!(dial.stage(), Stage::Connecting);
+        assert_eq!(dial.wake_at(), connect_by, "one address: only the deadline");
+        let watched = dial.watch().expect("the attempt's socket");
+        assert!(!watched.readable);
+        match dial.on_timer(connect_by, &mut link) {
+            Progress::Failed(text) => assert_eq!(text, "connect timeout"),
+            other => panic!("{other:?}"),
+        }
+        assert!(dial.watch().is_none());
+        assert_eq!(link.retired.len(), 1, "kept open until the watcher moved");
+    }
+
+    #[test]
     fn a_tls_answer_to_ws_says_use_wss() {
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("ws://127.0.0.1:{}/", server.local_addr().unwrap().port());
