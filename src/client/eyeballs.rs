@@ -103,17 +103,14 @@ pub enum Step {
     Failed(Option<io::Error>),
 }
 
-struct Attempt {
-    socket: TcpStream,
-}
-
 /// Connection attempts to a host's addresses on the [`Schedule`].  While
 /// one attempt runs, the loop watches its socket; from the second on, a
 /// poll of them all (an epoll descriptor, readable when any attempt
 /// is).
 pub struct Race {
     schedule: Schedule,
-    attempts: Vec<Attempt>,
+    /// The sockets of the attempts under way, oldest first.
+    attempts: Vec<TcpStream>,
     poll: Option<(Poll, Events)>,
     last_error: Option<io::Error>,
 }
@@ -135,7 +132,7 @@ impl Race {
                 readable: true,
             }),
             (None, Some(attempt)) => Some(Watch {
-                fd: attempt.socket.as_raw_fd(),
+                fd: attempt.as_raw_fd(),
                 readable: false,
             }),
             (None, None) => None,
@@ -157,13 +154,13 @@ impl Race {
         }
         let mut i = 0;
         while i < self.attempts.len() {
-            match outcome(&self.attempts[i].socket) {
+            match outcome(&self.attempts[i]) {
                 None => i += 1,
                 Some(Ok(peer)) => return self.won(i, peer, link),
                 Some(Err(e)) => {
                     let lost = self.attempts.remove(i);
                     if self.poll.is_none() {
-                        link.retire(Box::new(lost.socket));
+                        link.retire(Box::new(lost));
                     }
                     self.last_error = Some(e);
                     self.schedule.failed();
@@ -198,7 +195,7 @@ impl Race {
             let poll = Poll::new()?;
             for attempt in &mut self.attempts {
                 poll.registry()
-                    .register(&mut attempt.socket, Token(0), Interest::WRITABLE)?;
+                    .register(attempt, Token(0), Interest::WRITABLE)?;
             }
             self.poll = Some((poll, Events::with_capacity(8)));
         }
@@ -206,19 +203,19 @@ impl Race {
             poll.registry()
                 .register(&mut socket, Token(0), Interest::WRITABLE)?;
         }
-        self.attempts.push(Attempt { socket });
+        self.attempts.push(socket);
         Ok(())
     }
 
     fn won(&mut self, i: usize, peer: SocketAddr, link: &mut Link) -> Step {
         let mut winner = self.attempts.swap_remove(i);
         if let Some((poll, _)) = &self.poll {
-            let _ = poll.registry().deregister(&mut winner.socket);
+            let _ = poll.registry().deregister(&mut winner);
             // The loop watches the poll, not these: close them now.
             self.attempts.clear();
             link.socket_gen = link.socket_gen.wrapping_add(1);
         }
-        link.socket = Some(winner.socket);
+        link.socket = Some(winner);
         Step::Connected(peer)
     }
 }
