@@ -8,7 +8,10 @@
 # --cert/--key it uses the test certificate of this distribution
 # (t/certs/server.pem, issued to localhost, 127.0.0.1 and ::1 by the test
 # CA t/certs/ca.pem) so that it can be tried at once; use your own for
-# anything real.  Stop it with Ctrl-C (SIGINT) or SIGTERM: open connections
+# anything real: eg/make_certs.pl makes a CA and a server certificate
+# signed by it (perl eg/make_certs.pl --dir certs, then --cert
+# certs/server.pem --key certs/server-key.pem here and --ca certs/ca.pem
+# for the client).  Stop it with Ctrl-C (SIGINT) or SIGTERM: open connections
 # are closed with 1001.
 #
 # Client: connects to URL (default wss://localhost:9011/), sends one message,
@@ -132,7 +135,8 @@ sub run_client {
         },
         on_error => sub {
             my ($conn, $err) = @_;
-            # e.g. "TLS handshake failed: invalid peer certificate: UnknownIssuer"
+            # e.g. "TLS handshake failed: the server's certificate is not
+            # signed by a CA in ssl_ca ..." (see "on_error messages")
             print STDERR "error: $err\n";
             EV::break;
         },

@@ -176,13 +176,14 @@ environment's. For proxy failures see L</on_error messages>.
 =item ssl_cert => $file, ssl_key => $file
 
 Client certificate and key (PEM) for mutual TLS, shown to wss:// servers
-that ask for one. Both are needed together. Keys may be PKCS#8, PKCS#1
+that ask for one (see L</Making certificates>). Both are needed together. Keys may be PKCS#8, PKCS#1
 (RSA) or SEC1 (EC); the key must match the certificate.
 
 =item ssl_ca => $file
 
 CA certificates (PEM) used as the trust store for verifying servers,
-replacing the system roots (like curl's C<--cacert>). Without it the
+replacing the system roots (like curl's C<--cacert>); see
+L</Making certificates> for making a CA of your own. Without it the
 system's trust store is used (on Debian F</etc/ssl/certs>;
 C<SSL_CERT_FILE> and C<SSL_CERT_DIR> in the environment override where it
 is looked for). The trust store is loaded when the context's first
@@ -247,8 +248,8 @@ allowed).
 
 =item connect_timeout => $seconds
 
-Deadline for the whole opening: DNS, TCP, proxy, TLS and the HTTP upgrade.
-When it passes, the socket is closed at once, C<on_error> fires once with
+Deadline for the whole opening: DNS, TCP (every address tried, see
+L</Addresses>), proxy, TLS and the HTTP upgrade. When it passes, the socket is closed at once, C<on_error> fires once with
 C<"connect timeout">, the state becomes C<closed>, and nothing fires
 afterwards. Without this option (or with 0, a negative value or undef) a
 deadline of 30 seconds applies. Redirects do not restart it.
@@ -380,6 +381,22 @@ same origin (scheme, host and port).
 
 A failure before the handshake completes fires C<on_error> only, never
 C<on_close>; the state inside it is C<closed>.
+
+=head3 Addresses
+
+A host name may resolve to several addresses, IPv6 and IPv4 ones. They
+are dialled the Happy Eyeballs way (RFC 8305): IPv6 addresses first, then
+the families alternate (each in the resolver's order). The first address
+is tried at once; each next one 250 ms after the previous attempt started
+if no attempt has connected by then, or at once when an attempt fails.
+Earlier attempts keep going meanwhile; the first to connect is used and
+the others are closed. So an address that never answers (an IPv6 route
+that drops packets, say) delays the connection by 250 ms, not by
+C<connect_timeout>. C<connect_timeout> bounds all the attempts together
+(and the rest of the opening); when every address has failed,
+C<on_error> reports the last failure (C<connect failed: Connection
+refused>), or C<connect timeout> when attempts were still waiting at the
+deadline. The connection to a proxy is made the same way.
 
 =head2 listen
 
@@ -516,8 +533,8 @@ takeover chosen for memory; see L</Compression presets>.
 
 =item ssl_cert => $file, ssl_key => $file, ssl_ca => $file
 
-Serve wss:// with this certificate chain and key (PEM), TLS 1.2 or 1.3.
-With C<ssl_ca>, clients must present a certificate signed by one of its
+Serve wss:// with this certificate chain and key (PEM), TLS 1.2 or 1.3
+(L</Making certificates> shows how to make them). With C<ssl_ca>, clients must present a certificate signed by one of its
 CAs (mutual TLS); a client without one is refused during the TLS
 handshake. Unreadable or mismatched files croak
 C<< "Failed to create vhost for listening: <reason>" >>. Empty strings
@@ -1416,8 +1433,9 @@ C<no address> when the answer was empty.
 
 =item C<< connect failed: <os error> >>
 
-No address of the host took the TCP connection (each is tried in turn),
-for example C<connect failed: Connection refused>. (C<< connect failed: no
+No address of the host took the TCP connection (see L</Addresses>); the
+error is the last attempt's, for example C<connect failed: Connection
+refused>. (C<< connect failed: no
 address for '<host>' >> if there was no address to try.)
 
 =item C<< proxy failed: HTTP <code> <reason> >>
@@ -1448,11 +1466,48 @@ another protocol> or C<SOCKS5 bad address type>.
 
 =item C<< TLS handshake failed: <reason> >>
 
-For example C<TLS handshake failed: invalid peer certificate: UnknownIssuer>,
-C<< TLS handshake failed: invalid peer certificate: certificate not valid
-for name "<host>"; ... >>, or
-C<TLS handshake failed: received fatal alert: CertificateRequired> (the
-server wanted a client certificate).
+The reason says what is wrong and what to do about it. The usual ones:
+
+=over 4
+
+=item C<the server's certificate is a CA certificate, not a server certificate: make a CA and sign a server certificate with it (see "Making certificates" in EV::Websockets)>
+
+The server shows a CA certificate, typically one made with C<openssl req
+-x509> and given to the client as C<ssl_ca> too. See
+L</Making certificates>.
+
+=item C<< the server's certificate is not signed by a CA in ssl_ca (or the system's trust store): give the CA certificate that signed it as ssl_ca (a self-signed certificate is not its own CA; see "Making certificates" in EV::Websockets) >>
+
+The certificate's issuer is not trusted: no C<ssl_ca>, or another CA's.
+
+=item C<< the server's certificate is for <names>, not <host>: connect to a name it is for, or make a certificate for this one (see "Making certificates" in EV::Websockets) >>
+
+The host of the URL is none of the DNS names and IP addresses the
+certificate lists (for example C<the server's certificate is for
+localhost, 127.0.0.1, not 10.0.0.5: ...>).
+
+=item C<< the server's certificate expired on <YYYY-MM-DD hh:mm:ss> UTC: renew it (or check this machine's clock) >>, C<< the server's certificate is not valid before <YYYY-MM-DD hh:mm:ss> UTC: check this machine's clock >>
+
+=item C<< the server's certificate is not for a TLS server: make one with extendedKeyUsage serverAuth (see "Making certificates" in EV::Websockets) >>
+
+=item C<the server does not speak TLS: use ws://>
+
+A wss:// URL for a server that answered in the clear.
+
+=item C<the server requires a client certificate: give the context ssl_cert and ssl_key>
+
+The server (a listener with C<ssl_ca>) asks for mutual TLS.
+
+=item C<the server does not trust our client certificate: sign it with a CA in the server's ssl_ca>, C<< the server refused our client certificate (<alert>): it must be valid now, signed by a CA in the server's ssl_ca, with extendedKeyUsage clientAuth >>
+
+=back
+
+Other failures keep rustls' words, for example C<TLS handshake failed:
+received fatal alert: HandshakeFailure>.
+
+=item C<handshake failed: the server speaks TLS: use wss://>
+
+A ws:// URL for a TLS server: it answered the request with a TLS record.
 
 =item C<< handshake failed: HTTP <code> <reason> >>
 
@@ -1563,7 +1618,53 @@ authenticated, so a machine in the path can read and change it. Use it
 for tests, or when the peer is authenticated some other way.
 
 A TLS listener with C<ssl_ca> requires and verifies client certificates;
-without C<ssl_ca> it accepts any client.
+without C<ssl_ca> it accepts any client. A client that speaks plain HTTP
+to a TLS listener (a ws:// URL for a wss:// server) gets a TLS alert and
+the connection is closed, with no callback, like the other failures
+before the upgrade; an EV::Websockets client reports C<handshake failed:
+the server speaks TLS: use wss://>.
+
+=head2 Making certificates
+
+A TLS server needs a certificate that names the hosts clients connect to,
+signed by a CA the clients trust. For a public server that CA is a public
+one (Let's Encrypt, say) and clients need no C<ssl_ca>. For your own
+servers and tests, make a CA of your own: F<eg/make_certs.pl> does it with
+C<openssl>:
+
+    perl eg/make_certs.pl --dir certs --client
+
+writes F<certs/ca.pem> and F<certs/ca-key.pem> (the CA; keep the key
+private), F<certs/server.pem> and F<certs/server-key.pem> (a server
+certificate signed by the CA, for C<localhost>, C<127.0.0.1> and C<::1>;
+C<--name HOST> adds names) and, with C<--client>, F<certs/client.pem> and
+F<certs/client-key.pem> (a client certificate for mutual TLS). Running it
+again in the same directory keeps the CA, so new certificates stay
+trusted. Then:
+
+    # the server shows its certificate (and, with ssl_ca, requires a
+    # client certificate signed by the CA)
+    $ctx->listen(port => 9011,
+        ssl_cert => 'certs/server.pem', ssl_key => 'certs/server-key.pem',
+        ssl_ca   => 'certs/ca.pem',    # only for mutual TLS
+        on_message => sub { ... });
+
+    # the client trusts the CA (and shows its own certificate)
+    my $client = EV::Websockets::Context->new(
+        ssl_ca   => 'certs/ca.pem',
+        ssl_cert => 'certs/client.pem', ssl_key => 'certs/client-key.pem');
+    $client->connect(url => 'wss://localhost:9011/', ...);
+
+The same with C<openssl> by hand: a CA (C<basicConstraints =
+critical, CA:TRUE>, C<keyUsage = keyCertSign, cRLSign>), then a key and a
+certificate request for the server, signed with C<openssl x509 -req -CA
+ca.pem -CAkey ca-key.pem> and an extension file holding
+C<basicConstraints = CA:FALSE>, C<extendedKeyUsage = serverAuth> and
+C<subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1> (clients check the
+names there, not the common name). A single self-signed certificate
+(C<openssl req -x509>) does not work as both the server's certificate and
+the client's C<ssl_ca>: it is a CA certificate, which a server may not
+show (L</on_error messages> says so).
 
 A connection closes its socket only once the TLS session has written all
 its records as well as the send queue: the end of the last message before
@@ -1944,6 +2045,12 @@ Inflation is bounded by C<max_message_size>.
 
 C<EV_WS_DEBUG=1> in the environment turns on debug output.
 
+=item *
+
+Host names with several addresses are dialled the Happy Eyeballs way
+(L</Addresses>), and TLS failures say what is wrong and what to do
+(L</on_error messages>, L</Making certificates>).
+
 =back
 
 =head1 DEBUGGING
@@ -1967,7 +2074,8 @@ the guard made of it.
 
 F<eg/> holds runnable examples, for instance F<demo.pl> (a chat server and
 two clients in one loop), F<echo_server.pl> and F<echo_client.pl>,
-F<chat_server.pl>, F<tls_server.pl>, and F<feersum_psgi.pl> and
+F<chat_server.pl>, F<tls_server.pl>, F<make_certs.pl> (see
+L</Making certificates>), and F<feersum_psgi.pl> and
 F<feersum_native.pl> (see L</adopt>). Run them from the build directory
 with C<perl -Mblib>.
 

@@ -1,24 +1,24 @@
 //! The client's way to an open connection as a state machine: resolving
-//! the host, trying its addresses in turn, the proxy tunnel, starting TLS,
-//! following redirects, and the upgrade request and its answer.
+//! the host, racing its addresses (Happy Eyeballs, [`crate::client::eyeballs`]),
+//! the proxy tunnel, starting TLS, following redirects, and the upgrade
+//! request and its answer, all within the connect deadline.
 //!
 //! [`Dial`] works on the connection's [`Link`] and says what happens next
 //! as a [`Progress`]; the owner writes, opens the session or fails as told.
 
-use std::collections::VecDeque;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-
-use mio::net::TcpStream;
+use std::time::Instant;
 
 use crate::client::endpoint::{self, Endpoint};
+use crate::client::eyeballs::{Race, Step, Watch};
 use crate::client::handshake::{Accepted, Answer, ClientHandshake};
 use crate::client::proxy::{Proxy, ProxySettings, Tunnel, TunnelStep};
 use crate::client::resolver::{Lookup, Waker};
 use crate::net::link::Link;
 use crate::net::os_error;
 use crate::net::tls::{self, ClientTls};
+use crate::net::tls_error;
 use crate::protocol::deflate::Offer;
 use crate::protocol::handshake::Parsed;
 
@@ -45,7 +45,7 @@ pub struct ClientRequest {
 pub enum Stage {
     /// Waiting for the resolver thread.
     Resolving,
-    /// TCP connect under way on the link's socket.
+    /// TCP connect attempts under way (the race's).
     Connecting,
     /// Asking the proxy for a tunnel.
     Tunneling,
@@ -80,9 +80,13 @@ enum State {
 pub struct Dial {
     request: ClientRequest,
     state: State,
-    /// Addresses still to try, and the host for error texts.
-    candidates: VecDeque<SocketAddr>,
+    /// The connect attempts, while connecting.
+    race: Option<Race>,
+    /// The host being connected to (the server's or the proxy's), for
+    /// error texts.
     host: String,
+    /// The whole dial must be done by then.
+    connect_by: Instant,
     /// The current target is wss://, on this host (the TLS server name).
     secure: bool,
     target_host: String,
@@ -96,9 +100,14 @@ pub struct Dial {
 }
 
 impl Dial {
-    /// Check `request` and start reaching its server on `link`.  Errors
-    /// are argument errors; what happens on the network is the progress.
-    pub fn start(request: ClientRequest, link: &mut Link) -> Result<(Box<Dial>, Progress), String> {
+    /// Check `request` and start reaching its server on `link`, by
+    /// `connect_by`.  Errors are argument errors; what happens on the
+    /// network is the progress.
+    pub fn start(
+        request: ClientRequest,
+        connect_by: Instant,
+        link: &mut Link,
+    ) -> Result<(Box<Dial>, Progress), String> {
         let target = endpoint::parse(&request.url).map_err(|e| e.to_string())?;
         crate::client::handshake::validate_user_headers(&request.headers)?;
         if let Some(p) = request.protocol.as_deref().filter(|p| !p.is_empty()) {
@@ -116,8 +125,9 @@ impl Dial {
         let mut dial = Box::new(Dial {
             request,
             state: State::Done,
-            candidates: VecDeque::new(),
+            race: None,
             host: String::new(),
+            connect_by,
             secure: target.tls,
             target_host: target.host.clone(),
             redirects_left: MAX_REDIRECTS,
@@ -142,6 +152,38 @@ impl Dial {
     fn fail(&mut self, text: String) -> Progress {
         self.state = State::Done;
         Progress::Failed(text)
+    }
+
+    /// When the owner's timer must call [`Dial::on_timer`]: the connect
+    /// deadline, or sooner when the race starts its next attempt.
+    pub fn wake_at(&self) -> Instant {
+        let next_attempt = self.race.as_ref().and_then(Race::wake_at);
+        next_attempt.map_or(self.connect_by, |at| at.min(self.connect_by))
+    }
+
+    /// What the loop watches while connecting.
+    pub fn watch(&self) -> Option<Watch> {
+        self.race.as_ref().and_then(Race::watch)
+    }
+
+    /// The race is over (or abandoned): what of it the loop may still
+    /// watch stays open until the next call.
+    pub fn retire(&mut self, link: &mut Link) {
+        if let Some(race) = self.race.take()
+            && race.watch().is_some()
+        {
+            link.retire(Box::new(race));
+        }
+    }
+
+    /// The owner's timer fired: the deadline passed, or the next attempt
+    /// is due.
+    pub fn on_timer(&mut self, now: Instant, link: &mut Link) -> Progress {
+        if now >= self.connect_by {
+            self.retire(link);
+            return self.fail("connect timeout".into());
+        }
+        self.race_on(now, link)
     }
 
     /// Prepare the request for `target` and start reaching it, directly or
@@ -219,9 +261,7 @@ impl Dial {
     /// Resolve `self.host` (unless it is an IP literal) and connect.
     fn resolve(&mut self, port: u16, handshake: ClientHandshake, link: &mut Link) -> Progress {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
-            self.state = State::Connecting(handshake);
-            self.candidates.push_back(SocketAddr::new(ip, port));
-            return self.try_next_address(None, link);
+            return self.connect(vec![SocketAddr::new(ip, port)], handshake, link);
         }
         match Lookup::start(&self.host, port, Arc::clone(&self.request.waker)) {
             Ok(lookup) => {
@@ -258,11 +298,7 @@ impl Dial {
                 self.host = proxy.host.clone();
                 self.resolve(proxy.port, handshake, link)
             }
-            Ok(addrs) if !addrs.is_empty() => {
-                self.state = State::Connecting(handshake);
-                self.candidates.extend(addrs);
-                self.try_next_address(None, link)
-            }
+            Ok(addrs) if !addrs.is_empty() => self.connect(addrs, handshake, link),
             Ok(_) => self.lookup_failed("no address"),
             Err(e) => self.lookup_failed(&os_error::text(&e)),
         }
@@ -273,52 +309,47 @@ impl Dial {
         self.fail(text)
     }
 
-    fn try_next_address(&mut self, mut last_error: Option<io::Error>, link: &mut Link) -> Progress {
-        if let Some(old) = link.socket.take() {
-            link.retired = Some(old);
-        }
-        while let Some(addr) = self.candidates.pop_front() {
-            match TcpStream::connect(addr) {
-                Ok(socket) => {
-                    let _ = socket.set_nodelay(true);
-                    link.socket = Some(socket);
-                    link.socket_gen = link.socket_gen.wrapping_add(1);
-                    return Progress::Wait;
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        let text = match last_error {
-            Some(e) => format!("connect failed: {}", os_error::text(&e)),
-            None => format!("connect failed: no address for '{}'", self.host),
-        };
-        self.fail(text)
+    /// Race `addrs` for the TCP connection.
+    fn connect(
+        &mut self,
+        addrs: Vec<SocketAddr>,
+        handshake: ClientHandshake,
+        link: &mut Link,
+    ) -> Progress {
+        self.state = State::Connecting(handshake);
+        self.race = Some(Race::new(addrs));
+        self.race_on(Instant::now(), link)
     }
 
-    /// The socket is writable: while connecting, the connect finished
-    /// (or failed, and the next address is tried).
-    pub fn on_writable(&mut self, link: &mut Link) -> Progress {
-        if !matches!(self.state, State::Connecting(_)) {
-            return Progress::Write;
-        }
-        let Some(socket) = link.socket.as_ref() else {
+    /// An attempt's socket (or the poll of them) is ready: see whether one
+    /// connected, or failed and the next is due.
+    pub fn on_connecting(&mut self, link: &mut Link) -> Progress {
+        self.race_on(Instant::now(), link)
+    }
+
+    fn race_on(&mut self, now: Instant, link: &mut Link) -> Progress {
+        let Some(race) = self.race.as_mut() else {
             return Progress::Wait;
         };
-        let connected = match socket.take_error() {
-            Ok(None) => socket.peer_addr(),
-            Ok(Some(e)) | Err(e) => Err(e),
-        };
-        let peer = match connected {
-            Ok(peer) => peer,
-            // Woken before the connect finished.
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Progress::Wait,
-            Err(e) => return self.try_next_address(Some(e), link),
+        let step = race.advance(now, link);
+        if !matches!(step, Step::Waiting) {
+            self.retire(link);
+        }
+        let peer = match step {
+            Step::Waiting => return Progress::Wait,
+            Step::Connected(peer) => peer,
+            Step::Failed(Some(e)) => {
+                return self.fail(format!("connect failed: {}", os_error::text(&e)));
+            }
+            Step::Failed(None) => {
+                let text = format!("connect failed: no address for '{}'", self.host);
+                return self.fail(text);
+            }
         };
         let State::Connecting(handshake) = std::mem::replace(&mut self.state, State::Done) else {
-            unreachable!("checked above");
+            unreachable!("a race runs only while connecting");
         };
         link.peer = Some(peer);
-        self.candidates.clear();
         if self.tunnel.is_some() {
             self.state = State::Tunneling(handshake);
             Progress::Write
@@ -394,6 +425,9 @@ impl Dial {
         let State::AwaitingResponse(handshake) = &self.state else {
             return Progress::Wait;
         };
+        if !self.secure && tls_error::is_tls_record(link.inbuf.data()) {
+            return self.fail("handshake failed: the server speaks TLS: use wss://".into());
+        }
         match handshake.read_response(link.inbuf.data()) {
             Ok(Parsed::Complete(used, Answer::Accepted(accepted))) => {
                 link.inbuf.consume(used);
@@ -449,6 +483,11 @@ mod tests {
         }
     }
 
+    /// A connect deadline the tests never reach.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
     /// What the link would write next.
     fn written(link: &mut Link) -> String {
         let mut wire = Vec::new();
@@ -460,7 +499,7 @@ mod tests {
     fn connected(dial: &mut Dial, link: &mut Link) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match dial.on_writable(link) {
+            match dial.on_connecting(link) {
                 Progress::Wait => assert!(Instant::now() < deadline, "no connect"),
                 Progress::Write => break,
                 other => panic!("{other:?}"),
@@ -479,7 +518,7 @@ mod tests {
             server.local_addr().unwrap().port()
         );
         let mut link = Link::new(true);
-        let (mut dial, progress) = Dial::start(request(&url), &mut link).unwrap();
+        let (mut dial, progress) = Dial::start(request(&url), far(), &mut link).unwrap();
         assert!(matches!(progress, Progress::Wait));
         assert_eq!(dial.stage(), Stage::Connecting);
         assert_eq!(link.socket_gen, 1);
@@ -497,11 +536,47 @@ mod tests {
     }
 
     #[test]
+    fn the_deadline_ends_the_race_and_its_socket_outlives_the_call() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://127.0.0.1:{}/", server.local_addr().unwrap().port());
+        let mut link = Link::new(true);
+        let connect_by = far();
+        let (mut dial, _) = Dial::start(request(&url), connect_by, &mut link).unwrap();
+        assert_eq!(dial.stage(), Stage::Connecting);
+        assert_eq!(dial.wake_at(), connect_by, "one address: only the deadline");
+        let watched = dial.watch().expect("the attempt's socket");
+        assert!(!watched.readable);
+        match dial.on_timer(connect_by, &mut link) {
+            Progress::Failed(text) => assert_eq!(text, "connect timeout"),
+            other => panic!("{other:?}"),
+        }
+        assert!(dial.watch().is_none());
+        assert_eq!(link.retired.len(), 1, "kept open until the watcher moved");
+    }
+
+    #[test]
+    fn a_tls_answer_to_ws_says_use_wss() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("ws://127.0.0.1:{}/", server.local_addr().unwrap().port());
+        let mut link = Link::new(true);
+        let (mut dial, _) = Dial::start(request(&url), far(), &mut link).unwrap();
+        connected(&mut dial, &mut link);
+        // A TLS server's alert, in answer to a request in the clear.
+        link.inbuf.extend(b"\x15\x03\x03\x00\x02\x02\x32");
+        match dial.on_readable(&mut link) {
+            Progress::Failed(text) => {
+                assert_eq!(text, "handshake failed: the server speaks TLS: use wss://")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn the_end_of_the_stream_before_the_answer_fails() {
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("ws://127.0.0.1:{}/", server.local_addr().unwrap().port());
         let mut link = Link::new(true);
-        let (mut dial, _) = Dial::start(request(&url), &mut link).unwrap();
+        let (mut dial, _) = Dial::start(request(&url), far(), &mut link).unwrap();
         connected(&mut dial, &mut link);
         link.eof = Some(None);
         match dial.on_readable(&mut link) {
@@ -518,7 +593,7 @@ mod tests {
         let port = server.local_addr().unwrap().port();
         let mut link = Link::new(true);
         let url = format!("ws://127.0.0.1:{port}/");
-        let (mut dial, _) = Dial::start(request(&url), &mut link).unwrap();
+        let (mut dial, _) = Dial::start(request(&url), far(), &mut link).unwrap();
         for hop in 1..=MAX_REDIRECTS + 1 {
             connected(&mut dial, &mut link);
             let path = if hop == 1 {
@@ -541,7 +616,7 @@ mod tests {
             }
             assert!(matches!(progress, Progress::Wait));
             assert_eq!(dial.stage(), Stage::Connecting);
-            assert!(link.inbuf.is_empty() && link.retired.is_some());
+            assert!(link.inbuf.is_empty() && !link.retired.is_empty());
             assert_eq!(link.socket_gen, u32::from(hop) + 1);
         }
     }
@@ -556,7 +631,7 @@ mod tests {
             ("authorization".into(), b"Basic eA==".to_vec()),
             ("X-Other".into(), b"1".to_vec()),
         ];
-        let (mut dial, _) = Dial::start(r, &mut link).unwrap();
+        let (mut dial, _) = Dial::start(r, far(), &mut link).unwrap();
         connected(&mut dial, &mut link);
         let answer = format!("HTTP/1.1 301 Moved\r\nLocation: ws://[::1]:{port}/\r\n\r\n");
         link.inbuf.extend(answer.as_bytes());
@@ -580,7 +655,7 @@ mod tests {
         let mut r = request(&url);
         r.waker = Arc::new(move || tx.lock().unwrap().send(()).unwrap());
         let mut link = Link::new(true);
-        let (mut dial, progress) = Dial::start(r, &mut link).unwrap();
+        let (mut dial, progress) = Dial::start(r, far(), &mut link).unwrap();
         assert!(matches!(progress, Progress::Wait));
         assert_eq!(dial.stage(), Stage::Resolving);
         assert!(link.socket.is_none());
@@ -596,7 +671,7 @@ mod tests {
     #[test]
     fn argument_errors_come_before_any_socket() {
         let mut link = Link::new(true);
-        let err = |r, link: &mut Link| Dial::start(r, link).err();
+        let err = |r, link: &mut Link| Dial::start(r, far(), link).err();
         assert_eq!(
             err(request("http://x/"), &mut link).as_deref(),
             Some("URL must start with ws:// or wss://")

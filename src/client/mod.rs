@@ -7,6 +7,7 @@
 
 pub mod dial;
 pub mod endpoint;
+pub mod eyeballs;
 pub mod handshake;
 pub mod proxy;
 pub mod resolver;

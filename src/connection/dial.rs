@@ -2,7 +2,9 @@
 //! progress of its [`Dial`] (the state machine in [`crate::client::dial`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::deadline::later;
 use super::{ClientOptions, Connection, Phase};
 use crate::client::dial::{ClientRequest, Dial, Progress};
 use crate::client::resolver::Waker;
@@ -23,8 +25,8 @@ impl Connection {
             proxies: Arc::clone(&opts.proxies),
         };
         let mut conn = Connection::new(Role::Client, &opts.session);
-        conn.deadline.set(Some(opts.connect_timeout));
-        let (dial, progress) = Dial::start(request, &mut conn.link)?;
+        let connect_by = later(Instant::now(), opts.connect_timeout);
+        let (dial, progress) = Dial::start(request, connect_by, &mut conn.link)?;
         conn.phase = Phase::Dialing(dial);
         conn.dialled(progress);
         Ok(conn)
@@ -38,8 +40,15 @@ impl Connection {
         }
     }
 
-    /// Act on what the dial says happens next.
+    /// Act on what the dial says happens next; while it goes on, the timer
+    /// follows its next wake-up.
     pub(super) fn dialled(&mut self, progress: Progress) {
+        if let Phase::Dialing(dial) = &self.phase {
+            let wake_at = Some(dial.wake_at());
+            if self.deadline.at() != wake_at {
+                self.deadline.set_at(wake_at);
+            }
+        }
         match progress {
             Progress::Wait => {}
             Progress::Write => self.write_out(),

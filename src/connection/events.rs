@@ -112,14 +112,30 @@ impl Connection {
             Phase::Closed => false,
         };
         let flushable = self.flushable();
+        // While connecting, what the race of connect attempts watches.
+        let connecting = match &self.phase {
+            Phase::Dialing(dial) if stage == Some(Stage::Connecting) => Some(dial.watch()),
+            _ => None,
+        };
+        let fd = match connecting {
+            Some(watch) => watch.map(|w| w.fd),
+            None => socket.map(AsRawFd::as_raw_fd),
+        };
         Interest {
-            fd: socket.map(AsRawFd::as_raw_fd),
+            fd,
             socket_gen: self.link.socket_gen,
-            read: socket.is_some() && self.link.eof.is_none() && reading,
-            write: socket.is_some()
-                && (stage == Some(Stage::Connecting)
-                    || (flushable && self.link.write_blocked)
-                    || self.link.tls.as_ref().is_some_and(|t| t.wants_write())),
+            read: match connecting {
+                Some(watch) => watch.is_some_and(|w| w.readable),
+                None => socket.is_some() && self.link.eof.is_none() && reading,
+            },
+            write: match connecting {
+                Some(watch) => watch.is_some_and(|w| !w.readable),
+                None => {
+                    socket.is_some()
+                        && ((flushable && self.link.write_blocked)
+                            || self.link.tls.as_ref().is_some_and(|t| t.wants_write()))
+                }
+            },
             prepare: self.session.events_waiting()
                 || (flushable && !self.link.write_blocked && !self.link.out.is_empty()),
             deadline_gen: self.deadline.generation(),

@@ -109,7 +109,14 @@ impl Connection {
     }
 
     pub fn on_readable(&mut self) {
-        self.link.retired = None;
+        self.link.retired.clear();
+        if let Phase::Dialing(dial) = &mut self.phase
+            && dial.stage() == Stage::Connecting
+        {
+            // The poll of the connect attempts.
+            let progress = dial.on_connecting(&mut self.link);
+            return self.dialled(progress);
+        }
         let Some(socket) = self.link.socket.as_mut() else {
             return;
         };
@@ -137,10 +144,10 @@ impl Connection {
     }
 
     pub fn on_writable(&mut self) {
-        self.link.retired = None;
+        self.link.retired.clear();
         match &mut self.phase {
             Phase::Dialing(dial) if dial.stage() == Stage::Connecting => {
-                let progress = dial.on_writable(&mut self.link);
+                let progress = dial.on_connecting(&mut self.link);
                 self.dialled(progress);
             }
             _ => self.write_out(),
@@ -148,7 +155,7 @@ impl Connection {
     }
 
     pub fn on_timer(&mut self) {
-        self.link.retired = None;
+        self.link.retired.clear();
         let now = Instant::now();
         match self.deadline.at() {
             Some(d) if now >= d => {}
@@ -156,8 +163,14 @@ impl Connection {
             Some(_) => return self.deadline.bump(),
             None => return,
         }
-        match self.phase {
-            Phase::Dialing(_) => self.fail_early("connect timeout".into()),
+        match &mut self.phase {
+            Phase::Dialing(dial) => {
+                let progress = dial.on_timer(now, &mut self.link);
+                // The watcher fired once: re-armed even if the dial's next
+                // wake-up did not move.
+                self.deadline.bump();
+                self.dialled(progress);
+            }
             Phase::Session => {
                 let next = self
                     .session
@@ -190,7 +203,7 @@ impl Connection {
     }
 
     pub(super) fn write_out(&mut self) {
-        self.link.retired = None;
+        self.link.retired.clear();
         if !self.flushable() {
             return;
         }
@@ -272,6 +285,9 @@ impl Connection {
     /// handle); the descriptor itself closes when the binding drops us,
     /// after it has stopped its watchers.
     pub(super) fn enter_closed(&mut self) {
+        if let Phase::Dialing(dial) = &mut self.phase {
+            dial.retire(&mut self.link);
+        }
         self.link.shut_down();
         self.phase = Phase::Closed;
         self.deadline.set(None);

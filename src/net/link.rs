@@ -1,6 +1,7 @@
 //! A connection's byte path: its socket, the TLS session over it, and the
 //! buffers of what was read and what waits to be written.
 
+use std::any::Any;
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
@@ -11,9 +12,11 @@ use crate::protocol::outbound::Outbound;
 
 pub struct Link {
     pub socket: Option<TcpStream>,
-    /// A failed connect attempt's socket, closed on the next call (after
-    /// the binding has moved its watcher to the new socket).
-    pub retired: Option<TcpStream>,
+    /// What the binding may still be watching (a failed connect attempt's
+    /// socket, the poll of a race of attempts): closed on the next call,
+    /// after the binding has moved its watcher, so that no descriptor is
+    /// closed (and its number reused) under a watcher.
+    pub retired: Vec<Retired>,
     /// Changes whenever the socket is replaced (another address tried).
     pub socket_gen: u32,
     pub peer: Option<SocketAddr>,
@@ -30,12 +33,16 @@ pub struct Link {
     pub eof: Option<Option<String>>,
 }
 
+/// Something with a descriptor, kept open for a while (see
+/// [`Link::retired`]).
+pub type Retired = Box<dyn Any + Send>;
+
 impl Link {
     /// No socket yet; `masked`: what we send is masked (a client's).
     pub fn new(masked: bool) -> Link {
         Link {
             socket: None,
-            retired: None,
+            retired: Vec::new(),
             socket_gen: 0,
             peer: None,
             tls: None,
@@ -66,10 +73,17 @@ impl Link {
         }
     }
 
+    /// Keep `old` open until the next call.
+    pub fn retire(&mut self, old: Retired) {
+        self.retired.push(old);
+    }
+
     /// Start over on a new socket (a client following a redirect): the old
     /// one is retired, its session and buffers dropped.
     pub fn restart(&mut self) {
-        self.retired = self.socket.take();
+        if let Some(old) = self.socket.take() {
+            self.retire(Box::new(old));
+        }
         self.tls = None;
         self.inbuf.consume(self.inbuf.data().len());
         self.out = Outbound::new(true);

@@ -1,5 +1,5 @@
 //! Bytes over a non-blocking socket: plain TCP or a TLS session, the TLS
-//! configurations of both sides, and error texts of the OS.
+//! configurations of both sides, and error texts of the OS and of TLS.
 //!
 //! Depends on [`crate::protocol`] only (the buffers it reads into and
 //! writes from).
@@ -7,4 +7,5 @@
 pub mod link;
 pub mod os_error;
 pub mod tls;
+pub mod tls_error;
 pub mod transport;

@@ -7,6 +7,7 @@ use mio::net::TcpStream;
 use socket2::SockRef;
 
 use crate::net::os_error;
+use crate::net::tls_error::{self, Side};
 use crate::protocol::inbound::InBuf;
 use crate::protocol::outbound::{Flushed, Outbound};
 
@@ -62,7 +63,7 @@ pub fn receive(
         } else {
             "TLS error"
         };
-        return Err(format!("{what}: {e}"));
+        return Err(format!("{what}: {}", tls_error::explain(&e, Side::of(tls))));
     }
     // The handshake may have something to say back.
     flush_records(socket, tls).map_err(|e| format!("write failed: {}", os_error::text(&e)))?;

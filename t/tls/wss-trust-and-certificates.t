@@ -140,6 +140,7 @@ sub failed_ok {
 }
 
 my $TLS_FAILED = qr/^TLS handshake failed: \S/;
+my $UNTRUSTED  = qr/^TLS handshake failed: the server's certificate is not signed by a CA in ssl_ca /;
 
 my $server = EV::Websockets::Context->new;
 my %sev;
@@ -195,14 +196,14 @@ subtest 'many small messages sent at once arrive in order' => sub {
 subtest 'an untrusted server' => sub {
     my $other = tls_listener($server, 'other-server.pem', 'other-server-key.pem');
     my $r = failure(trusting_ctx(), "wss://$NAME:$other/");
-    failed_ok($r, 'certificate from another CA', $TLS_FAILED, qr/UnknownIssuer|unknown issuer/i);
+    failed_ok($r, 'certificate from another CA', $TLS_FAILED, $UNTRUSTED);
 
     $r = failure(EV::Websockets::Context->new, "wss://$NAME:$port/");
-    failed_ok($r, 'test CA without ssl_ca (system roots)', $TLS_FAILED, qr/UnknownIssuer|unknown issuer/i);
+    failed_ok($r, 'test CA without ssl_ca (system roots)', $TLS_FAILED, $UNTRUSTED);
 
     $r = failure(EV::Websockets::Context->new(ssl_ca => cert('other-ca.pem')), "wss://$NAME:$port/");
     failed_ok($r, 'ssl_ca replaces the roots: trusting only the other CA', $TLS_FAILED,
-        qr/UnknownIssuer|unknown issuer/i);
+        $UNTRUSTED);
 
     echo_ok(exchange(trusting_ctx(), "wss://$NAME:$other/", ssl_verify => 0),
         'another CA, ssl_verify => 0');
@@ -214,9 +215,9 @@ subtest 'an untrusted server' => sub {
 subtest 'a certificate for another name' => sub {
     my $wrong = tls_listener($server, 'wrong-name.pem', 'wrong-name-key.pem');
     my $r = failure(trusting_ctx(), "wss://$NAME:$wrong/");
-    failed_ok($r, "name mismatch ($NAME)", $TLS_FAILED, qr/NotValidForName|name/i);
+    failed_ok($r, "name mismatch ($NAME)", $TLS_FAILED, qr/^TLS handshake failed: the server's certificate is for wrong\.example, not /);
     $r = failure(trusting_ctx(), "wss://127.0.0.1:$wrong/");
-    failed_ok($r, 'name mismatch (127.0.0.1)', $TLS_FAILED, qr/NotValidForName|name/i);
+    failed_ok($r, 'name mismatch (127.0.0.1)', $TLS_FAILED, qr/^TLS handshake failed: the server's certificate is for wrong\.example, not /);
     echo_ok(exchange(trusting_ctx(), "wss://$NAME:$wrong/", ssl_verify => 0), 'wrong name, ssl_verify => 0');
 };
 
@@ -234,7 +235,7 @@ subtest 'client certificates (mTLS)' => sub {
 
     %ev = ();
     $r = failure(trusting_ctx(), "wss://$NAME:$mport/");
-    failed_ok($r, 'without a client certificate', $TLS_FAILED, qr/certificate/i);
+    failed_ok($r, 'without a client certificate', $TLS_FAILED, qr/the server requires a client certificate/);
     ok(!$ev{connect}, 'no server connection for it');
     is(scalar $sctx->connections, 0, '... and none listed');
 
@@ -249,7 +250,7 @@ subtest 'protocol mix-ups fail cleanly' => sub {
     my %pev;
     my $plain = echo_server($pctx, host => '127.0.0.1', recording(\%pev, on_message => \&echo_back));
     my $r = failure(trusting_ctx(), "wss://127.0.0.1:$plain/");
-    failed_ok($r, 'wss:// to a plain listener', $TLS_FAILED);
+    failed_ok($r, 'wss:// to a plain listener', qr/^TLS handshake failed: the server does not speak TLS: use ws:\/\/\z/);
     ok(!$pev{connect}, 'the plain listener made no connection of it');
     echo_ok(exchange(EV::Websockets::Context->new, "ws://127.0.0.1:$plain/"), 'the plain listener still serves ws://');
 
@@ -257,7 +258,7 @@ subtest 'protocol mix-ups fail cleanly' => sub {
     my %tev;
     my $tls = tls_listener($tctx, 'server.pem', 'server-key.pem', recording(\%tev, on_message => \&echo_back));
     $r = failure(EV::Websockets::Context->new, "ws://127.0.0.1:$tls/");
-    failed_ok($r, 'ws:// to a TLS listener', qr/\S/);
+    failed_ok($r, 'ws:// to a TLS listener', qr/^handshake failed: the server speaks TLS: use wss:\/\/\z/);
     ok(!$tev{connect} && !$tev{error} && !$tev{close}, 'no server callback fired for it');
     is(scalar $tctx->connections, 0, '... and no server connection is listed');
     echo_ok(exchange(trusting_ctx(), "wss://$NAME:$tls/"), 'the TLS listener still serves wss://');
