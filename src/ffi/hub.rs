@@ -1,7 +1,9 @@
 //! A context's topics (publish and subscribe): the registry of which
 //! connection subscribes to what, and publish's fan-out, which builds a
 //! message once and queues it on every open subscriber with no call back
-//! into Perl.
+//! into Perl.  With `pubsub`, the hub also owns the bridge to Redis
+//! (src/ffi/pubsub.rs): it tells it of each topic's first and last
+//! subscriber and of each publish.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
@@ -9,6 +11,7 @@ use std::ffi::{c_char, c_int, c_void};
 use super::{EwsConn, EwsError, bytes, free, guard, guard_conn, guard_err, set_error};
 use crate::protocol::prepared::Prepared;
 use crate::protocol::utf8;
+use crate::pubsub::Bridge;
 use crate::topics::{TopicName, Topics};
 
 /// The croak for a text publish that is not UTF-8.
@@ -21,9 +24,13 @@ const NOT_UTF8: &str = "publish: text message is not valid UTF-8 (use binary => 
 /// (`ews_conn_free`, in `conn_detach`), and frees the hub only after all
 /// its connections are detached (`ctx_destroy`).
 pub struct EwsHub {
-    topics: Topics<*mut EwsConn>,
+    pub(super) topics: Topics<*mut EwsConn>,
     /// Each subscriber's C handle, passed to publish's `queued`.
-    handles: HashMap<*mut EwsConn, *mut c_void>,
+    pub(super) handles: HashMap<*mut EwsConn, *mut c_void>,
+    /// The bridge to Redis, with `pubsub`.
+    pub(super) bridge: Option<Bridge>,
+    /// The text of the bridge's last error event, while C reads it.
+    pub(super) last_error: Option<String>,
 }
 
 #[unsafe(no_mangle)]
@@ -32,6 +39,8 @@ pub extern "C" fn ews_hub_new() -> *mut EwsHub {
         Box::into_raw(Box::new(EwsHub {
             topics: Topics::default(),
             handles: HashMap::new(),
+            bridge: None,
+            last_error: None,
         }))
     })
 }
@@ -61,7 +70,13 @@ pub unsafe extern "C" fn ews_hub_subscribe(
     let (hub, topic) = unsafe { (&mut *h, bytes(topic, len)) };
     guard(0, || {
         hub.handles.insert(c, handle);
-        c_int::from(hub.topics.subscribe(c, topic))
+        let new = hub.topics.subscribe(c, topic);
+        if new && hub.topics.subscribers(topic).len() == 1 {
+            if let Some(b) = &mut hub.bridge {
+                b.subscribe(topic);
+            }
+        }
+        c_int::from(new)
     })
 }
 
@@ -80,6 +95,11 @@ pub unsafe extern "C" fn ews_hub_unsubscribe(
     let (hub, topic) = unsafe { (&mut *h, bytes(topic, len)) };
     guard(0, || {
         let was = hub.topics.unsubscribe(c, topic);
+        if was && hub.topics.subscribers(topic).is_empty() {
+            if let Some(b) = &mut hub.bridge {
+                b.unsubscribe(topic);
+            }
+        }
         if !hub.topics.has_member(c) {
             hub.handles.remove(&c);
         }
@@ -97,7 +117,12 @@ pub unsafe extern "C" fn ews_hub_remove(h: *mut EwsHub, c: *mut EwsConn) {
     let hub = unsafe { &mut *h };
     guard((), || {
         if hub.handles.remove(&c).is_some() {
-            hub.topics.remove(c);
+            let bridge = &mut hub.bridge;
+            hub.topics.remove(c, |topic| {
+                if let Some(b) = bridge {
+                    b.unsubscribe(topic);
+                }
+            });
         }
     })
 }
@@ -148,7 +173,8 @@ pub unsafe extern "C" fn ews_hub_subscribers(
 /// Queue `data` (one text or binary message) on every open subscriber of
 /// `topic` but `except` (NULL: none), calling `queued` with the handle of
 /// each one it was queued on (which only marks it for the next flush: no
-/// Perl code).  The number queued, or -1 with `err` saying why not.
+/// Perl code), and hand it to the bridge, if any.  The number queued
+/// locally, or -1 with `err` saying why not.
 ///
 /// # Safety
 /// `h` is live; `except` is null or any pointer (only compared); `topic`
@@ -156,7 +182,7 @@ pub unsafe extern "C" fn ews_hub_subscribers(
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn ews_hub_publish(
-    h: *const EwsHub,
+    h: *mut EwsHub,
     topic: *const c_char,
     topic_len: usize,
     except: *const EwsConn,
@@ -167,34 +193,60 @@ pub unsafe extern "C" fn ews_hub_publish(
     err: *mut EwsError,
 ) -> isize {
     // SAFETY: guaranteed by the caller.
-    let (hub, topic, data) = unsafe { (&*h, bytes(topic, topic_len), bytes(data, len)) };
+    let (hub, topic, data) = unsafe { (&mut *h, bytes(topic, topic_len), bytes(data, len)) };
     guard_err(err, -1, || {
         let binary = binary != 0;
         if !binary && !utf8::is_valid(data) {
             set_error(err, NOT_UTF8);
             return -1;
         }
-        let members = hub.topics.subscribers(topic);
-        if members.iter().all(|&m| std::ptr::eq(m, except)) {
-            return 0;
-        }
-        let mut msg = Prepared::new(binary, data);
-        let mut count = 0;
-        for &member in members {
-            if std::ptr::eq(member, except) {
-                continue;
-            }
-            // SAFETY: the hub's members are live and not otherwise borrowed
-            // during this call (EwsHub's contract); `queued` runs no code
-            // that touches the hub or frees a connection.
-            let conn = unsafe { &mut (*member).0 };
-            if guard_conn(conn, std::ptr::null_mut(), false, |c| {
-                c.queue_prepared(&mut msg)
-            }) {
-                count += 1;
-                queued(hub.handles[&member]);
-            }
+        let count = fan_out(
+            &hub.topics,
+            &hub.handles,
+            topic,
+            except,
+            binary,
+            data,
+            queued,
+        );
+        if let Some(b) = &mut hub.bridge {
+            b.publish(topic, binary, data);
         }
         count
     })
+}
+
+/// Queue one message on every open subscriber of `topic` but `except`:
+/// the number queued.  `data` is valid UTF-8 unless `binary`.
+pub(super) fn fan_out(
+    topics: &Topics<*mut EwsConn>,
+    handles: &HashMap<*mut EwsConn, *mut c_void>,
+    topic: &[u8],
+    except: *const EwsConn,
+    binary: bool,
+    data: &[u8],
+    queued: extern "C" fn(*mut c_void),
+) -> isize {
+    let members = topics.subscribers(topic);
+    if members.iter().all(|&m| std::ptr::eq(m, except)) {
+        return 0;
+    }
+    let mut msg = Prepared::new(binary, data);
+    let mut count = 0;
+    for &member in members {
+        if std::ptr::eq(member, except) {
+            continue;
+        }
+        // SAFETY: the hub's members are live and not otherwise borrowed
+        // during this call (EwsHub's contract); `queued` runs no code
+        // that touches the hub or frees a connection.
+        let conn = unsafe { &mut (*member).0 };
+        if guard_conn(conn, std::ptr::null_mut(), false, |c| {
+            c.queue_prepared(&mut msg)
+        }) {
+            count += 1;
+            queued(handles[&member]);
+        }
+    }
+    count
 }
