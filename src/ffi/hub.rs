@@ -71,10 +71,11 @@ pub unsafe extern "C" fn ews_hub_subscribe(
     guard(0, || {
         hub.handles.insert(c, handle);
         let new = hub.topics.subscribe(c, topic);
-        if new && hub.topics.subscribers(topic).len() == 1 {
-            if let Some(b) = &mut hub.bridge {
-                b.subscribe(topic);
-            }
+        if new
+            && hub.topics.subscribers(topic).len() == 1
+            && let Some(b) = &mut hub.bridge
+        {
+            b.subscribe(topic);
         }
         c_int::from(new)
     })
@@ -95,10 +96,11 @@ pub unsafe extern "C" fn ews_hub_unsubscribe(
     let (hub, topic) = unsafe { (&mut *h, bytes(topic, len)) };
     guard(0, || {
         let was = hub.topics.unsubscribe(c, topic);
-        if was && hub.topics.subscribers(topic).is_empty() {
-            if let Some(b) = &mut hub.bridge {
-                b.unsubscribe(topic);
-            }
+        if was
+            && hub.topics.subscribers(topic).is_empty()
+            && let Some(b) = &mut hub.bridge
+        {
+            b.unsubscribe(topic);
         }
         if !hub.topics.has_member(c) {
             hub.handles.remove(&c);

@@ -26,6 +26,9 @@ pub const OUTPUT_LIMIT: usize = 16 << 20;
 /// How long resolving, connecting and logging in may take together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a message from another publisher goes: (topic, binary, data).
+pub type Deliver<'a> = dyn FnMut(&[u8], bool, &[u8]) + 'a;
+
 /// The two connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -181,12 +184,12 @@ impl Bridge {
         &mut self,
         io: Option<(Side, bool, bool)>,
         now: Instant,
-        deliver: &mut dyn FnMut(&[u8], bool, &[u8]),
+        deliver: &mut Deliver<'_>,
     ) {
-        if let Some((side, readable, writable)) = io {
-            if let Err(e) = self.on_io(side, readable, writable, deliver) {
-                self.fail(e, now);
-            }
+        if let Some((side, readable, writable)) = io
+            && let Err(e) = self.on_io(side, readable, writable, deliver)
+        {
+            self.fail(e, now);
         }
         self.advance(now);
         if let Err(e) = self.flush() {
@@ -199,7 +202,7 @@ impl Bridge {
         side: Side,
         readable: bool,
         writable: bool,
-        deliver: &mut dyn FnMut(&[u8], bool, &[u8]),
+        deliver: &mut Deliver<'_>,
     ) -> Result<(), String> {
         let Bridge {
             settings,
@@ -216,39 +219,37 @@ impl Bridge {
             return Ok(());
         };
         let link = &mut links[side as usize];
-        if writable {
-            if let Err(e) = link.stream.on_writable() {
-                if link.stream.is_connected() {
-                    return Err(lost(&link.stream, e));
-                }
-                // refused: the next address, if the name had another
-                let failed = link.stream.addr();
-                *link = open(settings, wanted, side, addrs, link.addr + 1)
-                    .map_err(|_| format!("cannot connect to Redis at {failed}: {e}"))?;
-                return Ok(());
+        if writable && let Err(e) = link.stream.on_writable() {
+            if link.stream.is_connected() {
+                return Err(lost(&link.stream, e));
             }
+            // refused: the next address, if the name had another
+            let failed = link.stream.addr();
+            *link = open(settings, wanted, side, addrs, link.addr + 1)
+                .map_err(|_| format!("cannot connect to Redis at {failed}: {e}"))?;
+            return Ok(());
         }
         if readable && link.stream.is_connected() {
             let open = link.stream.read().map_err(|e| lost(&link.stream, e))?;
             while let Some(reply) = link.stream.next_reply()? {
                 let bytes = link.stream.reply_bytes();
-                if side == Side::Subscriber {
-                    if let Some((channel, payload)) = message(&reply, bytes) {
-                        if let Some(topic) = channel.strip_prefix(settings.prefix.as_slice()) {
-                            let m = envelope::decode(payload);
-                            if m.origin != Some(*origin) {
-                                stats.received += 1;
-                                deliver(topic, m.binary, m.data);
-                            }
+                if side == Side::Subscriber
+                    && let Some((channel, payload)) = message(&reply, bytes)
+                {
+                    if let Some(topic) = channel.strip_prefix(settings.prefix.as_slice()) {
+                        let m = envelope::decode(payload);
+                        if m.origin != Some(*origin) {
+                            stats.received += 1;
+                            deliver(topic, m.binary, m.data);
                         }
-                        continue;
                     }
+                    continue;
                 }
-                if let Some(what) = link.setup.pop_front() {
-                    if let RangeFrame::Error(e) = reply {
-                        let text = String::from_utf8_lossy(&bytes[e.0..e.1]);
-                        return Err(format!("Redis {what} failed: {text}"));
-                    }
+                if let Some(what) = link.setup.pop_front()
+                    && let RangeFrame::Error(e) = reply
+                {
+                    let text = String::from_utf8_lossy(&bytes[e.0..e.1]);
+                    return Err(format!("Redis {what} failed: {text}"));
                 }
             }
             if !open {
@@ -496,5 +497,206 @@ fn message<'a>(reply: &Reply, bytes: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
             Some((&bytes[channel.0..channel.1], &bytes[payload.0..payload.1]))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::url::RedisUrl;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+
+    /// A redis-server of the test's own on a free port; `None` (the test
+    /// skips) where none is installed.
+    struct Server(Child, u16);
+
+    impl Server {
+        fn start(extra: &[&str]) -> Option<Server> {
+            let bin = "/usr/bin/redis-server";
+            if !std::path::Path::new(bin).exists() {
+                eprintln!("skipped: no {bin}");
+                return None;
+            }
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let start = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(Server(child, port))
+        }
+
+        fn bridge(&self, userinfo: &str, db: u32) -> Bridge {
+            let url = format!("redis://{userinfo}127.0.0.1:{}/{db}", self.1);
+            let settings = Settings {
+                url: RedisUrl::parse(&url).unwrap(),
+                prefix: b"t:".to_vec(),
+            };
+            Bridge::new(settings, Arc::new(|| {}), Instant::now())
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    type Got = Vec<(Vec<u8>, bool, Vec<u8>)>;
+
+    /// Poll every bridge (both sockets, as if ready) at least once, until
+    /// `done` holds.
+    fn drive(bridges: &mut [&mut Bridge], got: &mut [Got], mut done: impl FnMut(&[Got]) -> bool) {
+        let start = Instant::now();
+        loop {
+            for (b, got) in bridges.iter_mut().zip(got.iter_mut()) {
+                for side in [Side::Subscriber, Side::Publisher] {
+                    b.poll(
+                        Some((side, true, true)),
+                        Instant::now(),
+                        &mut |t, bin, d| got.push((t.to_vec(), bin, d.to_vec())),
+                    );
+                }
+            }
+            if done(got) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn up(b: &mut Bridge) -> bool {
+        std::iter::from_fn(|| b.next_event()).any(|e| e == Event::Connected)
+    }
+
+    #[test]
+    fn a_publish_reaches_the_other_bridge_once_and_not_its_own() {
+        let Some(server) = Server::start(&[]) else {
+            return;
+        };
+        let (mut a, mut b) = (server.bridge("", 0), server.bridge("", 0));
+        assert!(!a.stats().connected);
+        a.publish(b"news", false, b"too early");
+        assert_eq!(a.stats().dropped, 1);
+        a.subscribe(b"news");
+        b.subscribe(b"news");
+        let mut got = vec![Got::new(), Got::new()];
+        let (mut a_up, mut b_up) = (false, false);
+        let start = Instant::now();
+        while !(a_up && b_up) {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            drive(&mut [&mut a, &mut b], &mut got, |_| true);
+            a_up |= up(&mut a);
+            b_up |= up(&mut b);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(a.stats().channels, 1);
+        a.publish(b"news", false, b"hello");
+        a.publish(b"news", true, b"\xff");
+        drive(&mut [&mut a, &mut b], &mut got, |g| g[1].len() == 2);
+        assert_eq!(
+            got[1],
+            [
+                (b"news".to_vec(), false, b"hello".to_vec()),
+                (b"news".to_vec(), true, b"\xff".to_vec())
+            ]
+        );
+        assert!(got[0].is_empty(), "its own messages are skipped");
+        assert_eq!((a.stats().published, b.stats().received), (2, 2));
+        a.stop(true);
+        assert!(a.interest(Side::Subscriber).fd.is_none() && a.deadline().is_none());
+    }
+
+    #[test]
+    fn login_failures_are_reported_and_retried() {
+        let Some(server) = Server::start(&["--requirepass", "sesame"]) else {
+            return;
+        };
+        let mut bridges = [
+            server.bridge(":wrong@", 0),
+            server.bridge("", 0),
+            server.bridge(":sesame@", 2),
+        ];
+        let mut got = vec![Got::new(), Got::new(), Got::new()];
+        let mut events: Vec<Vec<Event>> = vec![vec![], vec![], vec![]];
+        let start = Instant::now();
+        while events.iter().any(Vec::is_empty) {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            let [x, y, z] = &mut bridges;
+            drive(&mut [x, y, z], &mut got, |_| true);
+            for (b, e) in bridges.iter_mut().zip(events.iter_mut()) {
+                e.extend(std::iter::from_fn(|| b.next_event()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            matches!(&events[0][0], Event::Error(t) if t.starts_with("Redis AUTH failed: WRONGPASS")),
+            "{:?}",
+            events[0]
+        );
+        assert!(
+            matches!(&events[1][0], Event::Error(t) if t.starts_with("Redis PING failed: NOAUTH")),
+            "{:?}",
+            events[1]
+        );
+        assert_eq!(events[2][0], Event::Connected);
+        // the failed ones wait for their retry
+        assert!(
+            bridges[0].deadline().is_some() && bridges[0].interest(Side::Publisher).fd.is_none()
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_one_error_then_a_backoff() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = Settings {
+            url: RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap(),
+            prefix: b"t:".to_vec(),
+        };
+        let mut b = Bridge::new(settings, Arc::new(|| {}), Instant::now());
+        let mut got = vec![Got::new()];
+        let start = Instant::now();
+        let err = loop {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            drive(&mut [&mut b], &mut got, |_| true);
+            if let Some(e) = b.next_event() {
+                break e;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(
+            matches!(&err, Event::Error(t) if t.starts_with("cannot connect to Redis at 127.0.0.1:")),
+            "{err:?}"
+        );
+        assert_eq!(b.next_event(), None, "one report per failure");
+        let wait = b
+            .deadline()
+            .unwrap()
+            .saturating_duration_since(Instant::now());
+        assert!(
+            wait <= Duration::from_millis(120),
+            "the first retry is soon: {wait:?}"
+        );
     }
 }

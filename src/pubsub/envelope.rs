@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn enveloped_text_that_is_not_utf8_arrives_as_binary() {
-        let d = decode(&envelope(1, false, &[0xff]));
+        let v = envelope(1, false, &[0xff]);
+        let d = decode(&v);
         assert!(d.binary && d.origin == Some(1));
     }
 }

@@ -176,7 +176,6 @@ fn shift(frame: RangeFrame, by: usize) -> RangeFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read as _, Write as _};
     use std::time::{Duration, Instant};
 
     /// Drive `s` until `done` holds (bounded): a tiny poll loop.
@@ -211,7 +210,7 @@ mod tests {
         server
             .write_all(b"*3\r\n$7\r\nmessage\r\n$2\r\nch")
             .unwrap();
-        until(&mut s, |s| s.read().unwrap() && s.reply_bytes().len() >= 24);
+        until(&mut s, |s| s.read().unwrap() && s.reply_bytes().len() >= 23);
         assert_eq!(s.next_reply().unwrap(), None);
         server
             .write_all(b"\r\n$3\r\nhey\r\n:1\r\n-ERR no\r\n")
@@ -238,7 +237,7 @@ mod tests {
         assert_eq!(text(&s, e), b"ERR no");
 
         server.write_all(b"?bad\r\n").unwrap();
-        until(&mut s, |s| s.read().unwrap() && s.reply_bytes().len() > 0);
+        until(&mut s, |s| s.read().unwrap() && !s.reply_bytes().is_empty());
         assert!(s.next_reply().is_err());
         drop(server);
         until(&mut s, |s| !s.read().unwrap());

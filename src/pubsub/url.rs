@@ -35,7 +35,11 @@ impl RedisUrl {
         let host = match url.host() {
             Some(url::Host::Ipv4(a)) => Host::Addr(a.into()),
             Some(url::Host::Ipv6(a)) => Host::Addr(a.into()),
-            Some(url::Host::Domain(d)) if !d.is_empty() => Host::Name(d.to_string()),
+            // redis:// is not a special scheme: its IPv4 hosts come as names
+            Some(url::Host::Domain(d)) if !d.is_empty() => match d.parse() {
+                Ok(ip) => Host::Addr(ip),
+                Err(_) => Host::Name(d.to_string()),
+            },
             _ => return Err(format!("'{text}' has no host")),
         };
         if url.query().is_some() || url.fragment().is_some() {
