@@ -2027,7 +2027,8 @@ the guard made of it.
 
 F<eg/> holds runnable examples, for instance F<demo.pl> (a chat server and
 two clients in one loop), F<echo_server.pl> and F<echo_client.pl>,
-F<chat_server.pl>, F<tls_server.pl>, and F<feersum_psgi.pl> and
+F<chat_server.pl>, F<tls_server.pl>, F<cluster.pl> (worker processes
+sharing topics through Redis), and F<feersum_psgi.pl> and
 F<feersum_native.pl> (see L</adopt>). Run them from the build directory
 with C<perl -Mblib>.
 
