@@ -1184,9 +1184,12 @@ command), one for PUBLISH.  A process is subscribed to a topic's channel
 only while it has local subscribers: the first C<subscribe> to a topic
 sends C<SUBSCRIBE>, the last C<unsubscribe> (or the close of the last
 subscriber) C<UNSUBSCRIBE>.  After a reconnect it subscribes again to
-every channel it needs before C<on_connect> runs.  C<shutdown> and
+every channel it needs before C<on_connect> runs.  Unlike an idle
+context, one with C<pubsub> keeps C<EV::run> running: its connections to
+Redis (or its retry timer) are active watchers.  C<shutdown> and
 destruction stop the bridge at once (after a last write of what is
-queued); messages published afterwards stay local.
+queued); messages published afterwards stay local (and count as
+dropped).
 
 Delivery is at most once: while Redis is unreachable, publishes reach the
 local subscribers and are counted in C<pubsub_stats>' C<dropped>, not
@@ -1844,7 +1847,10 @@ C<< EV::Loop->new >>.
 
 =back
 
-Data queued before the fork is sent once, by the parent.
+Data queued before the fork is sent once, by the parent.  The same holds
+for the connections to Redis of a context with C<pubsub>: a child that
+needs the bridge makes a context of its own (as F<eg/cluster.pl>'s
+workers do).
 
 =head1 DIFFERENCES FROM THE LIBWEBSOCKETS-BASED ORIGINAL
 
