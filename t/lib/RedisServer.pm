@@ -7,6 +7,7 @@ package RedisServer;
 # skips, except in CI, which bails out (need_peer).
 #
 #     my $redis = RedisServer->start;       # waits until it answers PING
+#     RedisServer->start('--requirepass', 'pw');    # extra arguments
 #     $redis->url;                          # redis://127.0.0.1:PORT
 #     $redis->command(qw(PUBSUB NUMSUB ews:news));   # one reply, parsed
 #     $redis->stop; $redis->start_again;
@@ -22,13 +23,14 @@ my @running;
 END { $_->stop for @running }
 
 sub start {
-    my ($class) = @_;
+    my ($class, @extra) = @_;
     my $bin = need_peer('redis-server', find_program('redis-server'),
         'redis-server is not installed (Debian: apt-get install redis-server)');
     my $self = bless {
         bin  => $bin,
         dir  => tempdir('ews-redis-XXXXXX', TMPDIR => 1, CLEANUP => 1),
         port => closed_port(),
+        extra => \@extra,
     }, $class;
     $self->start_again;
     push @running, $self;
@@ -40,10 +42,13 @@ sub start_again {
     my ($self) = @_;
     $self->{daemon} = spawn_daemon([
         $self->{bin}, '--port', $self->{port}, '--bind', '127.0.0.1',
-        '--save', '', '--appendonly', 'no', '--dir', $self->{dir},
+        '--save', '', '--appendonly', 'no', '--dir', $self->{dir}, @{ $self->{extra} },
     ], "$self->{dir}/redis.log");
     my $up;
-    my $probe = EV::timer(0, 0.02, sub { $up = 1 if eval { $self->command('PING') eq 'PONG' } });
+    # a server with a password answers NOAUTH: up too
+    my $probe = EV::timer(0, 0.02, sub {
+        $up = 1 if eval { $self->command('PING') eq 'PONG' } || ($@ // '') =~ /NOAUTH/;
+    });
     run_until(sub { $up || defined $self->{daemon}{status} }, 10);
     die "redis-server did not come up on port $self->{port}: see $self->{dir}/redis.log\n"
         unless $up;
