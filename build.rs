@@ -121,6 +121,8 @@ fn write_header(root: &Path, header: &Path) {
         ("EwsInterest", "ews_interest"),
         ("EwsListener", "ews_listener"),
         ("EwsOptions", "ews_options"),
+        ("EwsPubsub", "ews_pubsub"),
+        ("EwsPubsubStats", "ews_pubsub_stats"),
         ("EwsValue", "ews_value"),
         ("EwsWaker", "ews_waker"),
     ];

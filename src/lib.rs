@@ -12,6 +12,7 @@ pub mod connection;
 pub mod net;
 pub mod options;
 pub mod protocol;
+pub mod pubsub;
 pub mod server;
 pub mod topics;
 

@@ -67,10 +67,14 @@ impl<K: Copy + Eq + Hash, V: Copy> Topics<K, V> {
         true
     }
 
-    /// End every subscription of `member` (its connection is gone).
-    pub fn remove(&mut self, member: K) {
+    /// End every subscription of `member` (its connection is gone),
+    /// telling `emptied` each topic it was the last subscriber of.
+    pub fn remove(&mut self, member: K, mut emptied: impl FnMut(&[u8])) {
         for name in self.of_member.remove(&member).unwrap_or_default() {
             self.leave(member, &name);
+            if !self.by_name.contains_key(&name) {
+                emptied(&name);
+            }
         }
     }
 
@@ -151,13 +155,15 @@ mod tests {
         t.subscribe(7, 'v', b"x");
         t.subscribe(7, 'v', b"y");
         t.subscribe(8, 'v', b"y");
-        t.remove(7);
+        let mut emptied = Vec::new();
+        t.remove(7, |n| emptied.push(n.to_vec()));
+        assert_eq!(emptied, [b"x".to_vec()]);
         assert!(t.topics_of(7).is_empty());
         assert!(t.subscribers(b"x").is_empty());
         assert!(!t.by_name.contains_key(b"x".as_slice()));
         assert_eq!(t.subscribers(b"y"), [(8, 'v')]);
-        t.remove(7); // nothing left: no-op
-        t.remove(8);
+        t.remove(7, |_| panic!("nothing left")); // no-op
+        t.remove(8, |_| {});
         assert!(t.by_name.is_empty() && t.of_member.is_empty());
     }
 
@@ -168,7 +174,7 @@ mod tests {
             t.subscribe(m, 'v', b"big");
         }
         for m in (0..10_000u32).filter(|m| m % 3 == 0) {
-            t.remove(m);
+            t.remove(m, |_| {});
         }
         let left = t.subscribers(b"big");
         assert_eq!(left.len(), 10_000 - 3334);

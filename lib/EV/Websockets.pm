@@ -197,6 +197,49 @@ Accepted for compatibility and has no effect: the TLS library used (rustls)
 keeps no process-global state, so this module coexists with OpenSSL,
 picotls or anything else in the same process.
 
+=item pubsub => { redis => $url, ... }
+
+Bridges the context's topics to a Redis server, so that a C<publish> in
+any process (one per core with C<reuse_port>, or on several machines)
+reaches the subscribers of all; see
+L</"Topics across processes (Redis)">.  The keys:
+
+=over 4
+
+=item redis => 'redis://[[user]:password@]host[:port][/db]'
+
+Required.  The host is an IP address (IPv6 in brackets) or a name,
+resolved off the loop as connections' names are; the port defaults to
+6379, the database to 0.  A password (percent-encoded in the URL) is sent
+with C<AUTH>, with the user name for a Redis 6 ACL user.  C<rediss://>
+(TLS) is not supported.
+
+=item prefix => $string
+
+The Redis channel of topic C<T> is C<prefix . T>; default C<"ews:">.
+
+=item on_connect => sub { my ($ctx) = @_; ... }
+
+Called each time the bridge has (re)connected, logged in and
+(re)subscribed to the channels of every topic with local subscribers.
+
+=item on_error => sub { my ($ctx, $message) = @_; ... }
+
+Called once per failure: the connection refused or lost, a name that
+does not resolve, C<AUTH> refused, no answer in 5 seconds.  A retry
+follows by itself after 0.1 s, doubling up to 5 s (each spread by 20 %).
+
+=back
+
+Unknown keys and bad values croak, e.g.
+C<"pubsub: unknown key 'host' (known: redis, prefix, on_connect, on_error)">,
+C<"pubsub: redis is required (a redis:// URL)">,
+C<"pubsub: redis: scheme must be redis://, not http://">,
+C<"pubsub: on_error must be a code reference">.  The bridge starts
+connecting when the loop next runs; neither callback runs inside C<new>.
+Without C<pubsub> nothing of this exists and topics cost what they
+did.
+
 =back
 
 Unreadable or mismatched certificate and key files, or C<ssl_cert> without
@@ -766,6 +809,20 @@ destruction.  Unknown options warn.  See L</"Topics (publish and subscribe)">.
 
 How many connections subscribe to C<$topic> (closing ones included).
 
+=head2 pubsub_stats
+
+    my $s = $ctx->pubsub_stats;   # undef without pubsub
+
+The counters of the context's bridge to Redis (see C<pubsub> under
+L</new>), in a new hash: C<connected> (1 while both connections are up),
+C<published> (messages handed to Redis), C<received> (messages from other
+publishers, fanned out here), C<dropped> (publishes not handed to Redis:
+while disconnected, or past the 16 MiB bound of unwritten output),
+C<reconnects> (times it connected again after losing its connection) and
+C<channels> (the channels it is subscribed to: topics with local
+subscribers).  After C<shutdown> the counters stay readable, with
+C<connected> 0; after destruction it returns undef.
+
 =head2 connections
 
     my @conns = $ctx->connections;
@@ -1174,6 +1231,62 @@ that are not open and counts only those it queued on.
         on_connect => sub { $_[0]->subscribe('chat') },
         on_message => sub { my ($conn, $msg) = @_;
                             $conn->publish(chat => $msg) });   # all but $conn
+
+=head2 Topics across processes (Redis)
+
+With C<pubsub> (see L</new>), C<< $ctx->publish >> and
+C<< $conn->publish >> fan out locally exactly as without it, and also
+publish to the Redis channel C<prefix . topic>; a message that comes from
+Redis on a topic's channel is fanned out to every local subscriber of the
+topic by the native core, as a local publish is, without a Perl call per
+message or per recipient.  A process's own messages that come back from
+Redis are skipped: it has delivered them already.
+
+    my $ctx = EV::Websockets::Context->new(pubsub => {
+        redis    => 'redis://127.0.0.1:6379',
+        on_error => sub { warn "redis: $_[1]\n" },
+    });
+    $ctx->listen(port => 9001, reuse_port => 1,
+        on_connect => sub { $_[0]->subscribe('chat') },
+        on_message => sub { $ctx->publish(chat => $_[1]) });
+
+The bridge keeps two connections to the server, both on the context's
+loop: one SUBSCRIBEd (a subscribed RESP connection takes no other
+command), one for PUBLISH.  A process is subscribed to a topic's channel
+only while it has local subscribers: the first C<subscribe> to a topic
+sends C<SUBSCRIBE>, the last C<unsubscribe> (or the close of the last
+subscriber) C<UNSUBSCRIBE>.  After a reconnect it subscribes again to
+every channel it needs before C<on_connect> runs.  Unlike an idle
+context, one with C<pubsub> keeps C<EV::run> running: its connections to
+Redis (or its retry timer) are active watchers.  C<shutdown> and
+destruction stop the bridge at once (after a last write of what is
+queued); messages published afterwards stay local (and count as
+dropped).
+
+Delivery is at most once: while Redis is unreachable, publishes reach the
+local subscribers and are counted in C<pubsub_stats>' C<dropped>, not
+queued, and nothing is replayed after the outage (Redis pub/sub keeps no
+history).  Messages of one publisher arrive in the order it published
+them; there is no order between publishers.  Past 16 MiB of output that
+Redis has not taken yet, publishes are dropped (and counted) too.
+
+The payload on a channel is an envelope: the 4 bytes C<"\0EWS">, the
+version byte C<"\x01">, C<"t"> (text) or C<"b"> (binary), 8 bytes of
+origin (the publishing context's random id, big-endian), then the message.
+Other programs can take part: one that publishes with this envelope and
+an origin of its own (any 8 bytes) sends text or binary as it chooses; a
+raw payload, without the envelope, is delivered as a text message if it
+is valid UTF-8 and as a binary one otherwise (as is an enveloped "text"
+message that is not UTF-8: no peer is sent an invalid text frame).  To
+read what a process publishes, skip the first 14 bytes.
+
+The RESP protocol is the C<redis-protocol> crate's, and the bridge is
+part of the native core rather than a Perl Redis client (such as
+C<AnyEvent::Redis> or C<Redis::Fast>) calling C<publish> for each message
+it receives: a message from Redis goes from the socket's read buffer to
+the subscribers' send queues without a Perl call, and the bridge's
+sockets are watched by the same EV loop, in the same way, as the
+context's connections.
 
 =head2 Exceptions (croak)
 
@@ -1890,7 +2003,10 @@ C<< EV::Loop->new >>.
 
 =back
 
-Data queued before the fork is sent once, by the parent.
+Data queued before the fork is sent once, by the parent.  The same holds
+for the connections to Redis of a context with C<pubsub>: a child that
+needs the bridge makes a context of its own (as F<eg/cluster.pl>'s
+workers do).
 
 =head1 DIFFERENCES FROM THE LIBWEBSOCKETS-BASED ORIGINAL
 
@@ -2000,6 +2116,11 @@ copied objects croak instead of crashing; threads skip cloning them
 
 =item *
 
+Topics across processes through Redis: C<pubsub> (see L</new>) and
+L</pubsub_stats>.
+
+=item *
+
 Sends are batched: a reply sent from a connection's own callbacks goes out
 in one write when they return, everything else queued during one loop
 iteration in one write per connection before the loop waits.
@@ -2075,7 +2196,8 @@ the guard made of it.
 F<eg/> holds runnable examples, for instance F<demo.pl> (a chat server and
 two clients in one loop), F<echo_server.pl> and F<echo_client.pl>,
 F<chat_server.pl>, F<tls_server.pl>, F<make_certs.pl> (see
-L</Making certificates>), and F<feersum_psgi.pl> and
+L</Making certificates>), F<cluster.pl> (worker processes sharing topics
+through Redis), and F<feersum_psgi.pl> and
 F<feersum_native.pl> (see L</adopt>). Run them from the build directory
 with C<perl -Mblib>.
 

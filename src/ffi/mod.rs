@@ -23,6 +23,7 @@ mod boot;
 mod conn;
 mod context;
 mod hub;
+mod pubsub;
 mod server;
 
 /// Size of an `ews_error`'s message buffer, terminating NUL included.

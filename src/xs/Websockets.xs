@@ -22,6 +22,7 @@
 /* The binding's parts, in dependency order (see binding.h). */
 #include "callbacks.c"
 #include "connection.c"
+#include "pubsub.c"
 #include "context.c"
 #include "options.c"
 
@@ -62,11 +63,17 @@ PREINIT:
     struct ev_loop *loop = NULL;
     ews_error err;
     ews_client *client;
+    ews_pubsub *pubsub = NULL;
+    ews_header *pairs = NULL;
+    size_t n_pairs = 0;
+    SV *pubsub_cbs[PUBSUB_CBS] = { NULL, NULL };
     ws_ctx *ctx;
     SV *obj;
 CODE:
     parse_opts(aTHX_ &ST(1), items - 1, EWS_CALL_NEW, "loop", &opts);
     opts_check(aTHX_ &opts);
+    if (opts.pubsub)
+        pairs = pubsub_pairs(aTHX_ opts.pubsub, pubsub_cbs, &n_pairs);
     if (opts.object) {
         if (!(SvROK(opts.object) && sv_derived_from(opts.object, "EV::Loop")))
             croak("loop must be an EV::Loop object");
@@ -75,6 +82,10 @@ CODE:
     client = ews_client_new(opts.core, &err);
     if (!client)
         croak("Failed to create context: %s", err.msg);
+    if (pairs && !(pubsub = ews_pubsub_settings(pairs, n_pairs, &err))) {
+        ews_client_free(client);
+        croak("%s", err.msg);
+    }
     Newxz(ctx, 1, ws_ctx);
     ctx->refs = 1;
     ctx->client = client;
@@ -91,6 +102,8 @@ CODE:
     obj = newSV_type(SVt_PVMG);
     sv_magicext(obj, NULL, PERL_MAGIC_ext, &ctx_vtbl, (const char *)ctx, 0);
     ctx->self = obj;
+    if (pubsub)
+        bridge_start(aTHX_ ctx, pubsub, pubsub_cbs);
     RETVAL = sv_bless(newRV_noinc(obj), gv_stashpv(class, GV_ADD));
     TRACE("context %p created", (void *)ctx);
 OUTPUT:
@@ -227,6 +240,25 @@ CODE:
 OUTPUT:
     RETVAL
 
+SV *
+pubsub_stats(EV::Websockets::Context ctx)
+PREINIT:
+    ews_pubsub_stats s;
+    HV *hv;
+CODE:
+    if (ctx->destroyed || !ews_hub_bridge_stats(ctx->hub, &s))
+        XSRETURN_UNDEF;
+    hv = newHV();
+    (void)hv_stores(hv, "connected", newSViv(s.connected));
+    (void)hv_stores(hv, "published", newSVuv((UV)s.published));
+    (void)hv_stores(hv, "received", newSVuv((UV)s.received));
+    (void)hv_stores(hv, "dropped", newSVuv((UV)s.dropped));
+    (void)hv_stores(hv, "reconnects", newSVuv((UV)s.reconnects));
+    (void)hv_stores(hv, "channels", newSVuv((UV)s.channels));
+    RETVAL = newRV_noinc((SV *)hv);
+OUTPUT:
+    RETVAL
+
 UV
 subscribers(EV::Websockets::Context ctx, SV *topic)
 PREINIT:
@@ -335,6 +367,7 @@ CODE:
     rs = conn_open(aTHX_ c);
     RETVAL = ix ? ews_hub_unsubscribe(c->ctx->hub, rs, t, tlen)
                 : ews_hub_subscribe(c->ctx->hub, rs, c, t, tlen);
+    ctx_bridge_kick(aTHX_ c->ctx);
 OUTPUT:
     RETVAL
 

@@ -3,7 +3,7 @@
 
 /* What the parts of the Perl binding share: its structures, the list of
  * callbacks, and tracing.  The parts (callbacks.c, connection.c,
- * context.c, options.c) are included into Websockets.xs, one translation
+ * pubsub.c, context.c, options.c) are included into Websockets.xs, one translation
  * unit: EV's API pointer (GEVAPI in EVAPI.h) is static to it, and the hot
  * path stays inlinable. */
 
@@ -98,6 +98,16 @@ struct ws_listener {
     ws_listener *next;
 };
 
+/* One of pubsub's two Redis connections: its watcher, and whose it is. */
+typedef struct {
+    ev_io io;                 /* first: the watcher callback casts back */
+    ws_ctx *ctx;
+    int side;                 /* EWS_PUBSUB_SUBSCRIBER or _PUBLISHER */
+} ws_bridge_io;
+
+/* pubsub's callbacks (ws_ctx.bridge_cb) */
+enum { PUBSUB_ON_CONNECT, PUBSUB_ON_ERROR, PUBSUB_CBS };
+
 /* ws_ctx.shut: where shutdown() is */
 enum { SHUT_NONE, SHUT_PENDING, SHUT_DONE };
 
@@ -121,6 +131,10 @@ struct ws_ctx {
     int refs;
     int destroyed;
     pid_t pid;                /* the process that owns the sockets */
+    int bridged;              /* pubsub's bridge to Redis is running */
+    ws_bridge_io bridge_io[2];
+    ev_timer bridge_timer;    /* its deadline: retry, connect timeout */
+    SV *bridge_cb[PUBSUB_CBS];
 };
 
 /* During global destruction EV's loops may already be gone: touch no

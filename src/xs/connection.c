@@ -25,6 +25,15 @@ static void conn_mark_dirty(pTHX_ ws_conn *c)
         ev_prepare_start(ctx->loop, &ctx->prepare);
 }
 
+/* The bridge to Redis has output to write (a publish, a SUBSCRIBE): the
+ * prepare watcher writes it before the loop blocks. */
+static void ctx_bridge_kick(pTHX_ ws_ctx *ctx)
+{
+    if (ctx && ctx->bridged && !ctx->destroyed && LOOP_USABLE
+        && !ev_is_active(&ctx->prepare))
+        ev_prepare_start(ctx->loop, &ctx->prepare);
+}
+
 static void conn_unmark_dirty(pTHX_ ws_conn *c)
 {
     ws_ctx *ctx = c->ctx;
@@ -39,8 +48,9 @@ static void conn_unmark_dirty(pTHX_ ws_conn *c)
     c->dirty = 0;
     c->next_dirty = NULL;
     /* nothing left for the prepare watcher (a no-op inside its callback,
-     * which took the list before flushing) */
-    if (!ctx->dirty && !ctx->destroyed && LOOP_USABLE)
+     * which took the list before flushing); the bridge to Redis may still
+     * have output for it */
+    if (!ctx->dirty && !ctx->bridged && !ctx->destroyed && LOOP_USABLE)
         ev_prepare_stop(ctx->loop, &ctx->prepare);
 }
 
@@ -55,7 +65,7 @@ static void conn_set_resolving(pTHX_ ws_conn *c, int resolving)
         ev_async_start(ctx->loop, &ctx->async);
         /* an answer may have come before the watcher was started */
         ev_async_send(ctx->loop, &ctx->async);
-    } else if (!ctx->resolving && ev_is_active(&ctx->async) && LOOP_USABLE)
+    } else if (!ctx->resolving && !ctx->bridged && ev_is_active(&ctx->async) && LOOP_USABLE)
         ev_async_stop(ctx->loop, &ctx->async);
 }
 
@@ -166,8 +176,10 @@ static void conn_detach(pTHX_ ws_conn *c, int abandon)
     conn_stop_watchers(aTHX_ c);
     if (c->rs) {
         /* out of its topics before it is freed: the hub holds c->rs */
-        if (c->ctx && c->ctx->hub)
+        if (c->ctx && c->ctx->hub) {
             ews_hub_remove(c->ctx->hub, c->rs);
+            ctx_bridge_kick(aTHX_ c->ctx);   /* an UNSUBSCRIBE, maybe */
+        }
         if (abandon)
             ews_conn_abandon(c->rs);
         c->dropped = (UV)ews_conn_dropped(c->rs);
@@ -539,6 +551,7 @@ static void conn_queued_cb(void *handle)
     conn_mark_dirty(aTHX_ (ws_conn *)handle);
 }
 
+
 /* publish's key => value pairs after the data (binary => 0|1), each
  * converted once; unknown keys warn, later duplicates win. */
 static int publish_binary(pTHX_ SV **args, I32 n)
@@ -582,6 +595,7 @@ static IV hub_publish(pTHX_ ws_ctx *ctx, const char *t, STRLEN tlen, ews_conn *e
                                  conn_queued_cb, &err);
     if (n < 0)
         croak("%s", err.msg);
+    ctx_bridge_kick(aTHX_ ctx);
     return (IV)n;
 }
 

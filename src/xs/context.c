@@ -40,6 +40,8 @@ static void ctx_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     }
     if (batch != on_stack)
         Safefree(batch);
+    if (ctx->bridged && !ctx->destroyed)
+        bridge_run(aTHX_ ctx, -1, 0);   /* write what was published */
     if (!ctx->destroyed) {
         if (ctx->dirty)
             ev_idle_start(loop, &ctx->idle);
@@ -66,6 +68,8 @@ static void ctx_async_cb(struct ev_loop *loop, ev_async *w, int revents)
     PERL_UNUSED_ARG(revents);
 
     ctx->refs++;
+    if (ctx->bridged)
+        bridge_run(aTHX_ ctx, -1, 0);   /* its lookup may have answered */
 again:
     for (c = ctx->conns; c && !ctx->destroyed; c = c->next)
         if (c->resolving && c->rs && ews_conn_on_lookup(c->rs)) {
@@ -168,6 +172,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
         ev_async_stop(ctx->loop, &ctx->async);
         ev_timer_stop(ctx->loop, &ctx->shutdown);
     }
+    bridge_detach(aTHX_ ctx, owner);
     ews_waker_free(ctx->waker);   /* no more wake-ups from resolver threads */
     ctx->waker = NULL;
     ews_client_free(ctx->client);   /* connections keep what they use */
@@ -208,6 +213,7 @@ static void ctx_destroy(pTHX_ ws_ctx *ctx)
         listeners = l->next;
         listener_release(aTHX_ l);
     }
+    bridge_release(aTHX_ ctx);
     SvREFCNT_dec(shutdown_cb);
     SvREFCNT_dec(loop_sv);
     ctx_release(ctx);
@@ -367,6 +373,7 @@ static void ctx_shutdown(pTHX_ ws_ctx *ctx, NV code, const char *reason, STRLEN 
     ctx->listeners = NULL;
     for (l = listeners; l; l = l->next)
         listener_detach(aTHX_ l);
+    bridge_detach(aTHX_ ctx, owner);
     /* a forked child leaves the parent's peers alone: ctx_drop_conns
      * closes its copies of their sockets */
     for (c = ctx->conns; c && owner; c = c->next)
@@ -379,6 +386,7 @@ static void ctx_shutdown(pTHX_ ws_ctx *ctx, NV code, const char *reason, STRLEN 
         listeners = l->next;
         listener_release(aTHX_ l);
     }
+    bridge_release(aTHX_ ctx);
     if (ctx->destroyed || ctx->shut != SHUT_PENDING)
         return;
     if (!LOOP_USABLE) {

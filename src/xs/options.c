@@ -10,6 +10,7 @@ typedef struct {
     ews_options *core;
     callbacks cbs;            /* borrowed from the mortal option values */
     SV *object;               /* `loop` (new) or `fh` (adopt): NULL if absent */
+    SV *pubsub;               /* new's `pubsub` hash: NULL if absent */
 } call_opts;
 
 static void options_free(pTHX_ void *core)
@@ -132,12 +133,58 @@ static void parse_opts(pTHX_ SV **args, I32 n, int call, const char *object, cal
             out->cbs.cb[j] = SvOK(value) ? SvRV(value) : NULL;
         } else if (object && strEQ(key, object)) {
             out->object = SvOK(value) ? value : NULL;
+        } else if (call == EWS_CALL_NEW && strEQ(key, "pubsub")) {
+            out->pubsub = SvOK(value) ? value : NULL;
         } else if ((index = ews_options_find(out->core, key, key_len, &shape)) >= 0) {
             opt_set(aTHX_ out->core, index, shape, key, value);
         } else {
             warn("EV::Websockets: unknown option '%s'", key);
         }
     }
+}
+
+/* new's `pubsub` hash: its callbacks into cbs (borrowed from mortal
+ * copies), its other pairs into a list for the core, which checks them
+ * (a value that is not a string has a NULL value).  The hash is copied
+ * first: a tied value's fetch cannot change what is iterated. */
+static ews_header *pubsub_pairs(pTHX_ SV *value, SV **cbs, size_t *count)
+{
+    static const char *const names[PUBSUB_CBS] = { "on_connect", "on_error" };
+    ews_header *list;
+    HV *hv;
+    HE *he;
+    size_t n = 0;
+
+    if (!(SvROK(value) && !SvAMAGIC(value) && SvTYPE(SvRV(value)) == SVt_PVHV))
+        croak("pubsub must be a hash reference");
+    hv = (HV *)sv_2mortal((SV *)newHVhv((HV *)SvRV(value)));
+    Newxz(list, HvUSEDKEYS(hv) + 1, ews_header);
+    SAVEFREEPV(list);
+    hv_iterinit(hv);
+    while ((he = hv_iternext(hv))) {
+        I32 key_len;
+        const char *key = hv_iterkey(he, &key_len);
+        SV *v = sv_mortalcopy(hv_iterval(hv, he));
+        int i;
+        for (i = 0; i < PUBSUB_CBS && strcmp(key, names[i]); i++)
+            ;
+        if (i < PUBSUB_CBS) {
+            if (SvOK(v) && !(SvROK(v) && SvTYPE(SvRV(v)) == SVt_PVCV))
+                croak("pubsub: %s must be a code reference", key);
+            cbs[i] = SvOK(v) ? SvRV(v) : NULL;
+            continue;
+        }
+        list[n].name = key;
+        list[n].name_len = key_len;
+        if (SvOK(v) && (!SvROK(v) || SvAMAGIC(v))) {
+            STRLEN len;
+            list[n].value = SvPV(v, len);
+            list[n].value_len = len;
+        }
+        n++;
+    }
+    *count = n;
+    return list;
 }
 
 /* The checks that look at several options: croaks if one fails. */

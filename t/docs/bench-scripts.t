@@ -50,6 +50,13 @@ $r = bench('memory.pl', '--count', 50);
 is($r->{connections}, 50, 'memory: all connections opened');
 
 SKIP: {
+    skip 'no redis-server', 2 unless TestWS::find_program('redis-server');
+    $r = bench('cluster.pl', '--time', 0.3, '--subscribers', 4, '--window', 4);
+    is(scalar @{ $r->{results} // [] }, 2, 'cluster: 1 and 2 workers');
+    ok(!grep({ $_->{deliveries_per_sec} <= 0 } @{ $r->{results} // [] }), 'cluster: every figure measured');
+}
+
+SKIP: {
     skip 'no gnuplot', 2 unless grep { -x "$_/gnuplot" } split /:/, $ENV{PATH};
     bench('compare.pl', '--rounds', 1, '--count', 200, '--time', 1, '--chart', "$dir/c.png");
     ok(-s "$dir/c.png", 'compare: the chart is written');
