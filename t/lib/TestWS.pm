@@ -425,4 +425,19 @@ sub stop_daemon {
     return $d->{status};
 }
 
+# The upgrade request a PSGI server read, rebuilt from its env as the
+# POD's "adopt" shows, for adopt's initial_data.
+push @EXPORT, 'upgrade_request';
+
+sub upgrade_request {
+    my ($env) = @_;
+    my $hdr = 'GET ' . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";
+    for (sort keys %$env) {
+        next unless /^HTTP_(.+)/;
+        (my $h = $1) =~ s/_/-/g;
+        $hdr .= "$h: $env->{$_}\r\n";
+    }
+    return "$hdr\r\n";
+}
+
 1;

@@ -42,18 +42,6 @@ sub listener {
     return $listener;
 }
 
-# The upgrade request, rebuilt from a PSGI env as the POD's "adopt" shows.
-sub upgrade_request {
-    my ($env) = @_;
-    my $hdr = 'GET ' . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";
-    for (sort keys %$env) {
-        next unless /^HTTP_(.+)/;
-        (my $h = $1) =~ s/_/-/g;
-        $hdr .= "$h: $env->{$_}\r\n";
-    }
-    return "$hdr\r\n";
-}
-
 sub is_upgrade { ($_[0]{HTTP_UPGRADE} // '') =~ /websocket/i }
 
 # An upgrade request with a first text frame right behind it, in one write.

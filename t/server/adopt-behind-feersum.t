@@ -48,18 +48,6 @@ my $feersum = Feersum->endjinn;
 $feersum->use_socket($listener);
 $feersum->set_psgix_io(1) if $feersum->can('set_psgix_io');    # newer Feersum only
 
-# The upgrade request, rebuilt from a PSGI env as the POD's "adopt" shows.
-sub upgrade_request {
-    my ($env) = @_;
-    my $hdr = 'GET ' . ($env->{REQUEST_URI} // '/') . " HTTP/1.1\r\n";
-    for (sort keys %$env) {
-        next unless /^HTTP_(.+)/;
-        (my $h = $1) =~ s/_/-/g;
-        $hdr .= "$h: $env->{$_}\r\n";
-    }
-    return "$hdr\r\n";
-}
-
 # Run $code with STDERR (descriptor 2) going to a file; returns what was
 # written there.  Test::More keeps its own copy of STDERR.
 sub stderr_of {
