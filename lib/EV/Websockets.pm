@@ -1268,7 +1268,11 @@ local subscribers and are counted in C<pubsub_stats>' C<dropped>, not
 queued, and nothing is replayed after the outage (Redis pub/sub keeps no
 history).  Messages of one publisher arrive in the order it published
 them; there is no order between publishers.  Past 16 MiB of output that
-Redis has not taken yet, publishes are dropped (and counted) too.
+Redis has not taken yet, publishes are dropped (and counted) too.  A
+reply from Redis larger than 64 MiB (a message of that size, or a server
+that misbehaves) is not buffered further: the connection ends with
+C<on_error> C<"Redis sent a reply larger than 64 MiB"> and is made
+again.
 
 The payload on a channel is an envelope: the 4 bytes C<"\0EWS">, the
 version byte C<"\x01">, C<"t"> (text) or C<"b"> (binary), 8 bytes of

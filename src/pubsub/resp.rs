@@ -17,6 +17,10 @@ use redis_protocol::resp2::types::{BorrowedFrame, RangeFrame};
 const READ_BUDGET: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The largest reply taken from Redis (a message and its envelope): what
+/// a server that misbehaves can make the process buffer.
+pub const MAX_REPLY: usize = 64 << 20;
+
 /// A reply, its strings as ranges into [`RespStream::reply_bytes`].
 pub type Reply = RangeFrame;
 
@@ -141,12 +145,15 @@ impl RespStream {
     /// The next complete reply read, if any; an error if the server's
     /// bytes are not RESP.
     pub fn next_reply(&mut self) -> Result<Option<Reply>, String> {
-        match decode_range(&self.input[self.parsed..]) {
+        let pending = &self.input[self.parsed..];
+        match decode_range(pending) {
+            Ok(Some((_, used))) if used > MAX_REPLY => Err(too_large()),
             Ok(Some((frame, used))) => {
                 let frame = shift(frame, self.parsed);
                 self.parsed += used;
                 Ok(Some(frame))
             }
+            Ok(None) if pending.len() > MAX_REPLY => Err(too_large()),
             Ok(None) => Ok(None),
             Err(e) => Err(format!("Redis sent a malformed reply: {e}")),
         }
@@ -157,6 +164,10 @@ impl RespStream {
     pub fn reply_bytes(&self) -> &[u8] {
         &self.input
     }
+}
+
+fn too_large() -> String {
+    format!("Redis sent a reply larger than {} MiB", MAX_REPLY >> 20)
 }
 
 /// A frame parsed at offset `by` of the buffer, its ranges made absolute.
@@ -241,6 +252,32 @@ mod tests {
         assert!(s.next_reply().is_err());
         drop(server);
         until(&mut s, |s| !s.read().unwrap());
+    }
+
+    #[test]
+    fn a_reply_past_the_limit_is_an_error_before_it_is_whole() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = RespStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let writer = std::thread::spawn(move || {
+            let header = format!("${}\r\n", MAX_REPLY + 10);
+            server.write_all(header.as_bytes()).unwrap();
+            // the reader stops taking bytes at the error: so may we
+            let _ = server.write_all(&vec![b'x'; MAX_REPLY + 1]);
+        });
+        let start = Instant::now();
+        let err = loop {
+            assert!(start.elapsed() < Duration::from_secs(20), "timed out");
+            s.read().unwrap();
+            match s.next_reply() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Ok(Some(r)) => panic!("{r:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, "Redis sent a reply larger than 64 MiB");
+        drop(s);
+        writer.join().unwrap();
     }
 
     #[test]
